@@ -1,0 +1,94 @@
+"""Meter connection URIs (CONTRACT.md).
+
+``modbus+tcp://HOST:PORT?unit=1&map=sdm630``, ``modbus+rtu:///dev/ttyX?baud=9600&unit=1``,
+``dlms+tcp://HOST:4059?client=16&server=1``, ``dlms+hdlc:///dev/ttyX``, ``dlms+hdlc+tcp://HOST:PORT``,
+``iec62056-21:///dev/ttyX``, ``mqtt://METER_ID``; added (compatible): ``iec62056-21+tcp://HOST:PORT``,
+``p1:///dev/ttyX`` and ``p1+tcp://HOST:PORT`` for DSMR P1 ports behind a serial-to-TCP bridge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+from amiflow.errors import ConfigError
+
+__all__ = ["PROTOCOLS", "SCHEMES", "MeterUri", "parse_meter_uri"]
+
+# scheme -> (protocol, link) where link is "tcp" or "serial" or "mqtt"
+SCHEMES: dict[str, tuple[str, str]] = {
+    "modbus+tcp": ("modbus", "tcp"),
+    "modbus+rtu": ("modbus", "serial"),
+    "modbus+rtu+tcp": ("modbus", "tcp"),
+    "dlms+tcp": ("dlms", "tcp"),
+    "dlms+hdlc": ("dlms", "serial"),
+    "dlms+hdlc+tcp": ("dlms", "tcp"),
+    "iec62056-21": ("iec62056-21", "serial"),
+    "iec62056-21+tcp": ("iec62056-21", "tcp"),
+    "p1": ("p1", "serial"),
+    "p1+tcp": ("p1", "tcp"),
+    "mqtt": ("mqtt", "mqtt"),
+}
+PROTOCOLS = ("dlms", "iec62056-21", "modbus", "mqtt", "p1")
+_DEFAULT_PORTS = {"modbus": 502, "dlms": 4059}
+
+
+@dataclass(frozen=True, slots=True)
+class MeterUri:
+    """A parsed meter URI. ``host``/``port`` for TCP links, ``path`` for serial links, ``meter`` for MQTT."""
+
+    text: str
+    scheme: str
+    protocol: str
+    link: str
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def hdlc(self) -> bool:
+        """True when DLMS runs over HDLC framing (serial or HDLC-over-TCP) rather than the TCP wrapper."""
+        return "hdlc" in self.scheme or self.scheme == "modbus+rtu+tcp"
+
+    def int_param(self, name: str, default: int) -> int:
+        raw = self.params.get(name)
+        if raw is None:
+            return default
+        try:
+            return int(raw, 0)
+        except ValueError:
+            raise ConfigError(f"meter URI {self.text!r}: parameter {name}={raw!r} is not an integer") from None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_meter_uri(text: str) -> MeterUri:
+    """Parse and check a meter URI; raises ConfigError naming the URI and what is wrong."""
+    parts = urlsplit(text.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        known = ", ".join(sorted(SCHEMES))
+        raise ConfigError(f"meter URI {text!r}: unknown scheme {scheme or '(none)'!r}; expected one of {known}")
+    protocol, link = SCHEMES[scheme]
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if link == "mqtt":
+        meter = parts.netloc or parts.path.lstrip("/")
+        if not meter or "/" in meter or "+" in meter or "#" in meter:
+            raise ConfigError(f"meter URI {text!r}: expected mqtt://METER_ID (no '/', '+' or '#')")
+        return MeterUri(text, scheme, protocol, link, host=meter, params=params)
+    if link == "serial":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ConfigError(f"meter URI {text!r}: expected {scheme}:///dev/ttyX (an absolute device path)")
+        return MeterUri(text, scheme, protocol, link, path=parts.path, params=params)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"meter URI {text!r}: the port is not a number in 0..65535") from None
+    if not parts.hostname:
+        raise ConfigError(f"meter URI {text!r}: expected {scheme}://HOST:PORT")
+    port = port if port is not None else _DEFAULT_PORTS.get(protocol)
+    if port is None:
+        raise ConfigError(f"meter URI {text!r}: a port is required")
+    return MeterUri(text, scheme, protocol, link, host=parts.hostname, port=port, params=params)

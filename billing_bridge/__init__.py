@@ -1,0 +1,1 @@
+"""amiflow billing_bridge package."""

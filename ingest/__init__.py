@@ -1,0 +1,1 @@
+"""amiflow ingest package."""
