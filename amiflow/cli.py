@@ -42,15 +42,15 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("tariffs", "list"): "rating.cli:TARIFFS_LIST",
     ("tariffs", "show"): "rating.cli:TARIFFS_SHOW",
     ("rate",): "rating.cli:RATE",
-    ("vee", "run"): "rating.cli:VEE_RUN",
-    ("bill", "run"): "rating.cli:BILL_RUN",
+    ("vee", "run"): "rating.vee.cli:VEE_RUN",
+    ("bill", "run"): "rating.billing_run:BILL_RUN",
     ("bridge", "run"): "billing_bridge.cli:BRIDGE_RUN",
     ("bridge", "failed"): "billing_bridge.cli:BRIDGE_FAILED",
     ("bridge", "retry"): "billing_bridge.cli:BRIDGE_RETRY",
     ("payments", "import"): "billing_bridge.cli:PAYMENTS_IMPORT",
-    ("arrears", "report"): "billing_bridge.cli:ARREARS_REPORT",
-    ("disconnect", "plan"): "billing_bridge.cli:DISCONNECT_PLAN",
-    ("disconnect", "run"): "billing_bridge.cli:DISCONNECT_RUN",
+    ("arrears", "report"): "billing_bridge.disconnect_cli:ARREARS_REPORT",
+    ("disconnect", "plan"): "billing_bridge.disconnect_cli:DISCONNECT_PLAN",
+    ("disconnect", "run"): "billing_bridge.disconnect_cli:DISCONNECT_RUN",
 }
 
 
