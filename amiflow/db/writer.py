@@ -1,0 +1,352 @@
+"""The batch writer: columnar readings into ``amiflow.readings`` with exactly-once semantics, at COPY speed.
+
+Design (ARCHITECTURE.md, limits table): a staging table + ``INSERT ... ON CONFLICT`` costs half of a plain binary
+COPY, so conflicts are handled only where they can occur:
+
+1. meters and OBIS codes are resolved to ids through per-writer caches (unknown meters are quarantined, unknown
+   channels created), non-finite values are quarantined;
+2. the batch is sorted by (meter, channel, ts) (COPY of meter-sorted rows is ~2x faster) and duplicates inside the
+   batch are removed in numpy: same value = duplicate, different value = conflict (kept in reading_conflicts);
+3. one index probe per (meter, channel) run asks whether the database already holds any reading in the run's time
+   span; runs that do not overlap go straight in by binary COPY, the overlapping ones through the staging table and
+   ``ON CONFLICT DO NOTHING``, with stored-vs-new conflicts recorded;
+4. if a concurrent writer wins a race and the optimistic COPY hits the unique key, that COPY is rolled back to its
+   savepoint and its rows take the staging path.
+
+Everything of one ``write`` is one transaction: after it returns, the batch is durable (the point at which a source
+may be acknowledged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg import errors as pg_errors
+
+from amiflow.db._copy import PG_EPOCH_S, encode_rows
+from amiflow.db.quarantine import quarantine_many
+from amiflow.errors import StorageError
+from amiflow.types import ReadingBatch, channel_kind, parse_obis
+
+__all__ = ["BatchWriter", "WriteResult"]
+
+log = logging.getLogger(__name__)
+
+FIELDS = (
+    ("meter_id", "i4"),
+    ("channel_id", "i2"),
+    ("ts", "i8"),
+    ("value", "f8"),
+    ("quality", "i4"),
+    ("source", "i2"),
+)
+_COLS = "meter_id, channel_id, ts, value, quality, source"
+_REL_TOL = 1e-9  # values equal within this relative tolerance are the same reading (unit conversions round)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Counts of one write: every reading of the batch is in exactly one of the first four."""
+
+    inserted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    quarantined: int = 0
+    channels_created: int = 0
+
+    def __add__(self, other: WriteResult) -> WriteResult:
+        return WriteResult(
+            self.inserted + other.inserted,
+            self.duplicates + other.duplicates,
+            self.conflicts + other.conflicts,
+            self.quarantined + other.quarantined,
+            self.channels_created + other.channels_created,
+        )
+
+
+def _same(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), 1.0)
+    return np.asarray(np.abs(a - b) <= _REL_TOL * scale)
+
+
+class BatchWriter:
+    """Writes :class:`ReadingBatch` es through one autocommit connection (one writer per connection)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], *, source_name: str = "writer") -> None:
+        self._conn = conn
+        self._source_name = source_name
+        self._meters: dict[str, int] = {}
+        self._channels: dict[str, int] = {}
+        self._width_s: int | None = None  # native partition width; 0 = TimescaleDB (no partitions to make)
+        self._partitions: set[int] = set()
+        self._stage_ready = False
+
+    # -- resolution -------------------------------------------------------------------------------------------
+    def _resolve_meters(self, names: npt.NDArray[np.object_]) -> npt.NDArray[np.int32]:
+        cache = self._meters
+        ids = np.fromiter((cache.get(n, -1) for n in names), dtype=np.int32, count=len(names))
+        if (ids < 0).any():
+            missing = sorted({str(n) for n in names[ids < 0]})
+            rows = self._conn.execute(
+                "SELECT name, id FROM amiflow.meters WHERE name = ANY(%s)", (missing,)
+            ).fetchall()
+            cache.update(rows)
+            ids = np.fromiter((cache.get(n, -1) for n in names), dtype=np.int32, count=len(names))
+        return ids
+
+    def _resolve_channels(
+        self, codes: npt.NDArray[np.object_], units: npt.NDArray[np.object_]
+    ) -> tuple[npt.NDArray[np.int16], int, npt.NDArray[np.bool_]]:
+        cache = self._channels
+        ids = np.fromiter((cache.get(c, -1) for c in codes), dtype=np.int16, count=len(codes))
+        created = 0
+        bad = np.zeros(len(codes), dtype=bool)
+        if (ids < 0).any():
+            missing_mask = ids < 0
+            first_unit: dict[str, str] = {}
+            for code, unit in zip(codes[missing_mask], units[missing_mask], strict=True):
+                first_unit.setdefault(str(code), str(unit))
+            known = dict(
+                self._conn.execute(
+                    "SELECT obis, id FROM amiflow.channels WHERE obis = ANY(%s)", (list(first_unit),)
+                ).fetchall()
+            )
+            for code, unit in first_unit.items():
+                if code in known:
+                    continue
+                try:
+                    kind = channel_kind(parse_obis(code))
+                except ValueError:
+                    continue
+                row = self._conn.execute(
+                    "INSERT INTO amiflow.channels (obis, unit, kind) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (obis) DO UPDATE SET obis = EXCLUDED.obis RETURNING id",
+                    (code, unit, kind.value),
+                ).fetchone()
+                assert row is not None
+                known[code] = row[0]
+                created += 1
+            cache.update(known)
+            ids = np.fromiter((cache.get(c, -1) for c in codes), dtype=np.int16, count=len(codes))
+            bad = ids < 0
+        return ids, created, bad
+
+    def _ensure_partitions(self, ts: npt.NDArray[np.int64]) -> None:
+        if self._width_s is None:
+            row = self._conn.execute(
+                "SELECT (SELECT value FROM amiflow.storage_config WHERE key = 'backend'),"
+                " extract(epoch FROM (SELECT value::interval FROM amiflow.storage_config"
+                " WHERE key = 'chunk_interval'))::bigint"
+            ).fetchone()
+            assert row is not None
+            self._width_s = 0 if row[0] == "timescaledb" else int(row[1])
+        if not self._width_s or not len(ts):
+            return
+        needed = set(np.unique(ts // self._width_s).tolist()) - self._partitions
+        if needed:
+            lo, hi = min(needed) * self._width_s, max(needed) * self._width_s
+            self._conn.execute(
+                "SELECT amiflow.ensure_partitions(to_timestamp(%s), to_timestamp(%s))", (lo, hi)
+            )
+            self._partitions |= needed
+
+    # -- the write --------------------------------------------------------------------------------------------
+    def write(self, batch: ReadingBatch) -> WriteResult:
+        """Store the batch in one transaction; returns the counts. Raises StorageError if the database fails."""
+        if len(batch) == 0:
+            return WriteResult()
+        try:
+            return self._write(batch)
+        except psycopg.OperationalError as exc:
+            raise StorageError(f"database unavailable while writing readings: {str(exc).strip()}") from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"writing readings failed: {str(exc).strip()}") from exc
+
+    def _write(self, batch: ReadingBatch) -> WriteResult:
+        meter_ids = self._resolve_meters(batch.meter)
+        channel_ids, created, bad_obis = self._resolve_channels(batch.obis, batch.unit)
+        finite = np.isfinite(batch.value)
+        good = (meter_ids >= 0) & ~bad_obis & finite
+        self._ensure_partitions(batch.ts[good])
+        with self._conn.transaction():
+            quarantined = (
+                self._quarantine_rejects(batch, meter_ids, bad_obis, finite) if not good.all() else 0
+            )
+            result = self._store(
+                meter_ids[good],
+                channel_ids[good],
+                batch.ts[good],
+                batch.value[good],
+                batch.quality[good],
+                batch.source[good],
+            )
+        return WriteResult(result.inserted, result.duplicates, result.conflicts, quarantined, created)
+
+    def _quarantine_rejects(
+        self,
+        batch: ReadingBatch,
+        meter_ids: npt.NDArray[np.int32],
+        bad_obis: npt.NDArray[np.bool_],
+        finite: npt.NDArray[np.bool_],
+    ) -> int:
+        reasons = np.where(meter_ids < 0, 1, np.where(bad_obis, 2, np.where(~finite, 3, 0)))
+        names = {1: "unknown_meter", 2: "bad_obis", 3: "not_finite"}
+        records = []
+        for code, reason in names.items():
+            rows = np.nonzero(reasons == code)[0]
+            groups: dict[str, list[int]] = {}
+            for i in rows.tolist():
+                groups.setdefault(str(batch.meter[i]), []).append(i)
+            for meter, idx in groups.items():
+                payload = {
+                    "meter": meter,
+                    "readings": [
+                        {
+                            "obis": str(batch.obis[i]),
+                            "ts": int(batch.ts[i]),
+                            "value": float(batch.value[i])
+                            if np.isfinite(batch.value[i])
+                            else str(batch.value[i]),
+                            "unit": str(batch.unit[i]),
+                        }
+                        for i in idx
+                    ],
+                }
+                detail = f"{len(idx)} reading(s) rejected by the writer: {reason}"
+                records.append((self._source_name, reason, meter, json.dumps(payload).encode(), detail))
+        quarantine_many(self._conn, records)
+        return int((reasons > 0).sum())
+
+    def _store(
+        self,
+        mid: npt.NDArray[np.int32],
+        ch: npt.NDArray[np.int16],
+        ts: npt.NDArray[np.int64],
+        val: npt.NDArray[np.float64],
+        q: npt.NDArray[np.int32],
+        src: npt.NDArray[np.int16],
+    ) -> WriteResult:
+        if not len(ts):
+            return WriteResult()
+        order = np.lexsort((ts, ch, mid))  # stable: the first arrival of a key is the one kept
+        mid, ch, ts, val, q, src = mid[order], ch[order], ts[order], val[order], q[order], src[order]
+        same_key = np.zeros(len(ts), dtype=bool)
+        same_key[1:] = (mid[1:] == mid[:-1]) & (ch[1:] == ch[:-1]) & (ts[1:] == ts[:-1])
+        duplicates = conflicts = 0
+        if same_key.any():
+            first = np.maximum.accumulate(np.where(same_key, 0, np.arange(len(ts))))
+            later = np.nonzero(same_key)[0]
+            equal = _same(val[later], val[first[later]])
+            duplicates += int(equal.sum())
+            clash = later[~equal]
+            if len(clash):
+                conflicts += self._record_conflicts(
+                    mid[clash], ch[clash], ts[clash], val[first[clash]], val[clash], q[clash], src[clash]
+                )
+            keep = ~same_key
+            mid, ch, ts, val, q, src = mid[keep], ch[keep], ts[keep], val[keep], q[keep], src[keep]
+        cols = {
+            "meter_id": mid,
+            "channel_id": ch,
+            "ts": (ts - PG_EPOCH_S) * 1_000_000,
+            "value": val,
+            "quality": q,
+            "source": src,
+        }
+        overlap = self._overlapping_rows(mid, ch, ts)
+        inserted = 0
+        if not overlap.all():
+            fresh = {k: v[~overlap] for k, v in cols.items()} if overlap.any() else cols
+            try:
+                with self._conn.transaction(), self._conn.cursor() as cur:
+                    with cur.copy(f"COPY amiflow.readings ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
+                        for block in encode_rows(FIELDS, fresh):
+                            copy.write(block)
+                inserted += len(fresh["ts"])
+            except pg_errors.UniqueViolation:
+                log.info("optimistic COPY lost a race with another writer; taking the staging path")
+                overlap[:] = True
+        if overlap.any():
+            staged = {k: v[overlap] for k, v in cols.items()}
+            ins, dup, con = self._stage_insert(staged)
+            inserted, duplicates, conflicts = inserted + ins, duplicates + dup, conflicts + con
+        return WriteResult(inserted, duplicates, conflicts)
+
+    def _overlapping_rows(
+        self, mid: npt.NDArray[np.int32], ch: npt.NDArray[np.int16], ts: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        """True for the rows of (meter, channel) runs whose time span already holds a stored reading."""
+        starts = np.flatnonzero(np.r_[True, (mid[1:] != mid[:-1]) | (ch[1:] != ch[:-1])])
+        ends = np.r_[starts[1:], len(ts)]
+        rows = self._conn.execute(
+            "SELECT g.i FROM unnest(%s::int4[], %s::int2[], %s::int8[], %s::int8[]) WITH ORDINALITY"
+            " AS g(m, c, lo, hi, i) WHERE EXISTS (SELECT 1 FROM amiflow.readings r WHERE r.meter_id = g.m"
+            " AND r.channel_id = g.c AND r.ts BETWEEN to_timestamp(g.lo) AND to_timestamp(g.hi))",
+            (mid[starts].tolist(), ch[starts].tolist(), ts[starts].tolist(), ts[ends - 1].tolist()),
+        ).fetchall()
+        hit = np.zeros(len(starts), dtype=bool)
+        if rows:
+            hit[np.asarray([r[0] for r in rows], dtype=np.int64) - 1] = True
+        return np.repeat(hit, ends - starts)
+
+    def _stage_insert(self, cols: dict[str, npt.NDArray[Any]]) -> tuple[int, int, int]:
+        if not self._stage_ready:
+            self._conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _amiflow_stage (meter_id int4, channel_id int2, ts timestamptz,"
+                " value float8, quality int4, source int2) ON COMMIT DELETE ROWS"
+            )
+            self._stage_ready = True
+        with self._conn.cursor() as cur:
+            with cur.copy(f"COPY _amiflow_stage ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
+                for block in encode_rows(FIELDS, cols):
+                    copy.write(block)
+            cur.execute(
+                f"WITH ins AS (INSERT INTO amiflow.readings ({_COLS}) SELECT {_COLS} FROM _amiflow_stage"
+                " ON CONFLICT (meter_id, channel_id, ts) DO NOTHING RETURNING 1) SELECT count(*) FROM ins"
+            )
+            inserted = int(cur.fetchone()[0])  # type: ignore[index]
+            cur.execute(
+                "WITH c AS (INSERT INTO amiflow.reading_conflicts"
+                " (meter_id, channel_id, ts, stored_value, new_value, new_quality, source)"
+                " SELECT s.meter_id, s.channel_id, s.ts, r.value, s.value, s.quality, s.source"
+                " FROM _amiflow_stage s JOIN amiflow.readings r USING (meter_id, channel_id, ts)"
+                " WHERE abs(r.value - s.value) > %s * greatest(abs(r.value), abs(s.value), 1)"
+                " RETURNING 1) SELECT count(*) FROM c",
+                (_REL_TOL,),
+            )
+            conflicts = int(cur.fetchone()[0])  # type: ignore[index]
+            cur.execute("TRUNCATE _amiflow_stage")
+        staged = len(cols["ts"])
+        return inserted, staged - inserted - conflicts, conflicts
+
+    def _record_conflicts(self, mid: Any, ch: Any, ts: Any, stored: Any, new: Any, q: Any, src: Any) -> int:
+        with (
+            self._conn.cursor() as cur,
+            cur.copy(
+                "COPY amiflow.reading_conflicts (meter_id, channel_id, ts, stored_value, new_value, new_quality, source)"
+                " FROM STDIN"
+            ) as copy,
+        ):
+            for row in zip(
+                mid.tolist(),
+                ch.tolist(),
+                ts.tolist(),
+                stored.tolist(),
+                new.tolist(),
+                q.tolist(),
+                src.tolist(),
+                strict=True,
+            ):
+                copy.write_row((row[0], row[1], _iso(row[2]), *row[3:]))
+        return len(ts)
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
