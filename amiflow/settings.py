@@ -35,15 +35,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AMIFLOW_", extra="forbid", frozen=True)
 
     # -- core (CONTRACT.md)
-    database_url: str | None = Field(
-        None, description="PostgreSQL/TimescaleDB DSN; unset = embedded PostgreSQL"
-    )
-    mqtt_url: str | None = Field(
-        None, description="mqtt:// or mqtts://user:pass@host:port; unset = in-process"
-    )
-    billing_url: str | None = Field(
-        None, description="billing webhook base URL; unset = bills stay in the outbox"
-    )
+    database_url: str | None = Field(None, description="PostgreSQL/TimescaleDB DSN; unset = embedded PostgreSQL")
+    mqtt_url: str | None = Field(None, description="mqtt:// or mqtts://user:pass@host:port; unset = in-process")
+    billing_url: str | None = Field(None, description="billing webhook base URL; unset = bills stay in the outbox")
     billing_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key for the webhook signature")
     data_dir: Path = Field(Path(".amiflow"), description="embedded database, spool, reports")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

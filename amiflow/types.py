@@ -200,9 +200,7 @@ class ReadingBatch:
         n = len(self.ts)
         for name in ("meter", "obis", "value", "quality", "source", "unit"):
             if len(getattr(self, name)) != n:
-                raise ValueError(
-                    f"ReadingBatch column {name} has {len(getattr(self, name))} rows, ts has {n}"
-                )
+                raise ValueError(f"ReadingBatch column {name} has {len(getattr(self, name))} rows, ts has {n}")
 
     def __len__(self) -> int:
         return len(self.ts)

@@ -58,9 +58,7 @@ class MeterUri:
         try:
             return int(raw, 0)
         except ValueError:
-            raise ConfigError(
-                f"meter URI {self.text!r}: parameter {name}={raw!r} is not an integer"
-            ) from None
+            raise ConfigError(f"meter URI {self.text!r}: parameter {name}={raw!r} is not an integer") from None
 
     def __str__(self) -> str:
         return self.text
@@ -72,9 +70,7 @@ def parse_meter_uri(text: str) -> MeterUri:
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         known = ", ".join(sorted(SCHEMES))
-        raise ConfigError(
-            f"meter URI {text!r}: unknown scheme {scheme or '(none)'!r}; expected one of {known}"
-        )
+        raise ConfigError(f"meter URI {text!r}: unknown scheme {scheme or '(none)'!r}; expected one of {known}")
     protocol, link = SCHEMES[scheme]
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
     if link == "mqtt":

@@ -64,8 +64,7 @@ def decode_rows(data: bytes, kinds: Sequence[tuple[str, str]]) -> npt.NDArray[An
         raise StorageError("binary COPY stream has an unexpected layout (a NULL or variable-width field?)")
     rows = np.frombuffer(data, dtype=dtype, offset=start, count=body // dtype.itemsize)
     if len(rows) and (
-        np.any(rows["_n"] != len(kinds))
-        or any(np.any(rows[f"_l_{name}"] != _SIZES[kind]) for name, kind in kinds)
+        np.any(rows["_n"] != len(kinds)) or any(np.any(rows[f"_l_{name}"] != _SIZES[kind]) for name, kind in kinds)
     ):
         raise StorageError("binary COPY stream has NULLs or unexpected field widths")
     out = np.empty(len(rows), dtype=[(name, kind) for name, kind in kinds])

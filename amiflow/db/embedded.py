@@ -26,9 +26,7 @@ def embedded_url(data_dir: Path, *, database: str = "amiflow") -> str:
         try:
             import pgserver
         except ImportError as exc:  # pragma: no cover - pgserver is a dependency
-            raise StorageError(
-                "the embedded database needs the pgserver package (pip install pgserver)"
-            ) from exc
+            raise StorageError("the embedded database needs the pgserver package (pip install pgserver)") from exc
         pgdata.mkdir(parents=True, exist_ok=True)
         try:
             server = pgserver.get_server(pgdata, cleanup_mode="stop")

@@ -175,9 +175,7 @@ def status(url: str) -> MigrationStatus:
     with psycopg.connect(url, autocommit=True) as conn:
         applied: tuple[str, ...] = ()
         if _has_table(conn, "schema_migrations"):
-            applied = tuple(
-                r[0] for r in conn.execute("SELECT version FROM amiflow.schema_migrations ORDER BY 1")
-            )
+            applied = tuple(r[0] for r in conn.execute("SELECT version FROM amiflow.schema_migrations ORDER BY 1"))
         pending = tuple(m.version for m in migrations() if m.version not in applied)
         backend = "none"
         features: dict[str, Any] = {}

@@ -63,9 +63,7 @@ def read_intervals(
     """
     lo, hi = _epoch(start, "start"), _epoch(end, "end")
     if interval_s <= 0 or (hi - lo) % interval_s or hi <= lo:
-        raise ConfigError(
-            f"the range {start.isoformat()}..{end.isoformat()} is not whole {interval_s}-s intervals"
-        )
+        raise ConfigError(f"the range {start.isoformat()}..{end.isoformat()} is not whole {interval_s}-s intervals")
     n = (hi - lo) // interval_s
     names = tuple(meters)
     m = len(names)
@@ -75,9 +73,7 @@ def read_intervals(
     ts_axis = lo + interval_s * np.arange(1, n + 1, dtype=np.int64)
     if m == 0:
         return IntervalMatrix(names, ts_axis, values, quality, present, interval_s)
-    ids = dict(
-        conn.execute("SELECT name, id FROM amiflow.meters WHERE name = ANY(%s)", (list(names),)).fetchall()
-    )
+    ids = dict(conn.execute("SELECT name, id FROM amiflow.meters WHERE name = ANY(%s)", (list(names),)).fetchall())
     chan = conn.execute("SELECT id FROM amiflow.channels WHERE obis = %s", (obis,)).fetchone()
     if not ids or chan is None:
         return IntervalMatrix(names, ts_axis, values, quality, present, interval_s)

@@ -94,9 +94,7 @@ class BatchWriter:
         ids = np.fromiter((cache.get(n, -1) for n in names), dtype=np.int32, count=len(names))
         if (ids < 0).any():
             missing = sorted({str(n) for n in names[ids < 0]})
-            rows = self._conn.execute(
-                "SELECT name, id FROM amiflow.meters WHERE name = ANY(%s)", (missing,)
-            ).fetchall()
+            rows = self._conn.execute("SELECT name, id FROM amiflow.meters WHERE name = ANY(%s)", (missing,)).fetchall()
             cache.update(rows)
             ids = np.fromiter((cache.get(n, -1) for n in names), dtype=np.int32, count=len(names))
         return ids
@@ -152,9 +150,7 @@ class BatchWriter:
         needed = set(np.unique(ts // self._width_s).tolist()) - self._partitions
         if needed:
             lo, hi = min(needed) * self._width_s, max(needed) * self._width_s
-            self._conn.execute(
-                "SELECT amiflow.ensure_partitions(to_timestamp(%s), to_timestamp(%s))", (lo, hi)
-            )
+            self._conn.execute("SELECT amiflow.ensure_partitions(to_timestamp(%s), to_timestamp(%s))", (lo, hi))
             self._partitions |= needed
 
     # -- the write --------------------------------------------------------------------------------------------
@@ -176,9 +172,7 @@ class BatchWriter:
         good = (meter_ids >= 0) & ~bad_obis & finite
         self._ensure_partitions(batch.ts[good])
         with self._conn.transaction():
-            quarantined = (
-                self._quarantine_rejects(batch, meter_ids, bad_obis, finite) if not good.all() else 0
-            )
+            quarantined = self._quarantine_rejects(batch, meter_ids, bad_obis, finite) if not good.all() else 0
             result = self._store(
                 meter_ids[good],
                 channel_ids[good],
@@ -211,9 +205,7 @@ class BatchWriter:
                         {
                             "obis": str(batch.obis[i]),
                             "ts": int(batch.ts[i]),
-                            "value": float(batch.value[i])
-                            if np.isfinite(batch.value[i])
-                            else str(batch.value[i]),
+                            "value": float(batch.value[i]) if np.isfinite(batch.value[i]) else str(batch.value[i]),
                             "unit": str(batch.unit[i]),
                         }
                         for i in idx
