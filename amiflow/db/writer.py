@@ -257,10 +257,13 @@ class BatchWriter:
         if not overlap.all():
             fresh = {k: v[~overlap] for k, v in cols.items()} if overlap.any() else cols
             try:
-                with self._conn.transaction(), self._conn.cursor() as cur:
-                    with cur.copy(f"COPY amiflow.readings ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
-                        for block in encode_rows(FIELDS, fresh):
-                            copy.write(block)
+                with (
+                    self._conn.transaction(),
+                    self._conn.cursor() as cur,
+                    cur.copy(f"COPY amiflow.readings ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy,
+                ):
+                    for block in encode_rows(FIELDS, fresh):
+                        copy.write(block)
                 inserted += len(fresh["ts"])
             except pg_errors.UniqueViolation:
                 log.info("optimistic COPY lost a race with another writer; taking the staging path")
@@ -322,8 +325,8 @@ class BatchWriter:
         with (
             self._conn.cursor() as cur,
             cur.copy(
-                "COPY amiflow.reading_conflicts (meter_id, channel_id, ts, stored_value, new_value, new_quality, source)"
-                " FROM STDIN"
+                "COPY amiflow.reading_conflicts"
+                " (meter_id, channel_id, ts, stored_value, new_value, new_quality, source) FROM STDIN"
             ) as copy,
         ):
             for row in zip(

@@ -1,0 +1,141 @@
+"""``amiflow db migrate|status`` and ``amiflow meters add|list|show|import``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from amiflow.commands import Command
+from amiflow.db import Database, database_url
+from amiflow.db.migrate import migrate, status
+from amiflow.db.registry import MeterRecord, add_meter, get_meter, import_meters_csv, list_meters
+from amiflow.errors import ConfigError
+from amiflow.settings import Settings
+from amiflow.uri import PROTOCOLS
+
+__all__ = ["METERS_ADD", "METERS_IMPORT", "METERS_LIST", "METERS_SHOW", "MIGRATE", "STATUS"]
+
+
+def _no_args(parser: argparse.ArgumentParser) -> None:
+    del parser
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    url = database_url(settings)
+    applied = migrate(
+        url,
+        chunk_interval=settings.chunk_interval,
+        compress_after=settings.compress_after,
+        partitions_ahead=settings.partitions_ahead,
+    )
+    st = status(url)
+    print(f"applied {', '.join(applied)}" if applied else "schema up to date", f"(version {st.applied[-1]},", end=" ")
+    print(f"storage: {st.backend})")
+    return 0
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    st = status(database_url(settings))
+    print(f"schema version: {st.applied[-1] if st.applied else 'none'}")
+    print(f"pending migrations: {', '.join(st.pending) or 'none'}")
+    print(f"storage: {st.backend}" + (f" (TimescaleDB {st.timescaledb_version})" if st.timescaledb_version else ""))
+    for key, value in st.features.items():
+        print(f"  {key}: {value}")
+    return 0 if not st.pending else 1
+
+
+def _open(settings: Settings) -> Database:
+    from amiflow.db import open_database
+
+    return open_database(settings)
+
+
+def _add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("meter", help="the meter id (as on its MQTT topic)")
+    parser.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    parser.add_argument("--uri", help="connection URI, e.g. modbus+tcp://HOST:502?unit=1&map=sdm630")
+    parser.add_argument("--tz", default="UTC", help="IANA time zone of the meter (default UTC)")
+    parser.add_argument("--tariff")
+    parser.add_argument("--account")
+    parser.add_argument("--feeder")
+    parser.add_argument("--ct-ratio", type=float, default=1.0)
+    parser.add_argument("--vt-ratio", type=float, default=1.0)
+
+
+def _add(args: argparse.Namespace, settings: Settings) -> int:
+    record = MeterRecord(
+        name=args.meter,
+        protocol=args.protocol,
+        uri=args.uri,
+        timezone=args.tz,
+        tariff=args.tariff,
+        account=args.account,
+        feeder=args.feeder,
+        ct_ratio=args.ct_ratio,
+        vt_ratio=args.vt_ratio,
+    )
+    record.check()  # before starting any database
+    with _open(settings) as db, db.connect() as conn:
+        meter_id = add_meter(conn, record)
+    print(f"meter {record.name} registered (id {meter_id})")
+    return 0
+
+
+def _list_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--protocol", choices=PROTOCOLS)
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    with _open(settings) as db, db.connect() as conn:
+        meters = list_meters(conn, protocol=args.protocol)
+    if args.json:
+        for m in meters:
+            print(json.dumps(asdict(m), default=str))
+        return 0
+    print(f"{'meter':<16} {'protocol':<12} {'status':<11} {'state':<8} {'tz':<20} {'tariff':<14} account")
+    for m in meters:
+        print(
+            f"{m.name:<16} {m.protocol:<12} {m.status:<11} {m.state:<8} {m.timezone:<20} {m.tariff or '-':<14} "
+            f"{m.account or '-'}"
+        )
+    print(f"{len(meters)} meter(s)")
+    return 0
+
+
+def _show_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("meter")
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    with _open(settings) as db, db.connect() as conn:
+        record = get_meter(conn, args.meter)
+    if record is None:
+        raise ConfigError(f"meter {args.meter}: not registered (see `amiflow meters list`)")
+    print(json.dumps(asdict(record), indent=2, default=str))
+    return 0
+
+
+def _import_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="CSV with header meter,protocol,uri,timezone,tariff,account")
+
+
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{args.file}: cannot read ({exc.strerror})") from None
+    with _open(settings) as db, db.connect() as conn:
+        count = import_meters_csv(conn, text, source=str(args.file))
+    print(f"imported {count} meter(s) from {args.file}")
+    return 0
+
+
+MIGRATE = Command("apply the schema migrations (idempotent)", _no_args, _migrate)
+STATUS = Command("show the schema version and the TimescaleDB features in use", _no_args, _status)
+METERS_ADD = Command("register a meter", _add_args, _add)
+METERS_LIST = Command("list registered meters", _list_args, _list)
+METERS_SHOW = Command("show one meter", _show_args, _show)
+METERS_IMPORT = Command("import meters from CSV", _import_args, _import)
