@@ -108,12 +108,13 @@ class Settings(BaseSettings):
         return (init_settings, env_settings)
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: dict[str, Any], where: str | None = None) -> str:
     loc = ".".join(str(p) for p in error.get("loc", ())) or "settings"
     msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     value = error.get("input")
     shown = "" if isinstance(value, dict) or value is None else f" (got {value!r})"
-    return f"AMIFLOW_{loc.upper()}: {msg}{shown}"
+    name = f"{where}: {loc}" if where else f"AMIFLOW_{loc.upper()}"
+    return f"{name}: {msg}{shown}"
 
 
 def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
@@ -143,4 +144,4 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc.errors()[0]).replace("AMIFLOW_", f"{config}: ", 1)) from None
+        raise ConfigError(_describe(exc.errors()[0], str(config))) from None

@@ -75,6 +75,8 @@ def parse_meter_uri(text: str) -> MeterUri:
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
     if link == "mqtt":
         meter = parts.netloc or parts.path.lstrip("/")
+        if parts.netloc and parts.path not in ("", "/"):
+            meter = ""
         if not meter or "/" in meter or "+" in meter or "#" in meter:
             raise ConfigError(f"meter URI {text!r}: expected mqtt://METER_ID (no '/', '+' or '#')")
         return MeterUri(text, scheme, protocol, link, host=meter, params=params)
