@@ -1,0 +1,179 @@
+"""Store benchmark: raw binary COPY vs the amiflow writer (dedup always on) vs the numpy reader, one database.
+
+  python benchmarks/store.py [--quick] [--readings N]
+
+Baseline: binary COPY of the same batches, in the same arrival order, into a bare table with the same columns and
+the same unique key (meter, channel, ts) but no amiflow logic. The writer then stores the same stream into
+amiflow.readings (resolving meter names, sorting, dedup, partitions), and again a stream in which every batch
+re-sends 5% of the previous batch (duplicates) and 0.1% with changed values (conflicts). The reader reads it all back
+into meters x intervals matrices. Ends with the RESULT line of CONTRACT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from amiflow.db._copy import PG_EPOCH_S, encode_rows  # noqa: E402
+from amiflow.db.reader import read_intervals  # noqa: E402
+from amiflow.db.writer import FIELDS, BatchWriter, WriteResult  # noqa: E402
+from amiflow.types import ReadingBatch  # noqa: E402
+from benchmarks._db import scratch_database  # noqa: E402
+
+T0 = 1_793_491_200  # 2026-11-01T00:00:00Z
+BATCH_INTERVALS = 20
+
+
+def stream(meters: int, intervals: int, *, dup_share: float = 0.0, seed: int = 7) -> Iterator[ReadingBatch]:
+    """Batches in arrival order (time-major: every meter's reading of one interval, then the next)."""
+    rng = np.random.default_rng(seed)
+    names = np.array([f"B{i:06d}" for i in range(meters)], dtype=object)
+    previous: ReadingBatch | None = None
+    for start in range(0, intervals, BATCH_INTERVALS):
+        k = min(BATCH_INTERVALS, intervals - start)
+        ts = T0 + 900 * (start + 1 + np.repeat(np.arange(k), meters))
+        values = rng.uniform(10.0, 900.0, k * meters).round(3)
+        batch = ReadingBatch.from_columns(np.tile(names, k), "1-0:1.29.0", ts, values, unit="Wh")
+        if dup_share and previous is not None:
+            pick = rng.choice(len(previous), int(len(previous) * dup_share), replace=False)
+            resent = previous.take(pick)
+            changed = rng.random(len(pick)) < 0.02  # 2% of the re-sent rows carry a different value: conflicts
+            value = resent.value.copy()
+            value[changed] += 1.0
+            resent = ReadingBatch(
+                resent.meter, resent.obis, resent.ts, value, resent.quality, resent.source, resent.unit
+            )
+            out = ReadingBatch.concat([batch, resent])
+        else:
+            out = batch
+        previous = batch
+        yield out
+
+
+def register(conn: psycopg.Connection, meters: int) -> dict[str, int]:
+    with conn.cursor() as cur, cur.copy("COPY amiflow.meters (name, protocol) FROM STDIN") as copy:
+        for i in range(meters):
+            copy.write_row((f"B{i:06d}", "mqtt"))
+    return dict(conn.execute("SELECT name, id FROM amiflow.meters").fetchall())
+
+
+def raw_copy(conn: psycopg.Connection, batches: list[ReadingBatch], ids: dict[str, int]) -> float:
+    conn.execute(
+        "CREATE TABLE bench_raw (meter_id int4 NOT NULL, channel_id int2 NOT NULL, ts timestamptz NOT NULL,"
+        " value float8 NOT NULL, quality int4 NOT NULL, source int2 NOT NULL)"
+    )
+    conn.execute("CREATE UNIQUE INDEX ON bench_raw (meter_id, channel_id, ts)")
+    # pre-resolved ids: the baseline does no work but the COPY itself
+    prepared = [
+        {
+            "meter_id": np.fromiter((ids[m] for m in b.meter), np.int32, len(b)),
+            "channel_id": np.ones(len(b), np.int16),
+            "ts": (b.ts - PG_EPOCH_S) * 1_000_000,
+            "value": b.value,
+            "quality": b.quality,
+            "source": b.source,
+        }
+        for b in batches
+    ]
+    t = time.perf_counter()
+    for cols in prepared:
+        with (
+            conn.transaction(),
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY bench_raw (meter_id, channel_id, ts, value, quality, source) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
+            for block in encode_rows(FIELDS, cols):
+                copy.write(block)
+    elapsed = time.perf_counter() - t
+    conn.execute("DROP TABLE bench_raw")
+    return elapsed
+
+
+def write_all(conn: psycopg.Connection, batches: list[ReadingBatch]) -> tuple[float, WriteResult]:
+    writer = BatchWriter(conn)
+    total = WriteResult()
+    t = time.perf_counter()
+    for b in batches:
+        total = total + writer.write(b)
+    return time.perf_counter() - t, total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="500k readings instead of 5M")
+    parser.add_argument("--readings", type=int, help="total readings (default 5,000,000; --quick 500,000)")
+    args = parser.parse_args()
+    total = args.readings or (500_000 if args.quick else 5_000_000)
+    meters = 10_000 if total >= 1_000_000 else 2_500
+    intervals = max(BATCH_INTERVALS, total // meters)
+    n = meters * intervals
+    print(
+        f"store benchmark: {meters} meters x {intervals} intervals = {n:,} readings, batches of "
+        f"{meters * BATCH_INTERVALS:,}"
+    )
+    with scratch_database() as url, psycopg.connect(url, autocommit=True) as conn:
+        ids = register(conn, meters)
+        clean = list(stream(meters, intervals))
+        copy_s = raw_copy(conn, clean, ids)
+        conn.execute("CHECKPOINT")
+        gc.collect()
+        write_s, res = write_all(conn, clean)
+        assert res.inserted == n, res
+        del clean
+        lo = T0
+        hi = T0 + 900 * intervals
+        from datetime import UTC, datetime
+
+        names = [f"B{i:06d}" for i in range(meters)]
+        t = time.perf_counter()
+        got = 0
+        for block in range(0, meters, 2000):
+            m = read_intervals(
+                conn,
+                names[block : block + 2000],
+                "1-0:1.29.0",
+                datetime.fromtimestamp(lo, UTC),
+                datetime.fromtimestamp(hi, UTC),
+            )
+            got += int(m.present.sum())
+        read_s = time.perf_counter() - t
+        assert got == n, (got, n)
+        conn.execute("TRUNCATE amiflow.readings")
+        conn.execute("CHECKPOINT")
+        dup_batches = list(stream(meters, intervals, dup_share=0.05, seed=8))
+        offered = sum(len(b) for b in dup_batches)
+        gc.collect()
+        dup_s, dup_res = write_all(conn, dup_batches)
+        assert dup_res.inserted == n and dup_res.inserted + dup_res.duplicates + dup_res.conflicts == offered
+    copy_rate, write_rate, dup_rate, read_rate = n / copy_s, n / write_s, offered / dup_s, n / read_s
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"raw binary COPY (bare keyed table): {copy_rate:12,.0f} rows/s")
+    print(f"amiflow writer, clean stream:       {write_rate:12,.0f} rows/s  ({write_rate / copy_rate:.2f}x COPY)")
+    print(
+        f"amiflow writer, 5% dups per batch:  {dup_rate:12,.0f} rows/s  ({dup_rate / copy_rate:.2f}x COPY; "
+        f"{dup_res.duplicates:,} duplicates, {dup_res.conflicts:,} conflicts)"
+    )
+    print(f"reader into numpy:                  {read_rate:12,.0f} values/s")
+    print(f"peak RSS {rss_mb:.0f} MiB (the stream is held in memory by the benchmark itself)")
+    print(
+        f"RESULT store copy_rows_per_s={copy_rate:.0f} writer_rows_per_s={write_rate:.0f} "
+        f"writer_vs_copy={write_rate / copy_rate:.3f} dup_writer_vs_copy={dup_rate / copy_rate:.3f} "
+        f"reader_values_per_s={read_rate:.0f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
