@@ -24,11 +24,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from amiflow.db._copy import PG_EPOCH_S, encode_rows  # noqa: E402
-from amiflow.db.reader import read_intervals  # noqa: E402
-from amiflow.db.writer import FIELDS, BatchWriter, WriteResult  # noqa: E402
-from amiflow.types import ReadingBatch  # noqa: E402
-from benchmarks._db import scratch_database  # noqa: E402
+from amiflow.db._copy import PG_EPOCH_S, encode_rows
+from amiflow.db.reader import read_intervals
+from amiflow.db.writer import FIELDS, BatchWriter, WriteResult
+from amiflow.types import ReadingBatch
+from benchmarks._db import scratch_database
 
 T0 = 1_793_491_200  # 2026-11-01T00:00:00Z
 BATCH_INTERVALS = 20

@@ -71,6 +71,28 @@ class WriteResult:
         )
 
 
+def _lookup_few(codes: npt.NDArray[np.object_], cache: dict[str, int]) -> npt.NDArray[np.int16]:
+    """Map codes to ids, -1 where unknown. A batch holds few distinct OBIS codes: one vectorized pass per code
+    (numpy's object comparison short-cuts on identity) instead of a dict lookup per row."""
+    ids = np.full(len(codes), -1, dtype=np.int16)
+    todo = np.ones(len(codes), dtype=bool)
+    for _ in range(16):
+        if not todo.any():
+            return ids
+        code = codes[int(todo.argmax())]
+        hit = codes == code
+        ids[hit] = cache.get(code, -1)
+        todo &= ~hit
+    rest = np.flatnonzero(todo)
+    ids[rest] = np.fromiter((cache.get(c, -1) for c in codes[rest]), dtype=np.int16, count=len(rest))
+    return ids
+
+
+def _array_literal(values: npt.NDArray[np.integer[Any]]) -> str:
+    """A PostgreSQL array literal: much cheaper to send than a list adapted element by element."""
+    return "{" + ",".join(map(str, values.tolist())) + "}"
+
+
 def _same(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
     scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), 1.0)
     return np.asarray(np.abs(a - b) <= _REL_TOL * scale)
@@ -103,7 +125,7 @@ class BatchWriter:
         self, codes: npt.NDArray[np.object_], units: npt.NDArray[np.object_]
     ) -> tuple[npt.NDArray[np.int16], int, npt.NDArray[np.bool_]]:
         cache = self._channels
-        ids = np.fromiter((cache.get(c, -1) for c in codes), dtype=np.int16, count=len(codes))
+        ids = _lookup_few(codes, cache)
         created = 0
         bad = np.zeros(len(codes), dtype=bool)
         if (ids < 0).any():
@@ -132,7 +154,7 @@ class BatchWriter:
                 known[code] = row[0]
                 created += 1
             cache.update(known)
-            ids = np.fromiter((cache.get(c, -1) for c in codes), dtype=np.int16, count=len(codes))
+            ids = _lookup_few(codes, cache)
             bad = ids < 0
         return ids, created, bad
 
@@ -284,7 +306,12 @@ class BatchWriter:
             "SELECT g.i FROM unnest(%s::int4[], %s::int2[], %s::int8[], %s::int8[]) WITH ORDINALITY"
             " AS g(m, c, lo, hi, i) WHERE EXISTS (SELECT 1 FROM amiflow.readings r WHERE r.meter_id = g.m"
             " AND r.channel_id = g.c AND r.ts BETWEEN to_timestamp(g.lo) AND to_timestamp(g.hi))",
-            (mid[starts].tolist(), ch[starts].tolist(), ts[starts].tolist(), ts[ends - 1].tolist()),
+            (
+                _array_literal(mid[starts]),
+                _array_literal(ch[starts]),
+                _array_literal(ts[starts]),
+                _array_literal(ts[ends - 1]),
+            ),
         ).fetchall()
         hit = np.zeros(len(starts), dtype=bool)
         if rows:
