@@ -109,7 +109,9 @@ def update_meter(conn: psycopg.Connection[Any], name: str, **changes: Any) -> No
     MeterRecord(**merged).check()
     values = {k: Jsonb(v) if k == "commissioning" and v is not None else v for k, v in changes.items()}
     sets = ", ".join(f"{k} = %({k})s" for k in values)
-    conn.execute(f"UPDATE amiflow.meters SET {sets}, updated_at = now() WHERE name = %(_name)s", {**values, "_name": name})
+    conn.execute(
+        f"UPDATE amiflow.meters SET {sets}, updated_at = now() WHERE name = %(_name)s", {**values, "_name": name}
+    )
 
 
 def get_meter(conn: psycopg.Connection[Any], name: str) -> MeterRecord | None:
