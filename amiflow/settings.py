@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         return (init_settings, env_settings)
 
 
-def _describe(error: dict[str, Any], where: str | None = None) -> str:
+def _describe(error: Any, where: str | None = None) -> str:
     loc = ".".join(str(p) for p in error.get("loc", ())) or "settings"
     msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     value = error.get("input")

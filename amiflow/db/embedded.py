@@ -29,7 +29,7 @@ def embedded_url(data_dir: Path, *, database: str = "amiflow") -> str:
             raise StorageError("the embedded database needs the pgserver package (pip install pgserver)") from exc
         pgdata.mkdir(parents=True, exist_ok=True)
         try:
-            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         except Exception as exc:  # pgserver raises plain exceptions from pg_ctl/initdb
             raise StorageError(f"cannot start the embedded PostgreSQL under {pgdata}: {exc}") from exc
         _servers[pgdata] = server

@@ -180,7 +180,7 @@ def status(url: str) -> MigrationStatus:
         backend = "none"
         features: dict[str, Any] = {}
         if _has_table(conn, "storage_config"):
-            cfg = dict(conn.execute("SELECT key, value FROM amiflow.storage_config").fetchall())
+            cfg: dict[str, str] = dict(conn.execute("SELECT key, value FROM amiflow.storage_config").fetchall())
             backend = cfg.get("backend", "partitioned")
             features["chunk_interval"] = cfg.get("chunk_interval")
         row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()

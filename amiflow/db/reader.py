@@ -60,8 +60,10 @@ def copy_out(conn: psycopg.Connection[Any], query: bytes) -> bytes:
     with conn.lock:
         if conn.info.transaction_status != pq.TransactionStatus.IDLE and not conn.autocommit:
             raise StorageError("copy_out needs an idle connection")
-        if not pgconn.send_query(query) and pgconn.error_message:  # send_query raises on failure in psycopg
-            raise StorageError(pgconn.error_message.decode(errors="replace").strip())
+        try:
+            pgconn.send_query(query)
+        except psycopg.Error as exc:
+            raise StorageError(f"reading intervals failed: {str(exc).strip()}") from exc
         res = pgconn.get_result()
         if res is None or res.status != pq.ExecStatus.COPY_OUT:
             message = (

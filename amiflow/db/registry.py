@@ -72,7 +72,7 @@ _COLUMNS = [f.name for f in fields(MeterRecord) if f.name not in ("state", "last
 
 
 def _row_to_record(row: dict[str, Any]) -> MeterRecord:
-    values = {f.name: row.get(f.name) for f in fields(MeterRecord)}
+    values: dict[str, Any] = {f.name: row.get(f.name) for f in fields(MeterRecord)}
     values["ct_ratio"] = float(values["ct_ratio"] or 1)
     values["vt_ratio"] = float(values["vt_ratio"] or 1)
     return MeterRecord(**{k: v for k, v in values.items() if v is not None or k in ("uri", "tariff")})

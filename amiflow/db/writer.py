@@ -266,7 +266,7 @@ class BatchWriter:
                 )
             keep = ~same_key
             mid, ch, ts, val, q, src = mid[keep], ch[keep], ts[keep], val[keep], q[keep], src[keep]
-        cols = {
+        cols: dict[str, npt.NDArray[Any]] = {
             "meter_id": mid,
             "channel_id": ch,
             "ts": (ts - PG_EPOCH_S) * 1_000_000,
