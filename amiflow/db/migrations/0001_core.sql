@@ -201,24 +201,25 @@ CREATE TABLE amiflow.outbox (
 );
 CREATE INDEX outbox_pending_idx ON amiflow.outbox (next_attempt_at, id) WHERE state = 'pending';
 
--- Hourly energy rollup of the interval channels; v_daily_energy sums it into each meter's local days. Hourly (not
+-- Hourly energy rollup of the interval channels (an interval ending at ts belongs to the hour before it: buckets are
+-- (H, H+1h], labelled H + 1 microsecond); v_daily_energy sums it into each meter's local days. Hourly (not
 -- daily) because meters have different time zones and a rollup bucket can only have one; exact for every zone with a
 -- whole-hour UTC offset.
 -- @if timescaledb
 CREATE MATERIALIZED VIEW amiflow.energy_hourly WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-    SELECT meter_id, channel_id, time_bucket(INTERVAL '1 hour', ts - INTERVAL '1 microsecond') AS bucket,
+    SELECT meter_id, channel_id, time_bucket(INTERVAL '1 hour', ts, "offset" => INTERVAL '1 microsecond') AS bucket,
            sum(value) AS energy, count(*) AS intervals
     FROM amiflow.readings WHERE channel_id BETWEEN 1 AND 4
-    GROUP BY meter_id, channel_id, time_bucket(INTERVAL '1 hour', ts - INTERVAL '1 microsecond')
+    GROUP BY meter_id, channel_id, time_bucket(INTERVAL '1 hour', ts, "offset" => INTERVAL '1 microsecond')
     WITH NO DATA;
 SELECT add_continuous_aggregate_policy('amiflow.energy_hourly', start_offset => INTERVAL '35 days',
                                        end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '30 minutes');
 -- @else
 CREATE MATERIALIZED VIEW amiflow.energy_hourly AS
-    SELECT meter_id, channel_id, date_trunc('hour', ts - INTERVAL '1 microsecond') AS bucket,
+    SELECT meter_id, channel_id, date_trunc('hour', ts - INTERVAL '1 microsecond') + INTERVAL '1 microsecond' AS bucket,
            sum(value) AS energy, count(*) AS intervals
     FROM amiflow.readings WHERE channel_id BETWEEN 1 AND 4
-    GROUP BY meter_id, channel_id, date_trunc('hour', ts - INTERVAL '1 microsecond')
+    GROUP BY meter_id, channel_id, date_trunc('hour', ts - INTERVAL '1 microsecond') + INTERVAL '1 microsecond'
     WITH NO DATA;
 CREATE UNIQUE INDEX energy_hourly_key ON amiflow.energy_hourly (meter_id, channel_id, bucket);
 -- @end
