@@ -1,0 +1,29 @@
+-- Grants for the amiflow roles (roles.sql); run as the owner after every `amiflow db migrate`. Idempotent.
+-- A table that a deployment does not have yet (a later migration) is skipped.
+DO $$
+DECLARE
+    t text;
+    grants text[][] := ARRAY[
+        -- role, privileges, tables
+        ['amiflow_ingest',   'SELECT',                 'meters,channels,quality_flags,sources,storage_config'],
+        ['amiflow_ingest',   'INSERT',                 'readings,reading_conflicts,quarantine,meter_events,channels,meters'],
+        ['amiflow_ingest',   'UPDATE',                 'meters'],
+        ['amiflow_billing',  'SELECT',                 'meters,channels,readings,meter_events,quality_flags,sources,storage_config,tariffs'],
+        ['amiflow_billing',  'SELECT,INSERT,UPDATE',   'bills,bill_lines,bill_determinants,bill_runs,bill_blocks,vee_results,reading_edits,outbox'],
+        ['amiflow_bridge',   'SELECT',                 'meters,bills,v_bills'],
+        ['amiflow_bridge',   'SELECT,INSERT,UPDATE',   'outbox,accounts,payments,balances,policy_decisions,disconnect_commands,notices'],
+        ['amiflow_readonly', 'SELECT',                 'v_readings,v_daily_energy,v_quarantine,v_bills,v_outbox,quality_flags,sources']
+    ];
+    g text[];
+BEGIN
+    EXECUTE 'GRANT USAGE ON SCHEMA amiflow TO amiflow_ingest, amiflow_billing, amiflow_bridge, amiflow_readonly';
+    FOREACH g SLICE 1 IN ARRAY grants LOOP
+        FOREACH t IN ARRAY string_to_array(g[3], ',') LOOP
+            IF to_regclass('amiflow.' || t) IS NOT NULL THEN
+                EXECUTE format('GRANT %s ON amiflow.%I TO %I', g[2], t, g[1]);
+            END IF;
+        END LOOP;
+    END LOOP;
+    EXECUTE 'GRANT USAGE ON ALL SEQUENCES IN SCHEMA amiflow TO amiflow_ingest, amiflow_billing, amiflow_bridge';
+    -- the views run with their owner's rights, so readonly sees the views and nothing behind them
+END $$;
