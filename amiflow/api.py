@@ -1,0 +1,234 @@
+"""The HTTP API of ``amiflow serve`` (FastAPI): health, Prometheus metrics, meters, readings, bills, accounts.
+
+Read endpoints use the stable contract views (CONTRACT.md) so they survive migrations. The inbound billing API
+(payments, balances) is mounted from :mod:`billing_bridge.api` when that package provides it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import PlainTextResponse
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+from pydantic import BaseModel, Field
+
+from amiflow import __version__
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok, or degraded when a component reports a problem")
+    database: bool
+    components: dict[str, str]
+    version: str
+
+
+class Meter(BaseModel):
+    meter: str
+    protocol: str
+    uri: str | None
+    timezone: str
+    tariff: str | None
+    account: str | None
+    status: str
+    state: str
+    last_seen_at: datetime | None
+
+
+class Reading(BaseModel):
+    ts: datetime
+    value: float
+    unit: str
+    quality: list[str]
+    source: str
+
+
+class Bill(BaseModel):
+    bill_id: str
+    version: int
+    account: str | None
+    meter: str | None
+    period_start: Any
+    period_end: Any
+    total: str
+    currency: str
+    estimated_share: float | None
+    status: str | None
+
+
+class AccountStatus(BaseModel):
+    account: str
+    meters: list[str]
+    bills: int
+    billed_total: str
+    latest_bill: Bill | None
+
+
+MetricsSource = Callable[[], str]
+
+
+def _has_relation(conn: psycopg.Connection[Any], name: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone() == (True,)
+
+
+def create_app(
+    pool: ConnectionPool[Any],
+    *,
+    metrics: dict[str, MetricsSource] | None = None,
+    component_health: Callable[[], dict[str, str]] | None = None,
+    settings: Any = None,
+) -> FastAPI:
+    """Build the app on a pool of autocommit connections. ``metrics`` are Prometheus text sources by component."""
+    app = FastAPI(title="amiflow", version=__version__, description="AMI head-end and metering service")
+    started = time.time()
+    sources = dict(metrics or {})
+
+    @app.get("/health", response_model=Health, tags=["operations"])
+    def health() -> Health:
+        try:
+            with pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+            db_ok = True
+        except Exception:  # the health probe reports any failure as "database down"
+            db_ok = False
+        components = component_health() if component_health else {}
+        ok = db_ok and all(v == "ok" for v in components.values())
+        return Health(status="ok" if ok else "degraded", database=db_ok, components=components, version=__version__)
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
+    def prometheus() -> str:
+        lines = [
+            "# HELP amiflow_uptime_seconds Seconds since the service started.",
+            "# TYPE amiflow_uptime_seconds gauge",
+            f"amiflow_uptime_seconds {time.time() - started:.0f}",
+        ]
+        for name, source in sources.items():
+            try:
+                lines.append(source().rstrip("\n"))
+            except Exception:  # one broken source must not hide the others
+                log.exception("metrics source %s failed", name)
+        return "\n".join(lines) + "\n"
+
+    @app.get("/meters", response_model=list[Meter], tags=["meters"])
+    def meters(
+        protocol: str | None = None,
+        limit: int = Query(1000, ge=1, le=100_000),
+        offset: int = Query(0, ge=0, le=1_000_000_000),
+    ) -> list[Meter]:
+        with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(
+                "SELECT name AS meter, protocol, uri, timezone, tariff, account, status, state, last_seen_at"
+                " FROM amiflow.meters WHERE (%(p)s::text IS NULL OR protocol = %(p)s) ORDER BY name"
+                " LIMIT %(l)s OFFSET %(o)s",
+                {"p": protocol, "l": limit, "o": offset},
+            ).fetchall()
+        return [Meter(**r) for r in rows]
+
+    @app.get("/meters/{meter}", response_model=Meter, tags=["meters"], responses={404: {"description": "unknown"}})
+    def meter(meter: str) -> Meter:
+        with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                "SELECT name AS meter, protocol, uri, timezone, tariff, account, status, state, last_seen_at"
+                " FROM amiflow.meters WHERE name = %s",
+                (meter,),
+            ).fetchone()
+        if row is None:
+            raise HTTPException(404, f"meter {meter} is not registered")
+        return Meter(**row)
+
+    @app.get(
+        "/meters/{meter}/readings",
+        response_model=list[Reading],
+        tags=["meters"],
+        responses={404: {"description": "unknown meter"}, 422: {"description": "bad range"}},
+    )
+    def readings(
+        meter: str,
+        start: datetime,
+        end: datetime,
+        obis: str = "1-0:1.29.0",
+        limit: int = Query(10_000, ge=1, le=100_000),
+    ) -> list[Reading]:
+        if start.tzinfo is None or end.tzinfo is None:
+            raise HTTPException(422, "start and end need a UTC offset, e.g. 2026-11-01T00:00:00Z")
+        if end <= start:
+            raise HTTPException(422, "end must be after start")
+        with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            if cur.execute("SELECT 1 FROM amiflow.meters WHERE name = %s", (meter,)).fetchone() is None:
+                raise HTTPException(404, f"meter {meter} is not registered")
+            rows = cur.execute(
+                "SELECT ts, value, unit, quality, source FROM amiflow.v_readings"
+                " WHERE meter = %s AND obis = %s AND ts > %s AND ts <= %s ORDER BY ts LIMIT %s",
+                (meter, obis, start, end, limit),
+            ).fetchall()
+        return [Reading(**r) for r in rows]
+
+    def _bills(where: str, params: tuple[Any, ...], limit: int) -> list[Bill]:
+        with pool.connection() as conn:
+            if not _has_relation(conn, "amiflow.v_bills"):
+                return []
+            with conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(
+                    "SELECT bill_id, version, account, meter, period_start, period_end, total::text AS total,"
+                    f" currency, estimated_share, status FROM amiflow.v_bills {where}"
+                    " ORDER BY period_start DESC, bill_id, version DESC LIMIT %s",
+                    (*params, limit),
+                ).fetchall()
+        return [Bill(**r) for r in rows]
+
+    @app.get("/bills", response_model=list[Bill], tags=["billing"])
+    def bills(account: str | None = None, limit: int = Query(100, ge=1, le=10_000)) -> list[Bill]:
+        if account is None:
+            return _bills("", (), limit)
+        return _bills("WHERE account = %s", (account,), limit)
+
+    @app.get(
+        "/accounts/{account}",
+        response_model=AccountStatus,
+        tags=["billing"],
+        responses={404: {"description": "unknown account"}},
+    )
+    def account_status(account: str) -> AccountStatus:
+        with pool.connection() as conn:
+            meter_rows = conn.execute(
+                "SELECT name FROM amiflow.meters WHERE account = %s ORDER BY name", (account,)
+            ).fetchall()
+        account_bills = _bills("WHERE account = %s", (account,), 10_000)
+        if not meter_rows and not account_bills:
+            raise HTTPException(404, f"account {account} is unknown")
+        from decimal import Decimal
+
+        total = sum((Decimal(b.total) for b in account_bills), Decimal(0))
+        return AccountStatus(
+            account=account,
+            meters=[r[0] for r in meter_rows],
+            bills=len(account_bills),
+            billed_total=str(total),
+            latest_bill=account_bills[0] if account_bills else None,
+        )
+
+    _mount_optional(app, "billing_bridge.api", settings, pool)
+    return app
+
+
+def _mount_optional(app: FastAPI, module_name: str, settings: Any, pool: ConnectionPool[Any]) -> None:
+    """Mount a package's APIRouter (``router`` or ``create_router(settings, pool)``) when the package has one."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        return
+    factory = getattr(module, "create_router", None)
+    router = factory(settings, pool) if callable(factory) else getattr(module, "router", None)
+    if router is not None:
+        app.include_router(router)
