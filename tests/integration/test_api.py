@@ -9,10 +9,10 @@ import numpy as np
 import psycopg
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import positive_data_acceptance
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
 from psycopg_pool import ConnectionPool
+from schemathesis.checks import positive_data_acceptance
 
 from amiflow.api import create_app
 from amiflow.db.writer import BatchWriter
