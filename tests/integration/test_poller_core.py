@@ -170,7 +170,7 @@ def test_garbage_and_vanished_meters_cost_a_failed_poll_and_open_the_breaker(db_
             out.append(await poller.poll_all(T0 + step * STEP + 5))
         return out
 
-    first, second, third = asyncio.run(polls())
+    first, _, third = asyncio.run(polls())
     assert (first.ok, first.failed) == (1, 2)
     assert "FrameError" in first.errors["G1"] and "ConnectError" in first.errors["G2"]
     assert third.skipped == 2 and third.ok == 1  # the breaker keeps the two bad meters from costing more time
