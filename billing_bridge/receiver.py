@@ -300,21 +300,16 @@ def spawn_receiver(secret: bytes, *, extra_args: tuple[str, ...] = ()) -> tuple[
 
 
 async def _load(url: str, secret: bytes, n: int, concurrency: int) -> float:
-    import httpx
-
     from billing_bridge.delivery import canonical_body, sign
+    from billing_bridge.sinks import ClientShards
 
-    sem = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    run = time.monotonic_ns()
+    async with ClientShards(concurrency, 30.0) as shards:
 
         async def one(i: int) -> None:
             body = canonical_body({"bill_id": f"max-{i}", "total": "1.00", "account": f"A{i % 1000}"})
-            headers = {
-                "Idempotency-Key": f"max-rate-{time.monotonic_ns()}-{i}",
-                "X-Amiflow-Signature": sign(body, secret),
-            }
-            async with sem:
+            headers = {"Idempotency-Key": f"max-rate-{run}-{i}", "X-Amiflow-Signature": sign(body, secret)}
+            async with shards.slot() as client:
                 response = await client.post(url + "/bills", content=body, headers=headers)
             response.raise_for_status()
 

@@ -10,16 +10,19 @@ an outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
 import os
+import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
+import certifi
 import httpx
 
 from billing_bridge.cim import bill_to_meter_readings, notice_to_end_device_controls
@@ -34,7 +37,7 @@ from billing_bridge.delivery import (
     sign,
 )
 
-__all__ = ["CimSink", "FileDropSink", "Sink", "WebhookSink"]
+__all__ = ["CimSink", "ClientShards", "FileDropSink", "Sink", "WebhookSink"]
 
 _LEASE_LOST = "not sent: the claim's lease would expire before the request could finish"
 
@@ -51,6 +54,63 @@ class Sink(Protocol):
     ) -> None: ...
 
     async def deliver(self, items: Sequence[OutboxItem], send_before: float) -> list[Outcome]: ...
+
+
+class ClientShards:
+    """``concurrency`` request slots over several small httpx clients (``per_client`` connections each).
+
+    httpx's connection pool scans all of its connections (with a socket readability check each) for every request,
+    so one client with 64 connections spends most of its CPU in that scan (measured: 360 requests/s at 64
+    connections, 1,070 with 8 x 8, 1,670 with 64 x 1 on this machine). A slot is a connection's worth of concurrency
+    on one client, so no request queues in a pool. All clients share one TLS context (certificate verification on,
+    certifi's CA bundle as httpx uses by default).
+    """
+
+    def __init__(
+        self,
+        concurrency: int,
+        timeout_s: float,
+        *,
+        per_client: int = 1,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.concurrency = max(1, concurrency)
+        self._per_client = max(1, min(per_client, self.concurrency))
+        self._timeout_s = timeout_s
+        self._transport = transport
+        self._clients: list[httpx.AsyncClient] = []
+        self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+
+    async def __aenter__(self) -> ClientShards:
+        n_clients = -(-self.concurrency // self._per_client)
+        limits = httpx.Limits(max_connections=self._per_client, max_keepalive_connections=self._per_client)
+        tls = ssl.create_default_context(cafile=certifi.where())
+        for _ in range(n_clients):
+            client = httpx.AsyncClient(
+                limits=limits, timeout=httpx.Timeout(self._timeout_s), verify=tls, transport=self._transport
+            )
+            self._clients.append(client)
+        for slot in range(self.concurrency):
+            self._free.put_nowait(self._clients[slot % n_clients])
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        clients, self._clients = self._clients, []
+        self._free = asyncio.Queue()
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[httpx.AsyncClient]:
+        """Wait for a free request slot; yields the client to send on."""
+        if not self._clients:
+            raise RuntimeError("use ClientShards inside 'async with'")
+        client = await self._free.get()
+        try:
+            yield client
+        finally:
+            self._free.put_nowait(client)
 
 
 class WebhookSink:
@@ -74,24 +134,16 @@ class WebhookSink:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._secret = secret
-        self._concurrency = concurrency
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
-        self._slots = asyncio.Semaphore(concurrency)
+        self._pool = ClientShards(concurrency, timeout_s, transport=transport)
 
     async def __aenter__(self) -> WebhookSink:
-        limits = httpx.Limits(max_connections=self._concurrency, max_keepalive_connections=self._concurrency)
-        self._client = httpx.AsyncClient(
-            limits=limits, timeout=httpx.Timeout(self.timeout_s), verify=True, transport=self._transport
-        )
+        await self._pool.__aenter__()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._pool.__aexit__(exc_type, exc, tb)
 
     def request_for(self, item: OutboxItem) -> tuple[str, bytes, str]:
         """(path, body bytes, content type) of ``item``; the same item always gives the same bytes."""
@@ -101,9 +153,8 @@ class WebhookSink:
         return list(await asyncio.gather(*(self._one(item, send_before) for item in items)))
 
     async def _one(self, item: OutboxItem, send_before: float) -> Outcome:
-        async with self._slots:
-            loop = asyncio.get_running_loop()
-            if loop.time() > send_before:
+        async with self._pool.slot() as client:
+            if asyncio.get_running_loop().time() > send_before:
                 return Outcome(item.id, Verdict.RETRY, None, _LEASE_LOST, sent=False)
             path, body, content_type = self.request_for(item)
             headers = {
@@ -112,14 +163,15 @@ class WebhookSink:
                 "X-Amiflow-Signature": sign(body, self._secret),
                 "User-Agent": "amiflow-bridge/1",
             }
-            return await self._post(item, self.base_url + path, body, headers)
+            return await self._post(client, item, self.base_url + path, body, headers)
 
-    async def _post(self, item: OutboxItem, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
-        assert self._client is not None, "use the sink inside 'async with'"
+    async def _post(
+        self, client: httpx.AsyncClient, item: OutboxItem, url: str, body: bytes, headers: dict[str, str]
+    ) -> Outcome:
         try:
             # A hard bound over connect + write + read: httpx's timeouts are per phase.
             async with asyncio.timeout(self.timeout_s):
-                response = await self._client.post(url, content=body, headers=headers)
+                response = await client.post(url, content=body, headers=headers)
         except (TimeoutError, httpx.TimeoutException):
             return Outcome(item.id, Verdict.RETRY, None, f"timeout after {self.timeout_s:g} s")
         except httpx.HTTPError as exc:
