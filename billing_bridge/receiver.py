@@ -2,9 +2,9 @@
 
 It accepts ``POST .../bills``, ``.../notices``, ``.../cim/MeterReadings`` and ``.../cim/EndDeviceControls``,
 verifies ``X-Amiflow-Signature`` (401 when wrong), and records each delivery by its Idempotency-Key: the first body,
-how often it came, and any *different* body under a key already seen (a conflict, answered 422 and kept in
-``conflicts``). It also notes when a request for a key arrives while another one for the same key is still being
-answered (``overlaps``: two senders at once).
+how often it came, the order of first arrivals, and any *different* body under a key already seen (a conflict,
+answered 422 and kept in ``conflicts``). It also notes when a request for a key arrives while another one for the same
+key is still being answered (``overlaps``: two senders at once).
 
 Faults are drawn per (seed, key, attempt number) so a run is reproducible whatever the request order:
 ``fail_rate`` answers 503; ``timeout_rate`` holds the request ``hang_s`` seconds (past the client's timeout), then
@@ -76,6 +76,7 @@ class ReceiverSnapshot:
     """A consistent copy of the receiver's records."""
 
     deliveries: dict[str, Delivery]
+    order: list[str]
     conflicts: list[tuple[str, str, str]]
     overlaps: list[str]
     bad_signatures: int
@@ -86,6 +87,7 @@ class ReceiverSnapshot:
 @dataclass(slots=True)
 class _State:
     deliveries: dict[str, Delivery] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
     conflicts: list[tuple[str, str, str]] = field(default_factory=list)
     overlaps: list[str] = field(default_factory=list)
     attempts: Counter[str] = field(default_factory=Counter)
@@ -137,6 +139,7 @@ class Receiver:
 
     def _run_thread(self) -> None:
         loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         self._loop = loop
         loop.run_until_complete(self.serve())
         self._ready.set()
@@ -145,7 +148,8 @@ class Receiver:
             pending = asyncio.all_tasks(loop)
             for task in pending:
                 task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         finally:
             loop.close()
 
@@ -160,6 +164,7 @@ class Receiver:
             s = self._state
             return ReceiverSnapshot(
                 dict(s.deliveries),
+                list(s.order),
                 list(s.conflicts),
                 list(s.overlaps),
                 s.bad_signatures,
@@ -268,6 +273,7 @@ class Receiver:
             old = self._state.deliveries.get(key)
             if old is None:
                 self._state.deliveries[key] = Delivery(key, path, body, 1)
+                self._state.order.append(key)
                 return 200
             if old.body != body:
                 self._state.conflicts.append(
