@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from amiflow.errors import ConfigError
 from billing_bridge.policy import (
     RULES,
     Conditions,
@@ -21,7 +22,6 @@ from billing_bridge.policy import (
     load_ruleset,
     parse_ruleset,
 )
-from amiflow.errors import ConfigError
 
 US = load_ruleset("us_tx")
 # Tuesday 2026-03-10 15:00 UTC = 10:00 in Chicago (CDT): a plain working day, mid-morning, mild weather.
@@ -91,7 +91,11 @@ BLOCKING_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("protected_customer", {"protected": frozenset({"medical", "other"})}, {}),
     ("weekend", {}, {"now": datetime(2026, 3, 14, 15, 0, tzinfo=UTC)}),  # Saturday
     ("weekend", {}, {"now": datetime(2026, 3, 13, 15, 0, tzinfo=UTC)}),  # Friday: the day before a weekend
-    ("public_holiday", {}, {"now": datetime(2026, 1, 19, 15, 0, tzinfo=UTC), "holidays": frozenset({date(2026, 1, 19)})}),
+    (
+        "public_holiday",
+        {},
+        {"now": datetime(2026, 1, 19, 15, 0, tzinfo=UTC), "holidays": frozenset({date(2026, 1, 19)})},
+    ),
     ("day_before_holiday", {}, {"holidays": frozenset({date(2026, 3, 11)})}),
     ("outside_hours", {}, {"now": datetime(2026, 3, 10, 12, 59, tzinfo=UTC)}),  # 07:59 local
     ("outside_hours", {}, {"now": datetime(2026, 3, 10, 21, 0, tzinfo=UTC)}),  # 16:00 local (end exclusive)
