@@ -33,6 +33,7 @@ class ReportData:
     protocols: list[tuple[str, int, int, int]] = field(default_factory=list)  # protocol, meters, polls, successes
     gaps: list[tuple[str, int, int]] = field(default_factory=list)  # meter, present, expected
     quarantine: list[tuple[str, int]] = field(default_factory=list)
+    completeness: dict[str, float] = field(default_factory=dict)  # protocol -> intervals present / expected
     meter: str | None = None
     curve: list[tuple[datetime, float, list[str]]] = field(default_factory=list)
     bill: dict[str, Any] | None = None
@@ -69,15 +70,16 @@ def collect(conn: psycopg.Connection[Any], period: str, *, meter: str | None = N
             f"SELECT m.protocol, count(*), {polls} FROM amiflow.meters m {join} GROUP BY 1 ORDER BY 1"
         ).fetchall()
     ]
-    data.gaps = [
-        tuple(r)
-        for r in conn.execute(
-            "SELECT m.name, count(r.ts)::int, %s FROM amiflow.meters m LEFT JOIN amiflow.readings r"
-            " ON r.meter_id = m.id AND r.channel_id = 1 AND r.ts > %s AND r.ts <= %s"
-            " GROUP BY m.name ORDER BY count(r.ts), m.name",
-            (expected, start, end),
-        ).fetchall()
-    ]
+    rows = conn.execute(
+        "SELECT m.name, count(r.ts)::int, %s, m.protocol FROM amiflow.meters m LEFT JOIN amiflow.readings r"
+        " ON r.meter_id = m.id AND r.channel_id = 1 AND r.ts > %s AND r.ts <= %s"
+        " GROUP BY m.name, m.protocol ORDER BY count(r.ts), m.name",
+        (expected, start, end),
+    ).fetchall()
+    data.gaps = [(r[0], r[1], r[2]) for r in rows]
+    for protocol in {r[3] for r in rows}:
+        mine = [r for r in rows if r[3] == protocol]
+        data.completeness[protocol] = sum(r[1] for r in mine) / max(1, sum(r[2] for r in mine))
     data.quarantine = [
         (str(r[0]), int(r[1]))
         for r in conn.execute("SELECT reason, count(*) FROM amiflow.v_quarantine GROUP BY 1 ORDER BY 2 DESC").fetchall()
@@ -161,13 +163,18 @@ def _figures(data: ReportData) -> dict[str, bytes]:
     import matplotlib.pyplot as plt
 
     figs: dict[str, bytes] = {}
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(7, 3))
     names = [p[0] for p in data.protocols]
-    rates = [(p[3] / p[2] * 100) if p[2] else 100.0 for p in data.protocols]
-    ax.bar(names, rates, color="#3b7dd8")
+    x = list(range(len(names)))
+    polled = [(p[3] / p[2] * 100) if p[2] else float("nan") for p in data.protocols]
+    complete = [data.completeness.get(n, 0.0) * 100 for n in names]
+    ax.bar([i - 0.2 for i in x], polled, width=0.4, color="#3b7dd8", label="successful polls")
+    ax.bar([i + 0.2 for i in x], complete, width=0.4, color="#8fb8ea", label="intervals received")
+    ax.set_xticks(x, names)
     ax.set_ylim(0, 105)
-    ax.set_ylabel("read success %")
-    ax.set_title("Read success rate per protocol")
+    ax.set_ylabel("%")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Read success per protocol")
     figs["fleet_health"] = _png(fig)
     fig, ax = plt.subplots(figsize=(6, 3))
     reasons = data.quarantine[:10] or [("none", 0)]
@@ -214,6 +221,7 @@ def render_html(data: ReportData, figs: dict[str, bytes]) -> str:
         return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(figs[name]).decode()}'>"
 
     gaps = [(m, p, e, e - p) for m, p, e in data.gaps if p < e][:15]
+    protocols = [(*p, f"{data.completeness.get(p[0], 0.0):.1%}") for p in data.protocols]
     bill = data.bill or {}
     lines = [
         (ln.get("code"), ln.get("description"), ln.get("quantity"), ln.get("unit"), ln.get("rate"), ln.get("amount"))
@@ -230,10 +238,20 @@ def render_html(data: ReportData, figs: dict[str, bytes]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>amiflow report {html.escape(data.period)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:.5em 0}}
 td,th{{border:1px solid #ccc;padding:2px 8px;font-size:13px}}img{{max-width:100%}}.none{{color:#888}}
-section{{margin-bottom:2em}}</style></head><body>
+section{{margin-bottom:2em}}</style>
+<script>/* render self-check: a viewer (or a headless test) reads these attributes after load */
+window.__errors = [];
+window.addEventListener("error", e => window.__errors.push(String(e.message || (e.target && e.target.src))), true);
+window.addEventListener("load", () => {{
+  const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length;
+  document.body.dataset.images = document.images.length;
+  document.body.dataset.brokenImages = broken;
+  document.body.dataset.errors = window.__errors.length;
+}});
+</script></head><body>
 <h1>amiflow report: {html.escape(data.period)}</h1><p>generated {html.escape(data.generated_at)}</p>
 <section id="fleet"><h2>Fleet health</h2>
-{_table(data.protocols, ("protocol", "meters", "polls", "successful polls"))}
+{_table(protocols, ("protocol", "meters", "polls", "successful polls", "intervals received"))}
 {img("fleet_health", "read success per protocol")}
 <h3>Meters with gaps (intervals present of expected)</h3>
 {_table(gaps, ("meter", "present", "expected", "missing")) if gaps else "<p>no gaps</p>"}
