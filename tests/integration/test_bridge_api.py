@@ -58,7 +58,8 @@ def test_hmac_signed_payment_and_reversal(api: TestClient) -> None:
 def test_balances_follow_the_newest_statement(api: TestClient) -> None:
     def post(as_of: str, balance: str, due: str) -> int:
         body = {"account": "A7", "balance": balance, "currency": "USD", "as_of": as_of, "due_date": due}
-        return api.post("/billing/v1/balances", json=body, headers=AUTH).status_code
+        status: int = api.post("/billing/v1/balances", json=body, headers=AUTH).status_code
+        return status
 
     assert post("2026-11-05T00:00:00Z", "80.00", "2026-11-20") == 201
     assert post("2026-11-01T00:00:00Z", "50.00", "2026-11-15") == 201  # older, arrives late: history only

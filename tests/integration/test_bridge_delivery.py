@@ -155,10 +155,10 @@ def test_unreachable_billing_is_retried_with_backoff_and_nothing_lost(db_url: st
 
 
 def test_follow_delivers_items_queued_later(db_url: str, receiver: Receiver) -> None:
+    config: dict[str, Any] = {**FAST, "follow": True, "poll_s": 5.0}
+
     async def scenario() -> DispatchStats:
-        dispatcher = Dispatcher(
-            db_url, WebhookSink(receiver.url, SECRET), DispatchConfig(**{**FAST, "follow": True, "poll_s": 5.0})
-        )
+        dispatcher = Dispatcher(db_url, WebhookSink(receiver.url, SECRET), DispatchConfig(**config))
         task = asyncio.create_task(dispatcher.run())
         await asyncio.sleep(0.5)
         await asyncio.to_thread(fill, db_url, 20, 20, "late")

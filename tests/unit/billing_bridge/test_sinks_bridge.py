@@ -148,13 +148,12 @@ def test_cim_sink_sends_meter_readings_and_end_device_controls() -> None:
     assert seen["key-3"].url.path == "/notices" and json.loads(seen["key-3"].content) == reminder
     # byte-identical on a retry
     again: dict[str, httpx.Request] = {}
-    sink2 = CimSink(
-        "http://billing",
-        SECRET,
-        transport=httpx.MockTransport(
-            lambda r: again.setdefault(r.headers["Idempotency-Key"], r) and httpx.Response(200)
-        ),
-    )
+
+    def record(request: httpx.Request) -> httpx.Response:
+        again[request.headers["Idempotency-Key"]] = request
+        return httpx.Response(200)
+
+    sink2 = CimSink("http://billing", SECRET, transport=httpx.MockTransport(record))
     deliver(sink2, [item(1)])
     assert again["key-1"].content == bill.content
 
