@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     bridge_retry_max_s: float = Field(3600.0, gt=0)
     api_token: SecretStr | None = Field(None, description="bearer token for the inbound billing API")
     reconnect_within_s: int = Field(3600, ge=0)
+    disconnect_ruleset: str = Field("us_tx", description="policy rule set: a bundled id (us_tx, eu_de) or a TOML path")
+    command_attempts: int = Field(3, ge=1, le=20, description="relay command tries before escalation")
+    command_retry_s: float = Field(5.0, ge=0, description="first retry delay of a relay command (doubles)")
 
     @field_validator("database_url")
     @classmethod
