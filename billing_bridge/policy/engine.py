@@ -46,6 +46,9 @@ def _local(rs: RuleSet, now: datetime) -> datetime:
 
 
 def _debt_threshold(rs: RuleSet, c: DisconnectCase, k: Conditions) -> RuleResult:
+    if c.prepaid:
+        # Prepaid: the trigger is a balance at or below zero (overdue_amount = -balance), not a minimum debt.
+        return RuleResult("debt_threshold", c.overdue_amount < 0, f"prepaid balance {-c.overdue_amount}")
     low = c.overdue_amount < rs.min_debt
     return RuleResult("debt_threshold", low, f"overdue {c.overdue_amount} {rs.currency}, minimum {rs.min_debt}")
 

@@ -79,7 +79,8 @@ CREATE TRIGGER meter_commands_check_decision BEFORE INSERT OR UPDATE OF action, 
     ON amiflow.meter_commands FOR EACH ROW EXECUTE FUNCTION amiflow.meter_commands_check_decision();
 
 -- Prepaid accounts: balance = opening_credit + sum(payments) - consumed_cost; consumed_through is the end of the
--- last interval charged (intervals are charged once, in order).
+-- last interval charged (intervals are charged once, in order). A cycle starts at enrolment and at each top-up that
+-- lifts the balance above the highest low-balance threshold: low-balance notices are sent once per threshold per cycle.
 CREATE TABLE amiflow.prepaid_accounts (
     account             text PRIMARY KEY CHECK (length(account) BETWEEN 1 AND 128),
     currency            char(3) NOT NULL,
@@ -87,6 +88,8 @@ CREATE TABLE amiflow.prepaid_accounts (
     consumed_cost       numeric(14, 4) NOT NULL DEFAULT 0,
     consumed_through    timestamptz NOT NULL,
     rate_per_kwh        numeric(12, 6) NOT NULL CHECK (rate_per_kwh >= 0),
+    last_balance        numeric(14, 4),
+    cycle_started_at    timestamptz NOT NULL,
     zero_since          timestamptz,
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
