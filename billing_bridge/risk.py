@@ -19,6 +19,7 @@ The score orders collection work, and accounts at or above the rule set's ``high
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -26,8 +27,11 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+import psycopg.errors
 
 from billing_bridge.arrears import Arrears, DebtHistory
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CAPS", "WEIGHTS", "RiskFeatures", "RiskScore", "consumption_change", "features_for", "score"]
 
@@ -104,9 +108,20 @@ def features_for(
 def consumption_change(conn: psycopg.Connection[Any], today: date, days: int = 90) -> dict[str, float]:
     """Per account: (kWh of the last ``days`` / kWh of the same days a year earlier) - 1, from ``v_daily_energy``.
 
-    Accounts without last year's data are left out (the feature is unknown for them).
+    Accounts without last year's data are left out (the feature is unknown for them), and so is everyone while the
+    rollup behind the view has never been refreshed (plain PostgreSQL before the first ``refresh_rollups``).
     """
-    rows = conn.execute(
+    try:
+        with conn.transaction():
+            rows = _consumption_rows(conn, today, days)
+    except psycopg.errors.ObjectNotInPrerequisiteState:
+        log.warning("consumption_change unknown: the energy rollup has not been refreshed yet")
+        return {}
+    return {a: float(now) / float(then) - 1.0 for a, now, then in rows if now is not None and then and then > 0}
+
+
+def _consumption_rows(conn: psycopg.Connection[Any], today: date, days: int) -> list[tuple[Any, ...]]:
+    return conn.execute(
         """
         SELECT m.account,
                sum(e.kwh_import) FILTER (WHERE e.day > %(t)s::date - %(d)s AND e.day <= %(t)s::date),
@@ -117,4 +132,3 @@ def consumption_change(conn: psycopg.Connection[Any], today: date, days: int = 9
         """,
         {"t": today, "d": days},
     ).fetchall()
-    return {a: float(now) / float(then) - 1.0 for a, now, then in rows if now is not None and then and then > 0}
