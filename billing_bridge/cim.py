@@ -129,7 +129,8 @@ def notice_to_end_device_controls(kind: str, payload: dict[str, Any], key: str) 
     if mapping is None:
         return None
     code, action = mapping
-    root, body = _envelope("EndDeviceControls", key, payload.get("notice_id") or payload.get("id"))
+    correlation = payload.get("command_id") or payload.get("notice_id") or payload.get("id")
+    root, body = _envelope("EndDeviceControls", key, correlation)
     controls = _sub(body, "EndDeviceControls", xmlns=_EDC_NS)
     when = payload.get("scheduled_at") or payload.get("ts") or payload.get("at") or payload.get("issued_at")
     for meter in _meter_names(payload) or [""]:

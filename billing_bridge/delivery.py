@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "NOTICE_KINDS",
     "OutboxItem",
     "Outcome",
     "Verdict",
@@ -27,19 +26,6 @@ __all__ = [
     "sign",
     "verify",
 ]
-
-#: Notice kinds of the webhook contract (CONTRACT.md); any kind other than ``bill`` is posted to ``/notices``.
-NOTICE_KINDS = frozenset(
-    {
-        "payment_reminder",
-        "disconnect_warning",
-        "disconnect_scheduled",
-        "disconnected",
-        "reconnected",
-        "disconnect_blocked",
-        "low_balance",
-    }
-)
 
 # Client errors that say "not now" rather than "never": retried like 5xx (RFC 9110 408, RFC 8470 425, RFC 6585 429).
 _RETRYABLE_4XX = frozenset({408, 425, 429})
@@ -100,7 +86,8 @@ def verify(body: bytes, header: str | None, secret: bytes) -> bool:
 
 
 def endpoint_for(kind: str) -> str:
-    """The webhook path for an outbox kind: ``/bills`` for bills, ``/notices`` for everything else."""
+    """The webhook path for an outbox kind: ``/bills`` for kind ``bill``, ``/notices`` for everything else (the notice
+    engine queues kind ``notice`` with the notice type in the payload's ``type``)."""
     return "/bills" if kind == "bill" else "/notices"
 
 

@@ -130,7 +130,14 @@ def test_cim_sink_sends_meter_readings_and_end_device_controls() -> None:
     disconnected = {"type": "disconnected", "account": "A1", "meters": ["M1"], "ts": "2026-11-20T10:00:00Z"}
     reminder = {"type": "payment_reminder", "account": "A1"}
     sink = CimSink("http://billing", SECRET, transport=httpx.MockTransport(handler))
-    deliver(sink, [item(1), item(2, "disconnected", disconnected), item(3, "payment_reminder", reminder)])
+    reconnected = {"type": "reconnected", "account": "A1", "meter": "M9", "command_id": "c-1", "at": "2026-11-21"}
+    items = [
+        item(1),
+        item(2, "disconnected", disconnected),
+        item(3, "notice", reminder),
+        item(4, "notice", reconnected),
+    ]
+    deliver(sink, items)
     bill = seen["key-1"]
     assert bill.url.path == "/cim/MeterReadings" and bill.headers["Content-Type"] == "application/xml"
     root = ET.fromstring(bill.content)
@@ -146,6 +153,11 @@ def test_cim_sink_sends_meter_readings_and_end_device_controls() -> None:
     assert control.url.path == "/cim/EndDeviceControls"
     assert b"EndDeviceControlType" in control.content and b"amiflow:disconnected/executed" in control.content
     assert seen["key-3"].url.path == "/notices" and json.loads(seen["key-3"].content) == reminder
+    # the notice engine queues kind "notice" with the notice type in the payload
+    assert seen["key-4"].url.path == "/cim/EndDeviceControls"
+    assert (
+        b"<CorrelationID>c-1</CorrelationID>" in seen["key-4"].content and b"<mRID>M9</mRID>" in seen["key-4"].content
+    )
     # byte-identical on a retry
     again: dict[str, httpx.Request] = {}
 
