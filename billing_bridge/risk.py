@@ -115,7 +115,7 @@ def consumption_change(conn: psycopg.Connection[Any], today: date, days: int = 9
         with conn.transaction():
             rows = _consumption_rows(conn, today, days)
     except psycopg.errors.ObjectNotInPrerequisiteState:
-        log.warning("consumption_change unknown: the energy rollup has not been refreshed yet")
+        log.info("consumption_change unknown: the energy rollup has not been refreshed yet")
         return {}
     return {a: float(now) / float(then) - 1.0 for a, now, then in rows if now is not None and then and then > 0}
 
