@@ -1,0 +1,371 @@
+"""The MQTT ingest worker: subscribe (shared, QoS 1, persistent session), batch, commit, and only then acknowledge.
+
+Threads: paho's network loop puts each PUBLISH on a bounded queue (``on_message`` never acknowledges: the client
+runs with ``manual_ack=True``); the store thread decodes, batches by size and time, writes each batch in one
+transaction and then sends the PUBACKs of exactly the messages in it. While PostgreSQL is unreachable the batch goes
+to the durable spool (fsync'd) instead and is acknowledged after that; the spool is replayed, in order, before new
+messages once the database answers again. When the spool is full nothing more is acknowledged: the broker keeps the
+messages (its in-flight window - MQTT 5 Receive Maximum - stops further deliveries), and ``/health`` says so.
+
+A PUBACK is only valid on the connection that delivered the message (packet ids restart per connection), so each
+message carries its connection's generation and acknowledgements of an older connection are skipped: the broker
+redelivers those messages and the store key makes the second write a duplicate, not a double.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from amiflow.errors import ConfigError, StorageError
+from amiflow.settings import Settings
+from ingest._pipeline import BatchBuilder, Message, Prepared, QuarantineRow
+from ingest._store import BatchOutcome, DatabaseDown, IngestStore
+from ingest.metrics import IngestMetrics
+from ingest.spool import Spool, SpoolFull
+from ingest.validate import Bounds
+from protocols.mqtt_payloads import topic_filters
+
+__all__ = ["IngestWorker", "MqttTarget", "parse_mqtt_url"]
+
+log = logging.getLogger(__name__)
+
+_LINGER_S = 0.02  # close a batch when no message arrived for this long (low latency when the stream is thin)
+_REPLAY_MESSAGES = 5000
+_PROBE_EVERY_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTarget:
+    """Where the broker is: from ``mqtt://`` or ``mqtts://user:pass@host:port``."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_mqtt_url(url: str) -> MqttTarget:
+    """Parse an MQTT URL; raises ConfigError naming the problem."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ConfigError(f"AMIFLOW_MQTT_URL: expected mqtt://host:port or mqtts://user:pass@host:port, got {url!r}")
+    tls = parts.scheme == "mqtts"
+    return MqttTarget(
+        parts.hostname,
+        parts.port or (8883 if tls else 1883),
+        tls,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+    )
+
+
+class IngestWorker:
+    """One MQTT ingest worker. ``start()``/``stop()`` run it in a thread; ``run(stop_event)`` blocks until set.
+
+    ``settings`` supplies the client id, share group, batching, validation and spool settings; ``db_url`` the
+    database (already migrated); ``prefix`` replaces ``ami/v1`` (tests use their own).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        db_url: str,
+        *,
+        prefix: str = "ami/v1",
+        tasmota_prefix: str = "tele",
+        mqtt_url: str | None = None,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
+        url = mqtt_url or settings.mqtt_url
+        if not url:
+            raise ConfigError("AMIFLOW_MQTT_URL is not set: the ingest worker needs a broker (mqtt://host:port)")
+        self.settings = settings
+        self.target = parse_mqtt_url(url)
+        self.prefix = prefix
+        self.tasmota_prefix = tasmota_prefix
+        self.metrics = metrics or IngestMetrics()
+        self.store = IngestStore(
+            db_url,
+            bounds=Bounds(settings.clock_skew_future_s, settings.reading_horizon_days),
+            unknown_meter_policy=settings.unknown_meter_policy,
+        )
+        self.spool = Spool(settings.data_dir / "spool", max_bytes=settings.spool_max_bytes)
+        self._queue: queue.Queue[Message] = queue.Queue(maxsize=2 * settings.mqtt_max_inflight)
+        self._client: mqtt.Client | None = None
+        self._gen = 0
+        self._draining = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._db_up = True
+        self._next_probe = 0.0
+        self._spool_alarm = False
+        self.connected = threading.Event()
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run in a background thread; returns once connected and subscribed (or raises after 10 s)."""
+        self._thread = threading.Thread(target=self.run, args=(self._stop,), name="ingest-mqtt", daemon=True)
+        self._thread.start()
+        if not self.connected.wait(10):
+            self.stop()
+            raise ConfigError(f"cannot connect to the MQTT broker at {self.target.host}:{self.target.port}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Drain, commit, acknowledge and disconnect (what SIGTERM does)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run(self, stop_event: threading.Event) -> None:
+        """Connect, then store batches until ``stop_event`` is set; then drain and disconnect."""
+        self.spool.open()
+        self.metrics.spool_bytes = self.spool.pending_bytes
+        client = self._connect()
+        try:
+            while not stop_event.is_set():
+                self._step(block_s=0.2)
+            self._draining.set()  # on_message now leaves new messages unacknowledged: the broker redelivers them
+            while not self._queue.empty():
+                self._step(block_s=0.0)
+            time.sleep(0.05)  # let the network thread flush the last PUBACKs
+        finally:
+            client.disconnect()
+            client.loop_stop()
+            self.store.close()
+            self.metrics.mqtt_connected = False
+
+    # -- MQTT --------------------------------------------------------------------------------------------------------
+    def _connect(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.mqtt_client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if self.target.username:
+            client.username_pw_set(self.target.username, self.target.password)
+        if self.target.tls:
+            client.tls_set()
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(1, 30)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = s.mqtt_session_expiry_s
+        props.ReceiveMaximum = s.mqtt_max_inflight
+        self._client = client
+        try:
+            client.connect(self.target.host, self.target.port, keepalive=30, clean_start=False, properties=props)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot connect to the MQTT broker at {self.target.host}:{self.target.port}: {exc}"
+            ) from exc
+        client.loop_start()
+        return client
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.error("MQTT broker refused the connection: %s", reason)
+            return
+        self._gen += 1
+        group = self.settings.mqtt_share_group
+        tasmota = f"{self.tasmota_prefix}/+/SENSOR"
+        filters = [f for f in topic_filters(self.prefix) if not f.startswith("tele/")] + [tasmota]
+        client.subscribe([(f"$share/{group}/{f}", SubscribeOptions(qos=1)) for f in filters])
+        self.metrics.mqtt_connected = True
+        log.info(
+            "connected to MQTT %s:%d as %s (session present: %s)",
+            self.target.host,
+            self.target.port,
+            self.settings.mqtt_client_id,
+            flags.session_present,
+        )
+        self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.metrics.mqtt_connected = False
+        if not self._stop.is_set():
+            log.warning("MQTT connection lost (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._draining.is_set():
+            return  # not acknowledged: redelivered to this session on its next connection
+        m = Message(msg.topic, bytes(msg.payload), time.time(), msg.mid, msg.qos, self._gen, time.monotonic())
+        self._queue.put(m)  # blocks when full: the network thread stops reading (TCP backpressure)
+
+    def _ack(self, messages: list[Message]) -> None:
+        client, gen = self._client, self._gen
+        if client is None:
+            return
+        for m in messages:
+            if m.qos > 0 and m.mid and m.gen == gen:
+                client.ack(m.mid, m.qos)
+
+    # -- the store loop ----------------------------------------------------------------------------------------------
+    def _step(self, block_s: float) -> None:
+        now = time.monotonic()
+        if self.spool and (self._db_up or now >= self._next_probe) and self._replay():
+            return
+        prepared = self._collect(block_s)
+        self.metrics.queue_depth = self._queue.qsize()
+        if prepared is not None:
+            self._handle(prepared)
+
+    def _collect(self, block_s: float) -> Prepared | None:
+        s = self.settings
+        builder = BatchBuilder(prefix=self.prefix, tasmota_prefix=self.tasmota_prefix)
+        try:
+            first = self._queue.get(timeout=block_s) if block_s > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        builder.add(first)
+        deadline = time.monotonic() + s.ingest_batch_max_latency_s
+        while builder.readings < s.ingest_batch_max_readings and len(builder) < s.mqtt_max_inflight:
+            try:
+                builder.add(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or self._draining.is_set():
+                break
+            try:
+                builder.add(self._queue.get(timeout=min(left, _LINGER_S)))
+            except queue.Empty:
+                break
+        p = builder.take()
+        self.metrics.add(messages_received=len(p.messages), readings_received=p.readings)
+        return p
+
+    def _handle(self, p: Prepared) -> None:
+        while True:
+            if (self._db_up or time.monotonic() >= self._next_probe) and self._store(p):
+                self._ack(p.messages)
+                return
+            try:
+                self.spool.append((m.topic, m.payload, m.received_at) for m in p.messages)
+            except SpoolFull as exc:
+                self._alarm(str(exc))
+                if self._stop.is_set():
+                    return  # unacknowledged: the broker keeps them for this session
+                time.sleep(0.5)
+                continue
+            except StorageError as exc:
+                log.error("%s; messages stay unacknowledged", exc)
+                time.sleep(0.5)
+                if self._stop.is_set():
+                    return
+                continue
+            self._spool_alarm = False
+            self.metrics.spool_full = False
+            self.metrics.add(messages_spooled=len(p.messages))
+            self.metrics.spool_bytes = self.spool.pending_bytes
+            self._ack(p.messages)
+            return
+
+    def _store(self, p: Prepared) -> bool:
+        """Write ``p``; True once committed (or its messages quarantined one by one), False when the DB is down."""
+        try:
+            outcome = self.store.write(p, now=time.time())
+        except DatabaseDown as exc:
+            self._down(exc)
+            return False
+        except StorageError as exc:
+            log.error("%s; storing the batch's %d messages one at a time", exc, len(p.messages))
+            return self._one_by_one(p)
+        self._up()
+        self._count(p, outcome)
+        return True
+
+    def _one_by_one(self, p: Prepared) -> bool:
+        for m in p.messages:
+            b = BatchBuilder(prefix=self.prefix, tasmota_prefix=self.tasmota_prefix)
+            b.add(m)
+            single = b.take()
+            try:
+                self._count(single, self.store.write(single, now=time.time()))
+                continue
+            except DatabaseDown as exc:
+                self._down(exc)
+                return False
+            except StorageError as exc:
+                err = str(exc)
+            poison = Prepared(messages=[m], quarantine=[QuarantineRow("store_error", None, m.payload, err[:2000])])
+            try:
+                self._count(poison, self.store.write(poison, now=time.time()))
+            except StorageError as exc2:
+                self._down(exc2)
+                return False
+        return True
+
+    def _count(self, p: Prepared, o: BatchOutcome) -> None:
+        m = self.metrics
+        m.add(
+            readings_stored=o.written.inserted,
+            readings_duplicate=o.written.duplicates,
+            readings_conflict=o.written.conflicts,
+            events_stored=o.events,
+            batches_committed=1,
+        )
+        for q in o.quarantined:
+            m.count_reason("quarantined_messages", q.reason)
+            if q.readings:
+                m.count_reason("quarantined_readings", q.reason, q.readings)
+        if o.written.quarantined:
+            m.count_reason("quarantined_readings", "writer", o.written.quarantined)
+        for reason, n in o.flagged.items():
+            m.count_reason("flagged_readings", reason, n)
+        now = time.monotonic()
+        m.observe_lag([now - msg.t_mono for msg in p.messages if msg.t_mono])
+        m.last_commit_at = time.time()
+
+    def _replay(self) -> bool:
+        """Replay a chunk of the spool; True if something was replayed."""
+        records = self.spool.read(_REPLAY_MESSAGES)
+        if not records:
+            return False
+        b = BatchBuilder(prefix=self.prefix, tasmota_prefix=self.tasmota_prefix)
+        for r in records:
+            b.add(Message(r.topic, r.payload, r.received_at))
+        if not self._store(b.take()):
+            return False
+        self.spool.commit(records[-1].position)
+        self.metrics.add(messages_replayed=len(records))
+        self.metrics.spool_bytes = self.spool.pending_bytes
+        if not self.spool:
+            log.info("spool replayed completely")
+        return True
+
+    def _down(self, exc: Exception) -> None:
+        if self._db_up:
+            log.error("%s; spooling to %s until it returns", exc, self.spool.directory)
+        self._db_up = False
+        self.metrics.db_available = False
+        self._next_probe = time.monotonic() + _PROBE_EVERY_S
+
+    def _up(self) -> None:
+        if not self._db_up:
+            log.info("database available again")
+        self._db_up = True
+        self.metrics.db_available = True
+
+    def _alarm(self, text: str) -> None:
+        self.metrics.spool_full = True
+        if not self._spool_alarm:
+            log.critical("%s", text)
+            self._spool_alarm = True
