@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     disconnect_ruleset: str = Field("us_tx", description="policy rule set: a bundled id (us_tx, eu_de) or a TOML path")
     command_attempts: int = Field(3, ge=1, le=20, description="relay command tries before escalation")
     command_retry_s: float = Field(5.0, ge=0, description="first retry delay of a relay command (doubles)")
+    dlms_password: SecretStr | None = Field(None, description="LLS password of the DLMS management client (relay)")
 
     @field_validator("database_url")
     @classmethod

@@ -168,7 +168,8 @@ def _print_plan(s: dict[str, Any]) -> None:
 async def _dispatch(conn: Any, settings: Settings) -> list[Any]:
     from billing_bridge.commands import DlmsRelayDriver, ModbusRelayDriver, MqttRelayDriver, RelayDriver, run_commands
 
-    drivers: dict[str, RelayDriver] = {"dlms": DlmsRelayDriver(), "modbus": ModbusRelayDriver()}
+    password = settings.dlms_password.get_secret_value().encode() if settings.dlms_password else None
+    drivers: dict[str, RelayDriver] = {"dlms": DlmsRelayDriver(password=password), "modbus": ModbusRelayDriver()}
     async with AsyncExitStack() as stack:
         if settings.mqtt_url:
             mqtt = MqttRelayDriver(settings.mqtt_url, prefix=settings.mqtt_topic_prefix)
