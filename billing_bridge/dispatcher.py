@@ -9,6 +9,7 @@ run ends when the outbox holds nothing pending, or when the only pending items a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -90,22 +91,39 @@ class Dispatcher:
             raise StorageError(f"cannot connect to the database: {str(exc).strip()}") from exc
 
     async def run(self) -> DispatchStats:
-        """Dispatch until drained (or until ``stop()`` when following); returns the run's counts."""
-        claim_conn = await self._connect()
-        settle_conn = await self._connect()
-        listen_conn = await self._connect() if self.config.follow else None
-        try:
-            if listen_conn is not None:
-                await listen_conn.execute("LISTEN amiflow_outbox")
-            async with self.sink:
-                await self._loop(claim_conn, settle_conn, listen_conn)
-            self.stats.remaining = await counts(claim_conn)
-        except psycopg.Error as exc:
-            raise StorageError(f"bridge dispatcher: database error: {str(exc).strip()}") from exc
-        finally:
-            for conn in (claim_conn, settle_conn, listen_conn):
-                if conn is not None:
-                    await conn.close()
+        """Dispatch until drained (or until ``stop()`` when following); returns the run's counts.
+
+        Without ``follow`` a database failure raises StorageError. With ``follow`` (a service) the dispatcher
+        reconnects with backoff (1 s doubling to 60 s) until stopped; items claimed before the failure are
+        re-claimed by whoever holds the outbox when their lease expires.
+        """
+        if not self.config.follow:
+            return await self._session()
+        delay = 1.0
+        while not self._stopping.is_set():
+            try:
+                return await self._session()
+            except StorageError as exc:
+                log.warning("bridge: %s; reconnecting in %.0f s", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, 60.0)
+        return self.stats
+
+    async def _session(self) -> DispatchStats:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                claim_conn = await stack.enter_async_context(await self._connect())
+                settle_conn = await stack.enter_async_context(await self._connect())
+                listen_conn = None
+                if self.config.follow:
+                    listen_conn = await stack.enter_async_context(await self._connect())
+                    await listen_conn.execute("LISTEN amiflow_outbox")
+                async with self.sink:
+                    await self._loop(claim_conn, settle_conn, listen_conn)
+                self.stats.remaining = await counts(claim_conn)
+            except psycopg.Error as exc:
+                raise StorageError(f"bridge dispatcher: database error: {str(exc).strip()}") from exc
         return self.stats
 
     async def _loop(

@@ -194,3 +194,36 @@ def test_without_a_billing_url_bills_stay_in_the_outbox(
     assert main(["bridge", "run"]) == 2
     assert "AMIFLOW_BILLING_URL is not set" in capsys.readouterr().err
     assert states(db_url) == {"pending": 3}
+
+
+def test_follow_survives_losing_its_database_connections(db_url: str, receiver: Receiver) -> None:
+    config: dict[str, Any] = {**FAST, "follow": True, "poll_s": 0.2}
+
+    def kill_backends() -> int:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        return len(rows)
+
+    async def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 15
+        while len(receiver.snapshot().deliveries) < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def scenario() -> DispatchStats:
+        dispatcher = Dispatcher(db_url, WebhookSink(receiver.url, SECRET), DispatchConfig(**config))
+        task = asyncio.create_task(dispatcher.run())
+        await asyncio.to_thread(fill, db_url, 10, 10, "before")
+        await wait_for(10)
+        assert await asyncio.to_thread(kill_backends) >= 2  # the dispatcher's claim/settle/listen connections
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(fill, db_url, 10, 10, "after")
+        await wait_for(20)
+        dispatcher.stop()
+        return await task
+
+    stats = asyncio.run(scenario())
+    assert stats.delivered == 20 and len(receiver.snapshot().deliveries) == 20
+    assert states(db_url) == {"delivered": 20}
