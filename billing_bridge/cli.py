@@ -18,7 +18,7 @@ from billing_bridge.payments import import_csv
 from billing_bridge.sinks import CimSink, FileDropSink, Sink, WebhookSink
 from billing_bridge.store import list_failed, requeue
 
-__all__ = ["BRIDGE_FAILED", "BRIDGE_RETRY", "BRIDGE_RUN", "PAYMENTS_IMPORT", "make_sink"]
+__all__ = ["BRIDGE_FAILED", "BRIDGE_RETRY", "BRIDGE_RUN", "PAYMENTS_IMPORT", "build_dispatcher", "make_sink"]
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,6 +66,20 @@ def make_sink(
         raise ConfigError("AMIFLOW_BILLING_SECRET is not set: webhook bodies must be signed (HMAC-SHA256)")
     cls = CimSink if kind == "cim" else WebhookSink
     return cls(settings.billing_url, secret, concurrency=concurrency, timeout_s=timeout_s)
+
+
+def build_dispatcher(settings: Settings, url: str, *, follow: bool = True) -> Dispatcher | None:
+    """The webhook dispatcher ``amiflow serve`` runs (``await d.run()``, ``d.stop()``); None when
+    AMIFLOW_BILLING_URL is unset (bills stay in the outbox)."""
+    if not settings.billing_url:
+        return None
+    config = DispatchConfig(
+        batch_size=settings.bridge_batch_size,
+        retry_base_s=settings.bridge_retry_base_s,
+        retry_max_s=settings.bridge_retry_max_s,
+        follow=follow,
+    )
+    return Dispatcher(url, make_sink(settings, "webhook"), config)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -227,3 +227,32 @@ def test_follow_survives_losing_its_database_connections(db_url: str, receiver: 
     stats = asyncio.run(scenario())
     assert stats.delivered == 20 and len(receiver.snapshot().deliveries) == 20
     assert states(db_url) == {"delivered": 20}
+
+
+def test_cim_sink_through_the_command(db_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    import xml.etree.ElementTree as ET
+
+    items = fill(db_url, 12, accounts=12)
+    monkeypatch.setenv("AMIFLOW_DATABASE_URL", db_url)
+    monkeypatch.setenv("AMIFLOW_BILLING_URL", receiver.url)
+    monkeypatch.setenv("AMIFLOW_BILLING_SECRET", SECRET.decode())
+    assert main(["bridge", "run", "--sink", "cim", "--timeout", "2", "--lease", "5"]) == 0
+    snap = receiver.snapshot()
+    assert set(snap.deliveries) == set(items) and snap.bad_signatures == 0
+    paths = {key: d.path for key, d in snap.deliveries.items()}
+    for key, (_, _, payload) in items.items():
+        kind = payload["type"]
+        expected = {
+            "bill": "/cim/MeterReadings",
+            "disconnected": "/cim/EndDeviceControls",
+            "reconnected": "/cim/EndDeviceControls",
+        }.get(kind, "/notices")
+        assert paths[key] == expected, (key, kind)
+        if expected.startswith("/cim/"):
+            root = ET.fromstring(snap.deliveries[key].body)
+            assert (
+                root.findtext(
+                    "{http://iec.ch/TC57/2011/schema/message}Header/{http://iec.ch/TC57/2011/schema/message}MessageID"
+                )
+                == key
+            )
