@@ -35,10 +35,9 @@ from psycopg.types.json import Jsonb
 from amiflow.db.outbox import enqueue
 from amiflow.db.registry import MeterRecord, get_meter
 from amiflow.errors import AmiflowError, PolicyBlocked
-from billing_bridge.arrears import load_facts
 from billing_bridge.policy import Conditions, Decision, DisconnectCase, RuleSet, evaluate, holidays_for
 from billing_bridge.prepaid import prepaid_positions
-from billing_bridge.reminders import notices_sent, score_accounts
+from billing_bridge.reminders import disconnect_cases, score_accounts
 
 __all__ = [
     "CommandOutcome",
@@ -99,58 +98,6 @@ def _account_meters(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[str, 
     return out
 
 
-def _cases(conn: psycopg.Connection[Any], ruleset: RuleSet, now: datetime) -> list[DisconnectCase]:
-    today = now.astimezone(ZoneInfo(ruleset.timezone)).date()
-    arrears, scores = score_accounts(conn, ruleset, today)
-    facts = load_facts(conn)
-    cases = []
-    for a in sorted(
-        arrears.values(), key=lambda a: (-(scores[a.account].score if a.account in scores else 0), a.account)
-    ):
-        f = facts.get(a.account)
-        if a.debt_ref is None or a.overdue_amount < ruleset.min_debt or (f and f.prepaid):
-            continue
-        cases.append(
-            DisconnectCase(
-                account=a.account,
-                meter=None,
-                debt_ref=a.debt_ref,
-                overdue_amount=a.overdue_amount,
-                days_past_due=a.days_past_due,
-                notices_sent=notices_sent(conn, a.account, a.debt_ref),
-                protected=f.protected if f else frozenset(),
-                open_dispute=bool(f and f.open_dispute),
-                payment_plan=f.payment_plan if f else "none",
-                estimated_share=a.estimated_share,
-            )
-        )
-    for p in prepaid_positions(conn):
-        if p.balance > 0 or p.zero_since is None:
-            continue
-        f = facts.get(p.account)
-        ref = f"prepaid:{p.account}:{p.zero_since.isoformat()}"
-        sent: dict[str, datetime] = {}
-        for t, at in notices_sent(conn, p.account, p.notice_ref).items():
-            base_type = t.partition("@")[0]  # low_balance@10.00 -> low_balance (the earliest threshold counts)
-            sent[base_type] = min(at, sent.get(base_type, at))
-        cases.append(
-            DisconnectCase(
-                account=p.account,
-                meter=None,
-                debt_ref=ref,
-                overdue_amount=-p.balance,
-                days_past_due=0,
-                notices_sent=sent,
-                protected=f.protected if f else frozenset(),
-                open_dispute=bool(f and f.open_dispute),
-                payment_plan=f.payment_plan if f else "none",
-                prepaid=True,
-                zero_since=p.zero_since,
-            )
-        )
-    return cases
-
-
 def _inputs(case: DisconnectCase, cond: Conditions) -> dict[str, Any]:
     return {
         "overdue_amount": str(case.overdue_amount),
@@ -188,7 +135,7 @@ def plan_disconnects(
     handled = _disconnected_meters(conn)
     meters = _account_meters(conn)
     out = []
-    for base in _cases(conn, ruleset, now):
+    for base in disconnect_cases(conn, ruleset, now):
         for meter, feeder in meters.get(base.account, []):
             if meter in handled:
                 continue

@@ -25,10 +25,11 @@ from psycopg.types.json import Jsonb
 
 from amiflow.db.outbox import enqueue
 from billing_bridge.arrears import Arrears, compute_arrears, load_book, load_facts
-from billing_bridge.policy import LadderRung, RuleSet
+from billing_bridge.policy import DisconnectCase, LadderRung, RuleSet
+from billing_bridge.prepaid import prepaid_positions
 from billing_bridge.risk import RiskScore, consumption_change, features_for, score
 
-__all__ = ["SentNotice", "next_rung", "notices_sent", "score_accounts", "send_reminders"]
+__all__ = ["SentNotice", "disconnect_cases", "next_rung", "notices_sent", "score_accounts", "send_reminders"]
 
 log = logging.getLogger(__name__)
 
@@ -162,3 +163,57 @@ def send_reminders(conn: psycopg.Connection[Any], ruleset: RuleSet, *, now: date
         log.info("notice %s queued for account %s (%s)", rung.type, a.account, a.debt_ref)
         sent.append(SentNotice(a.account, a.debt_ref, rung.type, key))
     return sent
+
+
+def disconnect_cases(conn: psycopg.Connection[Any], ruleset: RuleSet, now: datetime) -> list[DisconnectCase]:
+    """The policy cases of today, highest risk first: each overdue account (at least the minimum debt) with the
+    notices sent for its debt, and each prepaid account at zero with its low-balance notices of the cycle."""
+    today = now.astimezone(ZoneInfo(ruleset.timezone)).date()
+    arrears, scores = score_accounts(conn, ruleset, today)
+    facts = load_facts(conn)
+    cases = []
+    for a in sorted(
+        arrears.values(), key=lambda a: (-(scores[a.account].score if a.account in scores else 0), a.account)
+    ):
+        f = facts.get(a.account)
+        if a.debt_ref is None or a.overdue_amount < ruleset.min_debt or (f and f.prepaid):
+            continue
+        cases.append(
+            DisconnectCase(
+                account=a.account,
+                meter=None,
+                debt_ref=a.debt_ref,
+                overdue_amount=a.overdue_amount,
+                days_past_due=a.days_past_due,
+                notices_sent=notices_sent(conn, a.account, a.debt_ref),
+                protected=f.protected if f else frozenset(),
+                open_dispute=bool(f and f.open_dispute),
+                payment_plan=f.payment_plan if f else "none",
+                estimated_share=a.estimated_share,
+            )
+        )
+    for p in prepaid_positions(conn):
+        if p.balance > 0 or p.zero_since is None:
+            continue
+        f = facts.get(p.account)
+        ref = f"prepaid:{p.account}:{p.zero_since.isoformat()}"
+        sent: dict[str, datetime] = {}
+        for t, at in notices_sent(conn, p.account, p.notice_ref).items():
+            base_type = t.partition("@")[0]  # low_balance@10.00 -> low_balance (the earliest threshold counts)
+            sent[base_type] = min(at, sent.get(base_type, at))
+        cases.append(
+            DisconnectCase(
+                account=p.account,
+                meter=None,
+                debt_ref=ref,
+                overdue_amount=-p.balance,
+                days_past_due=0,
+                notices_sent=sent,
+                protected=f.protected if f else frozenset(),
+                open_dispute=bool(f and f.open_dispute),
+                payment_plan=f.payment_plan if f else "none",
+                prepaid=True,
+                zero_since=p.zero_since,
+            )
+        )
+    return cases
