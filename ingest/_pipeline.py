@@ -70,7 +70,8 @@ def _issue_rows(topic: str, issues: tuple[Issue, ...], raw: bytes, meter: str | 
         detail = {"topic": topic, "detail": found[0].detail, "count": len(found)}
         if where:
             detail["index"] = where[:100]
-        out.append(QuarantineRow(code, found[0].meter or meter, raw, json.dumps(detail), len(where)))
+        claimed = sum(int(i.extra.get("readings", 0)) for i in found)
+        out.append(QuarantineRow(code, found[0].meter or meter, raw, json.dumps(detail), len(where) + claimed))
     return out
 
 

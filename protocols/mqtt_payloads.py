@@ -224,11 +224,17 @@ def decode_readings(raw: bytes, *, topic_meter: str, source: Source = Source.MQT
     meter = doc.get("meter")
     if not isinstance(meter, str) or not meter:
         return _reject("schema", "missing or non-string 'meter'", topic_meter, raw)
-    if meter != topic_meter:
-        return _reject(
-            "meter_mismatch", f"payload meter {meter!r} on the topic of meter {topic_meter!r}", topic_meter, raw
-        )
     readings = doc.get("readings")
+    if meter != topic_meter:
+        claimed = len(readings) if isinstance(readings, list) else 0
+        issue = Issue(
+            "meter_mismatch",
+            f"payload meter {meter!r} on the topic of meter {topic_meter!r}",
+            topic_meter,
+            raw,
+            {"readings": claimed},
+        )
+        return Decoded(issues=(issue,), rejected=True)
     if not isinstance(readings, list):
         return _reject("schema", "missing or non-list 'readings'", meter, raw)
     seq = doc.get("seq")
