@@ -68,8 +68,8 @@ WHERE o.id = u.id AND o.claim_token = %s AND o.state = 'pending'
 _RETRY = """
 UPDATE amiflow.outbox o
 SET next_attempt_at = now() + make_interval(secs => u.delay), response_code = u.code, last_error = u.error,
-    lease_until = NULL, claim_token = NULL
-FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::float8[]) AS u(id, code, error, delay)
+    lease_until = NULL, claim_token = NULL, attempts = o.attempts - u.unsent::int
+FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::float8[], %s::bool[]) AS u(id, code, error, delay, unsent)
 WHERE o.id = u.id AND o.claim_token = %s AND o.state = 'pending'
 """
 
@@ -93,6 +93,8 @@ async def settle(
     conn: psycopg.AsyncConnection[Any], token: str, outcomes: Sequence[Outcome], delays: dict[int, float]
 ) -> int:
     """Record ``outcomes`` of the claim ``token`` in bulk (one transaction); ``delays`` holds retry delays by id.
+
+    An item that was never sent (its lease ran short) gets its claimed attempt back.
 
     Returns the number of rows updated (fewer than given when a lease was lost to another dispatcher).
     """
@@ -118,6 +120,7 @@ async def settle(
                     [o.code for o in retry],
                     [o.error for o in retry],
                     [delays.get(o.id, 1.0) for o in retry],
+                    [not o.sent for o in retry],
                     token,
                 ),
             )

@@ -256,3 +256,17 @@ def test_cim_sink_through_the_command(db_url: str, receiver: Receiver, monkeypat
                 )
                 == key
             )
+
+
+def test_items_whose_lease_runs_short_are_not_sent_and_keep_their_attempt(db_url: str) -> None:
+    fill(db_url, 6, accounts=6)
+    # one connection, up to 0.6 s per answer (seeded), 1 s of sending time per claim: some items must wait it out
+    with Receiver(ReceiverConfig(SECRET, seed=1, delay_max_s=0.6)) as rec:
+        sink = WebhookSink(rec.url, SECRET, concurrency=1, timeout_s=1.0)
+        stats = dispatch(db_url, sink, lease_s=3.0, request_timeout_s=1.0, batch_size=6, batches_in_flight=1)
+        snap = rec.snapshot()
+    assert stats.not_sent > 0 and stats.delivered == 6
+    assert snap.overlaps == [] and sorted({d.count for d in snap.deliveries.values()}) == [1]
+    with psycopg.connect(db_url) as conn:
+        attempts = conn.execute("SELECT max(attempts) FROM amiflow.outbox").fetchone()
+    assert attempts == (1,)
