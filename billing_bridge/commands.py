@@ -22,7 +22,8 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -41,6 +42,7 @@ from billing_bridge.reminders import disconnect_cases, score_accounts
 
 __all__ = [
     "CommandOutcome",
+    "exclusive",
     "DlmsRelayDriver",
     "ModbusRelayDriver",
     "MqttRelayDriver",
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 
 #: Rules that only say "not yet" (the debt is not due for disconnection): no disconnect_blocked notice for them.
 _NOT_YET = frozenset({"debt_threshold", "days_past_due", "notice_ladder", "notice_period"})
+_RUN_LOCK = 0x616D69646973  # "amidis"
 _EXPECT = {"disconnect": frozenset({"disconnected"}), "reconnect": frozenset({"connected", "armed"})}
 
 
@@ -204,6 +207,16 @@ def _record(
             if not conn.execute("SELECT 1 FROM amiflow.outbox WHERE idempotency_key = %s", (key,)).fetchone():
                 enqueue(conn, kind="notice", idempotency_key=key, payload=payload, account=case.account)
     return PlanItem(case.account, case.meter or "", decision_id, d, case, command_id)
+
+
+@contextmanager
+def exclusive(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Hold the disconnect-run lock (a session advisory lock) so two runs never plan or dispatch at once."""
+    conn.execute("SELECT pg_advisory_lock(%s)", (_RUN_LOCK,))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_RUN_LOCK,))
 
 
 def issue_command(

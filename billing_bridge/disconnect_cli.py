@@ -107,14 +107,14 @@ def _run_report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _plan(args: argparse.Namespace, settings: Settings, *, issue: bool) -> int:
-    from billing_bridge.commands import plan_disconnects, schedule_reconnects
+    from billing_bridge.commands import exclusive, plan_disconnects, schedule_reconnects
     from billing_bridge.prepaid import update_prepaid
     from billing_bridge.reminders import send_reminders
 
     db, rs = _open(settings, args)
     now = _when(args.now)
     forecast = _forecast(args)
-    with db, db.connect() as conn:
+    with db, db.connect() as conn, exclusive(conn):
         charged = update_prepaid(conn, rs, now=now)
         sent = send_reminders(conn, rs, now=now)
         items = plan_disconnects(conn, rs, now=now, forecast_c=forecast, issue=issue)

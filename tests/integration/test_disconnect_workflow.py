@@ -292,3 +292,33 @@ def test_prepaid_balance_low_notices_and_disconnect_at_zero(db_conn: psycopg.Con
     assert u.balance == Decimal("20.0000")
     (pos,) = prepaid_positions(db_conn)
     assert pos.zero_since is None and pos.cycle_started_at == start + timedelta(hours=13)
+
+
+def test_one_open_command_per_meter(db_conn: psycopg.Connection[Any]) -> None:
+    add_meter(db_conn, MeterRecord(name="M8", protocol="mqtt", account="A8"))
+    issue_command(db_conn, "M8", "reconnect", account="A8", now=ALLOWED_DAY)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        issue_command(db_conn, "M8", "reconnect", account="A8", now=ALLOWED_DAY)
+
+
+def test_cli_plan_run_and_report(
+    db_url: str, db_conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from amiflow.cli import main
+
+    _in_arrears(db_conn, "A9", "M9")
+    _walk_ladder(db_conn)
+    monkeypatch.setenv("AMIFLOW_DATABASE_URL", db_url)
+    monkeypatch.delenv("AMIFLOW_MQTT_URL", raising=False)
+    now = ["--now", ALLOWED_DAY.isoformat(), "--json"]
+    assert main(["disconnect", "plan", *now]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [(d["account"], d["allowed"], d["rules"]) for d in plan["decisions"]] == [("A9", False, ["weather_unknown"])]
+    assert main(["disconnect", "run", *now, "--forecast-min", "2", "--forecast-max", "9"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["decisions"][0]["allowed"] and run["decisions"][0]["command"]
+    assert run["commands"][0]["state"] == "pending"  # no broker configured: left for a run that has one
+    assert main(["arrears", "report", *now]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["account"] == "A9" and row["features"]["days_past_due"] == 25 and row["overdue"] == "250.00"
+    assert main(["disconnect", "plan", "--now", "2026-02-26T10:00:00", "--json"]) == 2  # naive time refused

@@ -63,7 +63,8 @@ CREATE TABLE amiflow.meter_commands (
     UNIQUE (decision_id, meter)
 );
 CREATE INDEX meter_commands_meter_idx ON amiflow.meter_commands (meter, created_at);
-CREATE INDEX meter_commands_open_idx ON amiflow.meter_commands (state) WHERE state IN ('pending', 'sent');
+-- At most one open command per meter: two planners racing cannot queue two relay operations for one meter.
+CREATE UNIQUE INDEX meter_commands_one_open_idx ON amiflow.meter_commands (meter) WHERE state IN ('pending', 'sent');
 
 CREATE FUNCTION amiflow.meter_commands_check_decision() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
