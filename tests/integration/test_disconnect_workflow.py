@@ -322,3 +322,15 @@ def test_cli_plan_run_and_report(
     (row,) = json.loads(capsys.readouterr().out)
     assert row["account"] == "A9" and row["features"]["days_past_due"] == 25 and row["overdue"] == "250.00"
     assert main(["disconnect", "plan", "--now", "2026-02-26T10:00:00", "--json"]) == 2  # naive time refused
+
+
+def test_feeder_rate_limit_holds_within_one_run(db_conn: psycopg.Connection[Any]) -> None:
+    for i in range(12):
+        _in_arrears(db_conn, f"R{i:02}", f"RM{i:02}")  # all on feeder F1 (us_tx: at most 10 per feeder per hour)
+    _walk_ladder(db_conn)
+    items = plan_disconnects(db_conn, US, now=ALLOWED_DAY, forecast_c=MILD, issue=True)
+    assert sum(i.decision.allowed for i in items) == 10
+    assert [i.decision.blocking for i in items if not i.decision.allowed] == [("rate_limit_feeder",)] * 2
+    # An hour later the window has moved: the two left are allowed.
+    later = plan_disconnects(db_conn, US, now=ALLOWED_DAY + timedelta(hours=1, minutes=1), forecast_c=MILD, issue=True)
+    assert [i.decision.allowed for i in later] == [True, True]
