@@ -43,6 +43,7 @@ class DispatchConfig:
     follow: bool = False
     max_wait_s: float = 60.0
     poll_s: float = 1.0
+    fault_log_window_s: float = 60.0
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     def __post_init__(self) -> None:
@@ -79,6 +80,8 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._stopping = asyncio.Event()
         self._settle_lock = asyncio.Lock()
+        self._fault_logged_at = float("-inf")
+        self._faults_in_window = 0
 
     def stop(self) -> None:
         """Stop claiming; in-flight batches finish and are settled before ``run()`` returns."""
@@ -220,4 +223,20 @@ class Dispatcher:
             self.stats.not_sent += 1
         else:
             self.stats.retried += 1
-            log.info("bridge: item %d attempt %d failed, will retry: %s", item.id, item.attempts, o.error)
+            self._fault(item, o)
+
+    def _fault(self, item: OutboxItem, o: Outcome) -> None:
+        """Log failed attempts once per window (billing down means thousands of them), count them always."""
+        log.debug("bridge: item %d attempt %d failed: %s", item.id, item.attempts, o.error)
+        now = asyncio.get_running_loop().time()
+        self._faults_in_window += 1
+        if now - self._fault_logged_at >= self.config.fault_log_window_s:
+            log.warning(
+                "bridge: %d failed attempt(s) since the last report, will retry; latest: item %d (key %s): %s",
+                self._faults_in_window,
+                item.id,
+                item.idempotency_key,
+                o.error,
+            )
+            self._fault_logged_at = now
+            self._faults_in_window = 0

@@ -141,11 +141,16 @@ def test_a_wrong_secret_is_refused_by_billing_and_kept(db_url: str, receiver: Re
     assert snap.bad_signatures == 5 and snap.deliveries == {}
 
 
-def test_unreachable_billing_is_retried_with_backoff_and_nothing_lost(db_url: str) -> None:
+def test_unreachable_billing_is_retried_with_backoff_and_nothing_lost(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     fill(db_url, 10, accounts=10)
     sink = WebhookSink("http://127.0.0.1:9", SECRET, timeout_s=0.5)  # discard port: connection refused
-    stats = dispatch(db_url, sink, max_wait_s=0.0, retry_base_s=30.0, retry_max_s=60.0)
+    with caplog.at_level("WARNING", logger="billing_bridge.dispatcher"):
+        stats = dispatch(db_url, sink, max_wait_s=0.0, retry_base_s=30.0, retry_max_s=60.0)
     assert stats.retried == 10 and stats.delivered == 0
+    # ten failures, one log line (the window is a minute), the count always kept
+    assert len([r for r in caplog.records if "failed attempt" in r.getMessage()]) == 1
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
             "SELECT state, attempts, next_attempt_at - now() > interval '10 seconds', last_error FROM amiflow.outbox"
