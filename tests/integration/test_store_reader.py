@@ -88,6 +88,7 @@ def test_daily_energy_view_uses_the_meters_local_day(db_conn: psycopg.Connection
     start = datetime(2026, 11, 2, tzinfo=BERLIN)  # 23:00 UTC the day before
     ts = int(start.timestamp()) + 900 * np.arange(1, 97)
     _write(db_conn, "D", ts, np.full(96, 250.0))  # 24 kWh on the local day 2026-11-02
+    db_conn.execute("SELECT * FROM amiflow.v_daily_energy").fetchall()  # answers before the first refresh too
     refresh_rollups(db_conn)
     rows = db_conn.execute("SELECT day::text, kwh_import, kwh_export FROM amiflow.v_daily_energy").fetchall()
     assert rows == [("2026-11-02", 24.0, 0.0)]

@@ -220,7 +220,7 @@ CREATE MATERIALIZED VIEW amiflow.energy_hourly AS
            sum(value) AS energy, count(*) AS intervals
     FROM amiflow.readings WHERE channel_id BETWEEN 1 AND 4
     GROUP BY meter_id, channel_id, date_trunc('hour', ts - INTERVAL '1 microsecond') + INTERVAL '1 microsecond'
-    WITH NO DATA;
+    WITH DATA;  -- populated (empty) now, so the view answers before the first refresh
 CREATE UNIQUE INDEX energy_hourly_key ON amiflow.energy_hourly (meter_id, channel_id, bucket);
 -- @end
 
