@@ -85,7 +85,7 @@ def test_kill_9_mid_run_loses_nothing_and_a_restart_completes(db_url: str) -> No
 def test_two_dispatcher_processes_never_send_one_item_twice(db_url: str) -> None:
     payloads = fill(db_url, 800, accounts=800)
     # 503s are retried, nothing is stored twice by the receiver's own faults: every stored count must be exactly 1
-    config = ReceiverConfig(SECRET, seed=5, fail_rate=0.2, delay_max_s=0.05)
+    config = ReceiverConfig(SECRET, seed=5, fail_rate=0.2, delay_max_s=0.1)  # a run of ~3 s: both get work
     with Receiver(config) as receiver:
         procs = [bridge(db_url, receiver, "--concurrency", "16", "--batch", "25") for _ in range(2)]
         try:
