@@ -1,0 +1,389 @@
+"""Tariff files: amiflow's own JSON/TOML form, validated with pydantic at the edge.
+
+A tariff is one *version* (``id`` + ``version``) valid from ``effective_from`` to ``effective_to`` (exclusive).
+Time-of-use periods come either from 12 x 24 matrices per day type (weekday / weekend / holiday, as OpenEI URDB uses
+them, values index ``tou.periods``) or from readable rules, applied in order (later rules win)::
+
+    [tou]
+    default = "off_peak"
+    rules = ["peak: weekdays 16-21 Jun-Sep", "part_peak: weekdays 14-16,21-23 summer", "peak: holidays 17-20 Jun-Sep"]
+
+A rule is ``PERIOD: DAYS HOURS [MONTHS]``: DAYS a comma list of ``weekdays``, ``weekends``, ``holidays``, ``all``;
+HOURS ``H1-H2`` ranges of local clock hours, end exclusive, wrapping past midnight (``21-6``), or ``all``; MONTHS
+month names or ranges (``Nov-Mar`` wraps) or season names from ``[seasons]``; absent = all months. Holidays use the
+weekend schedule unless some rule names ``holidays`` (or a ``holiday`` matrix is given).
+
+See docs/rating.md for every field; :func:`compile_tariff` (rating.compile) turns a spec into lookup arrays.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from amiflow.errors import RatingError
+
+__all__ = [
+    "DemandSpec",
+    "EnergySpec",
+    "ExportSpec",
+    "FixedSpec",
+    "HolidaySpec",
+    "MinimumSpec",
+    "TariffSpec",
+    "TaxSpec",
+    "TouSpec",
+    "load_tariff",
+    "parse_rules",
+    "select_version",
+    "tariff_from_data",
+]
+
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+DAY_TYPES = ("weekday", "weekend", "holiday")
+LINE_CATEGORIES = frozenset({"energy", "demand", "fixed", "minimum", "export"})
+
+Matrix = list[list[int]]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TouSpec(_Model):
+    """Time-of-use periods: matrices (12 months x 24 hours of period indices) or rules, not both."""
+
+    periods: list[str] = Field(default_factory=list, description="period names; matrices index into this list")
+    default: str | None = Field(None, description="period of every hour no rule covers")
+    rules: list[str] = Field(default_factory=list)
+    weekday: Matrix | None = None
+    weekend: Matrix | None = None
+    holiday: Matrix | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> TouSpec:
+        if self.weekday is not None:
+            if self.rules:
+                raise ValueError("give either matrices (weekday/weekend/holiday) or rules, not both")
+            for name, m in (("weekday", self.weekday), ("weekend", self.weekend), ("holiday", self.holiday)):
+                if m is None:
+                    continue
+                if len(m) != 12 or any(len(row) != 24 for row in m):
+                    raise ValueError(f"tou.{name} must be 12 rows (months) of 24 hours")
+                if any(not 0 <= v < len(self.periods) for row in m for v in row):
+                    raise ValueError(f"tou.{name} holds a period index outside tou.periods ({len(self.periods)})")
+        elif self.default is None:
+            raise ValueError("tou needs a default period (or weekday/weekend matrices)")
+        return self
+
+
+class HolidaySpec(_Model):
+    """Holidays from the ``holidays`` package (country / subdivision), plus extra dates, minus removed ones."""
+
+    country: str | None = None
+    subdivision: str | None = None
+    extra: list[date] = Field(default_factory=list)
+    remove: list[date] = Field(default_factory=list)
+    observed: bool = True
+
+    def days(self, years: Iterable[int]) -> npt.NDArray[np.int64]:
+        """Holiday dates of ``years`` as day numbers since 1970-01-01."""
+        found: set[date] = set(self.extra)
+        years = sorted(set(years))
+        if self.country:
+            import holidays as holidays_lib
+
+            try:
+                cal = holidays_lib.country_holidays(
+                    self.country, subdiv=self.subdivision, years=years, observed=self.observed
+                )
+            except NotImplementedError as exc:
+                raise RatingError(f"unknown holiday calendar {self.country}/{self.subdivision}: {exc}") from exc
+            found.update(cal.keys())
+        found.difference_update(self.remove)
+        epoch = date(1970, 1, 1)
+        return np.array(sorted((d - epoch).days for d in found), dtype=np.int64)
+
+
+class EnergySpec(_Model):
+    """Energy rates ($/kWh, exact decimals) per TOU period, one per tier (or one for all tiers)."""
+
+    rates: dict[str, list[Decimal]]
+    tier_limits_kwh: list[Decimal] = Field(default_factory=list, description="ascending upper bounds of the blocks")
+    tier_basis: Literal["month", "day"] = "month"
+    allocation: Literal["pro_rata", "chronological"] = "pro_rata"
+
+    @field_validator("rates", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return {k: (r if isinstance(r, list) else [r]) for k, r in v.items()} if isinstance(v, dict) else v
+
+    @model_validator(mode="after")
+    def _tiers(self) -> EnergySpec:
+        limits = self.tier_limits_kwh
+        if any(b <= a for a, b in itertools.pairwise(limits)) or any(x <= 0 for x in limits):
+            raise ValueError("energy.tier_limits_kwh must be positive and ascending")
+        for period, rates in self.rates.items():
+            if len(rates) not in (1, len(limits) + 1):
+                raise ValueError(f"energy.rates.{period}: give 1 rate or {len(limits) + 1} (one per tier)")
+        return self
+
+
+class DemandSpec(_Model):
+    """A demand charge ($/kW) on the peak block-average demand of each of its periods in the bill period.
+
+    ``tou`` None = one period ``all`` (the monthly peak); ``"energy"`` = the energy TOU periods; or its own schedule.
+    ``months`` limits the charge to intervals in those months. A ratchet bills at least ``ratchet_pct`` % of the
+    highest peak of the previous ``ratchet_months`` months (monthly peaks only).
+    """
+
+    code: str = "demand"
+    description: str = "Demand charge"
+    rates: dict[str, list[Decimal]]
+    tier_limits_kw: list[Decimal] = Field(default_factory=list)
+    tou: TouSpec | Literal["energy"] | None = None
+    interval_min: Literal[15, 30, 60] = 15
+    months: list[int] | None = None
+    ratchet_pct: Decimal | None = None
+    ratchet_months: int = Field(11, ge=1, le=36)
+
+    _listify = field_validator("rates", mode="before")(EnergySpec._listify.__func__)  # type: ignore[attr-defined]
+
+    @model_validator(mode="after")
+    def _check(self) -> DemandSpec:
+        if self.ratchet_pct is not None and self.tou is not None:
+            raise ValueError(f"demand {self.code}: a ratchet applies to a monthly peak (tou unset) only")
+        for period, rates in self.rates.items():
+            if len(rates) not in (1, len(self.tier_limits_kw) + 1):
+                raise ValueError(f"demand {self.code}.rates.{period}: 1 rate or one per tier")
+        if self.months is not None and any(not 1 <= m <= 12 for m in self.months):
+            raise ValueError(f"demand {self.code}.months: 1..12")
+        return self
+
+
+class FixedSpec(_Model):
+    """A fixed charge per month (prorated by days for partial periods) or per day."""
+
+    code: str = "fixed"
+    description: str = "Customer charge"
+    amount: Decimal
+    per: Literal["month", "day"] = "month"
+
+
+class MinimumSpec(_Model):
+    """Minimum charge: energy + demand + fixed + export lines are topped up to it (prorated like fixed charges)."""
+
+    amount: Decimal
+    per: Literal["month", "day"] = "month"
+
+
+class TaxSpec(_Model):
+    """A tax or surcharge: ``percent`` of the sum of the chosen lines (categories or line codes)."""
+
+    code: str
+    description: str = "Tax"
+    percent: Decimal
+    applies_to: list[str] = Field(default_factory=lambda: ["energy", "demand", "fixed", "minimum"])
+
+
+class ExportSpec(_Model):
+    """Exported energy: ``net_metering`` credits it at the period's first-tier import rate, ``credit`` at ``rate``."""
+
+    mode: Literal["none", "net_metering", "credit"] = "none"
+    rate: Decimal | None = None
+    rates: dict[str, Decimal] = Field(default_factory=dict, description="credit rate per TOU period")
+
+    @model_validator(mode="after")
+    def _rate(self) -> ExportSpec:
+        if self.mode == "credit" and self.rate is None and not self.rates:
+            raise ValueError("export.mode = credit needs export.rate or export.rates")
+        return self
+
+
+class TariffSpec(_Model):
+    """One version of a tariff as written in a file or stored in amiflow.tariffs."""
+
+    id: str = Field(min_length=1, max_length=200)
+    version: int = Field(1, ge=1)
+    name: str = ""
+    currency: str = "USD"
+    effective_from: date
+    effective_to: date | None = None
+    source: Literal["amiflow", "urdb"] = "amiflow"
+    source_ref: str | None = None
+    seasons: dict[str, list[str | int]] = Field(default_factory=dict)
+    tou: TouSpec
+    holidays: HolidaySpec = HolidaySpec()
+    energy: EnergySpec
+    demand: list[DemandSpec] = Field(default_factory=list)
+    fixed: list[FixedSpec] = Field(default_factory=list)
+    minimum: MinimumSpec | None = None
+    taxes: list[TaxSpec] = Field(default_factory=list)
+    export: ExportSpec = ExportSpec()
+
+    @model_validator(mode="after")
+    def _dates(self) -> TariffSpec:
+        if self.effective_to is not None and self.effective_to <= self.effective_from:
+            raise ValueError("effective_to must be after effective_from")
+        codes = [d.code for d in self.demand] + [f.code for f in self.fixed] + [t.code for t in self.taxes]
+        if len(codes) != len(set(codes)):
+            raise ValueError("line codes of demand, fixed and taxes must be unique")
+        return self
+
+    def covers(self, start: date, end: date) -> bool:
+        """True when [start, end) lies inside this version's effective dates."""
+        return start >= self.effective_from and (self.effective_to is None or end <= self.effective_to)
+
+
+# -- TOU rules -------------------------------------------------------------------------------------------------------
+
+_RULE = re.compile(r"^\s*(?P<period>[\w-]+)\s*:\s*(?P<days>[a-z,]+)\s+(?P<hours>[\d,\s-]+|all)\s*(?P<months>.*)$")
+
+
+def _month(token: str) -> int:
+    t = token.strip().lower()[:3]
+    if t.isdigit() and 1 <= int(t) <= 12:
+        return int(t)
+    if t not in MONTHS:
+        raise RatingError(f"unknown month {token!r}")
+    return MONTHS.index(t) + 1
+
+
+def _months(text: str, seasons: dict[str, list[str | int]]) -> list[int]:
+    if not text.strip() or text.strip().lower() in ("all", "all-year", "year"):
+        return list(range(1, 13))
+    out: list[int] = []
+    for part in re.split(r"[,\s]+", text.strip()):
+        if not part:
+            continue
+        if part.lower() in {s.lower() for s in seasons}:
+            season = next(v for k, v in seasons.items() if k.lower() == part.lower())
+            out.extend(_month(str(m)) for m in season)
+        elif "-" in part:
+            a, b = (_month(x) for x in part.split("-", 1))
+            out.extend(((a - 1 + i) % 12) + 1 for i in range((b - a) % 12 + 1))
+        else:
+            out.append(_month(part))
+    return out
+
+
+def _hours(text: str) -> list[int]:
+    if text.strip() == "all":
+        return list(range(24))
+    out: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        a_s, _, b_s = part.partition("-")
+        a, b = int(a_s), int(b_s) if b_s else int(a_s) + 1
+        if not (0 <= a <= 23 and 0 <= b <= 24) or a == b:
+            raise RatingError(f"bad hour range {part!r} (0-24, end exclusive)")
+        out.extend((a + i) % 24 for i in range((b - a) % 24 or 24))
+    return out
+
+
+def parse_rules(
+    rules: Sequence[str], default: str, seasons: dict[str, list[str | int]], periods: Sequence[str] = ()
+) -> tuple[tuple[str, ...], npt.NDArray[np.int8]]:
+    """Rules -> (period names, int8 array [3 day types, 12 months, 24 hours] of period indices)."""
+    names = list(periods) or [default]
+    if default not in names:
+        names.append(default)
+    sched = np.full((3, 12, 24), names.index(default), dtype=np.int8)
+    table = {"weekdays": {0}, "weekday": {0}, "weekends": {1}, "weekend": {1}, "holidays": {2},
+             "holiday": {2}, "all": {0, 1, 2}, "everyday": {0, 1, 2}}  # fmt: skip
+    mentions_holidays = False
+    for rule in rules:
+        m = _RULE.match(rule)
+        if not m:
+            raise RatingError(f"cannot read TOU rule {rule!r}: expected 'PERIOD: DAYS HOURS [MONTHS]'")
+        kinds: set[int] = set()
+        for d in m["days"].split(","):
+            if d not in table:
+                raise RatingError(f"TOU rule {rule!r}: unknown day type {d!r}")
+            kinds |= table[d]
+            mentions_holidays |= d in ("holidays", "holiday")
+        period = m["period"]
+        if period not in names:
+            names.append(period)
+        month_idx = [mo - 1 for mo in _months(m["months"], seasons)]
+        hours = _hours(m["hours"])
+        for k in kinds:
+            sched[k][np.ix_(month_idx, hours)] = names.index(period)
+    if not mentions_holidays:
+        sched[2] = sched[1]
+    if len(names) > 127:
+        raise RatingError("more than 127 TOU periods")
+    return tuple(names), sched
+
+
+def tou_schedule(tou: TouSpec, seasons: dict[str, list[str | int]]) -> tuple[tuple[str, ...], npt.NDArray[np.int8]]:
+    """A TouSpec (matrices or rules) as (period names, int8 [3, 12, 24])."""
+    if tou.weekday is not None:
+        wk = np.array(tou.weekday, dtype=np.int8)
+        we = np.array(tou.weekend, dtype=np.int8) if tou.weekend is not None else wk
+        ho = np.array(tou.holiday, dtype=np.int8) if tou.holiday is not None else we
+        return tuple(tou.periods), np.stack([wk, we, ho])
+    assert tou.default is not None
+    return parse_rules(tou.rules, tou.default, seasons, tou.periods)
+
+
+# -- loading ---------------------------------------------------------------------------------------------------------
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'tariff'}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def tariff_from_data(data: Any, *, where: str = "tariff") -> list[TariffSpec]:
+    """Parsed JSON/TOML (amiflow form, a URDB rate item, or a URDB API response) -> tariff versions."""
+    from rating.urdb import is_urdb, urdb_to_specs
+
+    if is_urdb(data):
+        return urdb_to_specs(data, where=where)
+    items = data.get("tariffs") if isinstance(data, dict) and "tariffs" in data else [data]
+    if not isinstance(items, list):
+        raise RatingError(f"{where}: 'tariffs' must be a list")
+    try:
+        return [TariffSpec.model_validate(item) for item in items]
+    except ValidationError as exc:
+        raise RatingError(f"{where}: {_errors(exc)}") from None
+
+
+def load_tariff(path: Path | str) -> list[TariffSpec]:
+    """Read a tariff file (``.json`` or ``.toml``; amiflow form or OpenEI URDB JSON) -> its versions."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RatingError(f"{path}: cannot read tariff file ({exc.strerror})") from None
+    try:
+        data = (
+            tomllib.loads(raw.decode(), parse_float=Decimal)
+            if path.suffix.lower() == ".toml"
+            else json.loads(raw, parse_float=Decimal)
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RatingError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
+    return tariff_from_data(data, where=str(path))
+
+
+def select_version(versions: Sequence[TariffSpec], start: date, end: date) -> TariffSpec:
+    """The version effective for the whole period [start, end); RatingError if none (or a change mid-period)."""
+    for spec in sorted(versions, key=lambda s: (s.effective_from, s.version), reverse=True):
+        if spec.covers(start, end):
+            return spec
+    ids = sorted({s.id for s in versions})
+    raise RatingError(
+        f"no version of tariff {', '.join(ids)} is effective for the whole period {start}..{end} "
+        "(a tariff change inside a bill period must be billed as two periods)"
+    )

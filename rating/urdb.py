@@ -1,0 +1,214 @@
+"""OpenEI Utility Rate Database (URDB, API version 7/8) rate items -> amiflow TariffSpec.
+
+Accepted input: one rate item (a JSON object with ``energyratestructure`` ...), or the API's response
+``{"items": [...]}``. Conversions (also in docs/rating.md):
+
+* ``energyweekdayschedule`` / ``energyweekendschedule``: 12 x 24 matrices of 0-based period indices, taken as is
+  (periods are named ``p0``, ``p1``, ...). URDB has no holiday schedule: holidays follow the weekday schedule unless
+  the caller adds a holiday calendar (they are billed as the day of week they fall on).
+* ``energyratestructure[period][tier]``: ``rate + adj`` (exact decimals as written in the JSON) $/kWh; ``max`` is the
+  tier's upper bound; ``unit`` ``kWh`` = per month, ``kWh daily`` (or ``kWh/day``) = per day (multiplied by the
+  billed days, the baseline-allowance convention). All periods must share the same bounds (URDB tiers count the
+  month's total energy); other tier units (``kWh/kW``) are rejected. ``sell`` becomes an export credit rate.
+* ``demandratestructure`` + ``demandweekdayschedule`` / ``demandweekendschedule``: a TOU demand charge
+  (``rate + adj`` $/kW, ``max`` kW tier bounds); ``flatdemandstructure`` + ``flatdemandmonths``: a monthly-peak
+  demand charge whose rate depends on the month; ``demandwindow`` (minutes; 15/30/60) the demand interval;
+  ``demandratchetpercentage`` (12 values, one constant value supported) with an 11-month look-back.
+* ``fixedchargefirstmeter`` with ``fixedchargeunits`` ``$/month`` or ``$/day``; ``mincharge`` with
+  ``minchargeunits`` ``$/month`` or ``$/day``. ``$/year`` is rejected (not a monthly charge).
+* ``usenetmetering`` true = net metering at the import rate.
+* ``startdate`` / ``enddate`` (epoch seconds) -> effective dates (UTC calendar date); ``label`` -> tariff id.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from amiflow.errors import RatingError
+from rating.tariff import (
+    DemandSpec,
+    EnergySpec,
+    ExportSpec,
+    FixedSpec,
+    MinimumSpec,
+    TariffSpec,
+    TouSpec,
+)
+
+__all__ = ["is_urdb", "urdb_to_specs"]
+
+_KEYS = {"energyratestructure", "energyweekdayschedule", "flatdemandstructure", "fixedchargefirstmeter"}
+
+
+def is_urdb(data: Any) -> bool:
+    """True for a URDB rate item or an API response with an ``items`` list."""
+    if isinstance(data, dict) and isinstance(data.get("items"), list):
+        return True
+    return isinstance(data, dict) and bool(_KEYS & set(data))
+
+
+def _dec(value: Any, where: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise RatingError(f"{where}: not a number: {value!r}")
+    # str() of a float is its shortest round-trip form, i.e. the decimal written in the JSON
+    return Decimal(str(value))
+
+
+def _tiers(
+    structure: list[Any], where: str, units_ok: dict[str, str]
+) -> tuple[dict[str, list[Decimal]], list[Decimal], str, dict[str, Decimal]]:
+    """(rates per period, shared tier bounds, basis, sell rates) of a URDB rate structure."""
+    rates: dict[str, list[Decimal]] = {}
+    bounds: list[Decimal] | None = None
+    basis = {"month"}
+    sell: dict[str, Decimal] = {}
+    for p, tiers in enumerate(structure):
+        name = f"p{p}"
+        if not isinstance(tiers, list) or not tiers:
+            raise RatingError(f"{where}[{p}]: expected a list of tiers")
+        row, maxes = [], []
+        for k, tier in enumerate(tiers):
+            w = f"{where}[{p}][{k}]"
+            row.append(_dec(tier.get("rate", 0), w + ".rate") + _dec(tier.get("adj", 0), w + ".adj"))
+            if "max" in tier and k < len(tiers) - 1:
+                maxes.append(_dec(tier["max"], w + ".max"))
+            unit = str(tier.get("unit", next(iter(units_ok))))
+            if unit not in units_ok:
+                raise RatingError(f"{w}: tier unit {unit!r} is not supported (supported: {', '.join(units_ok)})")
+            basis.add(units_ok[unit]) if "max" in tier else None
+            if k == 0 and "sell" in tier:
+                sell[name] = _dec(tier["sell"], w + ".sell")
+        if len(maxes) != len(row) - 1:
+            raise RatingError(f"{where}[{p}]: every tier but the last needs a 'max'")
+        if maxes and bounds is not None and bounds and maxes != bounds:
+            raise RatingError(f"{where}: periods have different tier bounds ({bounds} vs {maxes}); not supported")
+        bounds = maxes if maxes else (bounds or [])
+        rates[name] = row
+    if bounds:
+        for name, row in rates.items():
+            if len(row) == 1:
+                rates[name] = row * (len(bounds) + 1)
+    basis.discard("month") if len(basis) > 1 else None
+    if len(basis) > 1:
+        raise RatingError(f"{where}: mixes monthly and daily tier limits")
+    return rates, bounds or [], basis.pop(), sell
+
+
+def _matrix(item: dict[str, Any], key: str, n: int) -> list[list[int]]:
+    m = item.get(key)
+    if not isinstance(m, list) or len(m) != 12 or any(not isinstance(r, list) or len(r) != 24 for r in m):
+        raise RatingError(f"URDB {key}: expected 12 rows of 24 period indices")
+    if any(not isinstance(v, int) or not 0 <= v < n for r in m for v in r):
+        raise RatingError(f"URDB {key}: period index outside the {n} periods of the rate structure")
+    return [list(r) for r in m]
+
+
+def _per(units: Any, what: str) -> str:
+    table = {"$/month": "month", "$/day": "day"}
+    if units not in table:
+        raise RatingError(f"URDB {what} units {units!r} not supported (use $/month or $/day)")
+    return table[units]
+
+
+def _demand(item: dict[str, Any]) -> list[DemandSpec]:
+    out: list[DemandSpec] = []
+    window = int(item.get("demandwindow") or 15)
+    if window not in (15, 30, 60):
+        raise RatingError(f"URDB demandwindow {window} min: supported 15, 30, 60")
+    if item.get("demandunits", "kW") != "kW":
+        raise RatingError(f"URDB demandunits {item.get('demandunits')!r}: only kW is supported")
+    ratchet = {Decimal(str(x)) for x in item.get("demandratchetpercentage") or [] if x}
+    if len(ratchet) > 1:
+        raise RatingError("URDB demandratchetpercentage varies by month: not supported")
+    units = {"kW": "month"}
+    if item.get("demandratestructure"):
+        rates, bounds, _, _ = _tiers(item["demandratestructure"], "URDB demandratestructure", units)
+        n = len(rates)
+        tou = TouSpec(
+            periods=list(rates),
+            weekday=_matrix(item, "demandweekdayschedule", n),
+            weekend=_matrix(item, "demandweekendschedule", n),
+        )
+        out.append(DemandSpec(code="demand_tou", description="TOU demand charge", rates=rates, tier_limits_kw=bounds,
+                              tou=tou, interval_min=window))  # fmt: skip
+    if item.get("flatdemandstructure"):
+        rates, bounds, _, _ = _tiers(item["flatdemandstructure"], "URDB flatdemandstructure", units)
+        months = item.get("flatdemandmonths") or [0] * 12
+        if len(months) != 12 or any(not isinstance(v, int) or not 0 <= v < len(rates) for v in months):
+            raise RatingError("URDB flatdemandmonths: expected 12 period indices")
+        single = len(set(months)) == 1
+        flat_tou = None if single else TouSpec(periods=list(rates), weekday=[[v] * 24 for v in months])
+        flat_rates = {"all": rates[f"p{months[0]}"]} if single else rates
+        out.append(DemandSpec(code="demand", description="Demand charge", rates=flat_rates, tier_limits_kw=bounds,
+                              tou=flat_tou, interval_min=window,
+                              ratchet_pct=ratchet.pop() if ratchet and single else None))  # fmt: skip
+        if ratchet:
+            raise RatingError("URDB demand ratchet with month-dependent flat demand rates: not supported")
+    return out
+
+
+def _date(value: Any) -> date | None:
+    if value in (None, ""):
+        return None
+    return datetime.fromtimestamp(int(value), UTC).date()
+
+
+def _item(item: dict[str, Any]) -> TariffSpec:
+    if not item.get("energyratestructure"):
+        raise RatingError("URDB item has no energyratestructure (demand-only rates are not supported)")
+    rates, bounds, basis, sell = _tiers(
+        item["energyratestructure"], "URDB energyratestructure", {"kWh": "month", "kWh daily": "day", "kWh/day": "day"}
+    )
+    n = len(rates)
+    tou = TouSpec(
+        periods=list(rates),
+        weekday=_matrix(item, "energyweekdayschedule", n),
+        weekend=_matrix(item, "energyweekendschedule", n),
+    )
+    fixed = []
+    if item.get("fixedchargefirstmeter"):
+        per = _per(item.get("fixedchargeunits", "$/month"), "fixedchargeunits")
+        fixed.append(FixedSpec(code="fixed", description="Fixed charge", amount=_dec(item["fixedchargefirstmeter"],
+                               "fixedchargefirstmeter"), per=per))  # fmt: skip
+    minimum = None
+    if item.get("mincharge"):
+        per = _per(item.get("minchargeunits", "$/month"), "minchargeunits")
+        minimum = MinimumSpec(amount=_dec(item["mincharge"], "mincharge"), per=per)
+    if item.get("usenetmetering"):
+        export = ExportSpec(mode="net_metering")
+    elif sell:
+        export = ExportSpec(mode="credit", rates=sell, rate=Decimal(0))
+    else:
+        export = ExportSpec()
+    label = str(item.get("label") or item.get("name") or "urdb")
+    name = " ".join(str(x) for x in (item.get("utility"), item.get("name")) if x)
+    return TariffSpec(
+        id=label, version=1, name=name, currency="USD", source="urdb",
+        source_ref=item.get("uri") or f"https://apps.openei.org/IURDB/rate/view/{label}",
+        effective_from=_date(item.get("startdate")) or date(1970, 1, 1), effective_to=_date(item.get("enddate")),
+        tou=tou, energy=EnergySpec(rates=rates, tier_limits_kwh=bounds, tier_basis=basis),
+        demand=_demand(item), fixed=fixed, minimum=minimum, export=export,
+    )  # fmt: skip
+
+
+def urdb_to_specs(data: Any, *, where: str = "URDB") -> list[TariffSpec]:
+    """Convert a URDB rate item or API response into tariff specs (one per item)."""
+    items = data.get("items", [data])
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise RatingError(f"{where}: items[{i}] is not an object")
+        try:
+            out.append(_item(item))
+        except RatingError as exc:
+            raise RatingError(f"{where}: item {item.get('label', i)}: {exc}") from None
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+            raise RatingError(f"{where}: item {item.get('label', i)}: {detail}") from None
+    if not out:
+        raise RatingError(f"{where}: no rate items")
+    return out
