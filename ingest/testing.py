@@ -10,7 +10,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.mqtt_worker import parse_mqtt_url
 
-__all__ = ["TcpProxy", "iso", "proxied_url", "publish", "readings_payload", "wait_for"]
+__all__ = ["TcpProxy", "database_upstream", "iso", "proxied_url", "publish", "readings_payload", "wait_for"]
 
 
 def iso(ts: int) -> str:
@@ -88,7 +88,7 @@ def publish(
 class TcpProxy:
     """An asyncio TCP proxy on 127.0.0.1 (OS-assigned port) in its own thread; ``block()``/``unblock()``."""
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: tuple[str, int] | str) -> None:
         self.upstream = upstream
         self.port = 0
         self.blocked = False
@@ -112,7 +112,10 @@ class TcpProxy:
             writer.transport.abort()
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+            if isinstance(self.upstream, str):
+                up_reader, up_writer = await asyncio.open_unix_connection(self.upstream)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
             writer.transport.abort()
             return
@@ -153,14 +156,20 @@ class TcpProxy:
         self._thread.join(5)
 
 
-def proxied_url(url: str, port: int) -> str:
-    """``url`` with host:port replaced by 127.0.0.1:port."""
-    from urllib.parse import urlsplit, urlunsplit
+def database_upstream(url: str) -> tuple[str, int] | str:
+    """Where a PostgreSQL URL connects: (host, port), or the Unix socket path of a socket-directory host."""
+    from psycopg.conninfo import conninfo_to_dict
 
-    parts = urlsplit(url)
-    auth = parts.netloc.rpartition("@")[0]
-    netloc = (auth + "@" if auth else "") + f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    info = conninfo_to_dict(url)
+    host, port = str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)
+    return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
+
+
+def proxied_url(url: str, port: int) -> str:
+    """The PostgreSQL ``url`` connecting through 127.0.0.1:``port`` instead."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(url, host="127.0.0.1", port=port)
 
 
 def wait_for(check: Any, timeout_s: float, every_s: float = 0.2) -> Any:
