@@ -209,6 +209,10 @@ def _unit(unit: Any) -> tuple[str, float] | None:
         return None
 
 
+def _one_of(value: Any, allowed: frozenset[str]) -> bool:
+    return isinstance(value, str) and value in allowed
+
+
 def _unit_fits(kind: ChannelKind, base: str) -> bool:
     return kind not in _ENERGY_KINDS or base in ("Wh", "varh", "VAh")
 
@@ -328,7 +332,7 @@ def decode_status(raw: bytes, *, topic_meter: str, received_ts: int) -> Decoded:
         return bad
     if isinstance(doc, str):
         doc = {"state": doc}
-    if not isinstance(doc, dict) or doc.get("state") not in _STATES:
+    if not isinstance(doc, dict) or not _one_of(doc.get("state"), _STATES):
         return _reject("schema", "expected {'state': 'online'|'offline'}", topic_meter, raw)
     t = received_ts if doc.get("ts") is None else parse_ts(doc.get("ts"))
     if t is None:
@@ -342,10 +346,10 @@ def decode_cmd_result(raw: bytes, *, topic_meter: str, received_ts: int) -> Deco
     doc, bad = _load(raw, topic_meter)
     if bad is not None:
         return bad
-    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or doc.get("status") not in _CMD_STATUSES:
+    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not _one_of(doc.get("status"), _CMD_STATUSES):
         return _reject("schema", "expected {'id': UUID, 'status': 'ok|rejected|failed', 'relay'}", topic_meter, raw)
     relay = doc.get("relay")
-    if relay is not None and relay not in _RELAY_STATES:
+    if relay is not None and not _one_of(relay, _RELAY_STATES):
         return _reject("schema", f"unknown relay state {relay!r}", topic_meter, raw)
     result = CommandResult(topic_meter, doc["id"], doc["status"], relay)
     detail = {"id": result.id, "status": result.status, "relay": relay}
