@@ -88,8 +88,12 @@ def create_app(
     metrics: dict[str, MetricsSource] | None = None,
     component_health: Callable[[], dict[str, str]] | None = None,
     settings: Any = None,
+    database: Any = None,
 ) -> FastAPI:
-    """Build the app on a pool of autocommit connections. ``metrics`` are Prometheus text sources by component."""
+    """Build the app on a pool of autocommit connections. ``metrics`` are Prometheus text sources by component.
+
+    With ``settings`` and ``database`` (an :class:`amiflow.db.Database`), the inbound billing API is mounted too.
+    """
     app = FastAPI(title="amiflow", version=__version__, description="AMI head-end and metering service")
     started = time.time()
     sources = dict(metrics or {})
@@ -218,17 +222,15 @@ def create_app(
             latest_bill=account_bills[0] if account_bills else None,
         )
 
-    _mount_optional(app, "billing_bridge.api", settings, pool)
+    if settings is not None and database is not None:
+        _mount_billing(app, settings, database)
     return app
 
 
-def _mount_optional(app: FastAPI, module_name: str, settings: Any, pool: ConnectionPool[Any]) -> None:
-    """Mount a package's APIRouter (``router`` or ``create_router(settings, pool)``) when the package has one."""
+def _mount_billing(app: FastAPI, settings: Any, database: Any) -> None:
+    """Mount the inbound billing API (payments, balances) of :mod:`billing_bridge.api` when it is installed."""
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module("billing_bridge.api")
     except ModuleNotFoundError:
         return
-    factory = getattr(module, "create_router", None)
-    router = factory(settings, pool) if callable(factory) else getattr(module, "router", None)
-    if router is not None:
-        app.include_router(router)
+    app.include_router(module.create_router(settings, lambda: database))

@@ -65,6 +65,20 @@ async def _parse(request: Request, model: type[M]) -> M:
         raise HTTPException(422, detail) from None
 
 
+# The body is parsed by hand (after authentication), so its schema and answers are documented here for the spec.
+_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "already received with the same content (no-op)"},
+    201: {"description": "recorded"},
+    401: {"description": "missing or wrong credentials"},
+    409: {"description": "already received with different content; nothing changed"},
+    422: {"description": "invalid body"},
+}
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
 def create_router(settings: Settings, database: Callable[[], Database]) -> APIRouter:
     """The API routes; ``database()`` returns the open Database (called per request, so it may be set at startup)."""
     router = APIRouter(prefix="/billing/v1", tags=["billing"], dependencies=[Depends(_authenticator(settings))])
@@ -79,19 +93,33 @@ def create_router(settings: Settings, database: Callable[[], Database]) -> APIRo
             body["error"] = f"{what} {ident!r} was already received with different content; nothing changed"
         return JSONResponse(body, status_code=_STATUS[result])
 
-    @router.post("/payments", summary="Post a payment (idempotent by payment_id)")
+    @router.post(
+        "/payments",
+        summary="Post a payment (idempotent by payment_id)",
+        openapi_extra=_json_body(PaymentIn),
+        responses=_WRITE_RESPONSES,
+    )
     async def post_payment(request: Request) -> JSONResponse:
         p = await _parse(request, PaymentIn)
         result = await run_in_threadpool(store, lambda conn: record_payment(conn, p, "api"))
         return answer(result, "payment_id", p.payment_id)
 
-    @router.post("/balances", summary="Post an account balance statement (idempotent by account and as_of)")
+    @router.post(
+        "/balances",
+        summary="Post an account balance statement (idempotent by account and as_of)",
+        openapi_extra=_json_body(BalanceIn),
+        responses=_WRITE_RESPONSES,
+    )
     async def post_balance(request: Request) -> JSONResponse:
         b = await _parse(request, BalanceIn)
         result = await run_in_threadpool(store, lambda conn: record_balance(conn, b, "api"))
         return answer(result, "account", b.account)
 
-    @router.get("/accounts/{account}", summary="An account's balance, due date and recent payments")
+    @router.get(
+        "/accounts/{account}",
+        summary="An account's balance, due date and recent payments",
+        responses={401: {"description": "missing or wrong credentials"}, 404: {"description": "unknown account"}},
+    )
     async def get_account(account: str) -> JSONResponse:
         def read(conn: Any) -> dict[str, Any] | None:
             row = conn.execute(

@@ -15,6 +15,8 @@ from psycopg_pool import ConnectionPool
 from schemathesis.checks import positive_data_acceptance
 
 from amiflow.api import create_app
+from amiflow.db import Database
+from amiflow.settings import Settings
 from amiflow.db.writer import BatchWriter
 from amiflow.types import ReadingBatch
 
@@ -28,14 +30,17 @@ def pool(db_url: str) -> Iterator[ConnectionPool[Any]]:
 
 
 @pytest.fixture
-def client(pool: ConnectionPool[Any], db_conn: psycopg.Connection[Any]) -> TestClient:
+def client(pool: ConnectionPool[Any], db_conn: psycopg.Connection[Any], db_url: str) -> TestClient:
     db_conn.execute(
         "INSERT INTO amiflow.meters (name, protocol, timezone, account) VALUES ('A1', 'mqtt', 'Europe/Berlin', 'ACC1')"
     )
     BatchWriter(db_conn).write(
         ReadingBatch.from_columns("A1", "1-0:1.29.0", T0 + 900 * np.arange(1, 5), [1.0, 2.0, 3.0, 4.0], unit="Wh")
     )
-    app = create_app(pool, metrics={"test": lambda: "amiflow_test_total 3\n"})
+    settings = Settings(database_url=db_url, api_token="secret-token")
+    app = create_app(
+        pool, metrics={"test": lambda: "amiflow_test_total 3\n"}, settings=settings, database=Database(db_url)
+    )
     return TestClient(app)
 
 
@@ -53,6 +58,17 @@ def test_health_metrics_meters_readings(client: TestClient) -> None:
     assert bad.status_code == 422
     assert client.get("/accounts/ACC1").json()["meters"] == ["A1"]
     assert client.get("/accounts/NOPE").status_code == 404
+    # the inbound billing API is mounted and authenticated
+    payment = {
+        "payment_id": "P1",
+        "account": "ACC1",
+        "amount": "12.50",
+        "currency": "USD",
+        "paid_at": "2026-11-20T10:00:00Z",
+    }
+    assert client.post("/billing/v1/payments", json=payment).status_code == 401
+    ok = client.post("/billing/v1/payments", json=payment, headers={"Authorization": "Bearer secret-token"})
+    assert ok.status_code in (200, 201), ok.text
 
 
 def test_openapi_spec_holds_under_schemathesis(client: TestClient) -> None:
