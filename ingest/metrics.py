@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +32,7 @@ class IngestMetrics:
         self.batches_committed = 0
         self.messages_spooled = 0
         self.messages_replayed = 0
+        self.messages_acked = 0
         self.quarantined_messages: dict[str, int] = {}
         self.quarantined_readings: dict[str, int] = {}
         self.flagged_readings: dict[str, int] = {}
@@ -44,6 +46,7 @@ class IngestMetrics:
         self._lag_counts = [0] * (len(_BUCKETS_S) + 1)
         self._lag_sum = 0.0
         self._lag_n = 0
+        self._lag_recent: deque[float] = deque(maxlen=100_000)
 
     def add(self, **counts: int) -> None:
         """Add to counters by attribute name, for example ``add(readings_stored=96)``."""
@@ -68,6 +71,15 @@ class IngestMetrics:
                 self._lag_counts[i] += 1
                 self._lag_sum += lag
             self._lag_n += len(lags_s)
+            self._lag_recent.extend(lags_s)
+
+    def lag_percentiles(self, *qs: float) -> list[float]:
+        """Percentiles (0..100) of the last 100,000 receive-to-commit lags, in seconds (NaN when none)."""
+        with self._lock:
+            samples = sorted(self._lag_recent)
+        if not samples:
+            return [float("nan")] * len(qs)
+        return [samples[min(len(samples) - 1, int(q / 100 * len(samples)))] for q in qs]
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, details): healthy while connected to the broker and the spool is not full."""
@@ -124,6 +136,7 @@ def render_metrics(m: IngestMetrics) -> str:
     counter("amiflow_ingest_batches_committed_total", "database transactions committed", s["batches_committed"])
     counter("amiflow_ingest_messages_spooled_total", "messages written to the local spool", s["messages_spooled"])
     counter("amiflow_ingest_messages_replayed_total", "spooled messages replayed", s["messages_replayed"])
+    counter("amiflow_ingest_messages_acked_total", "messages acknowledged to the broker", s["messages_acked"])
     for table, name, help_ in (
         ("quarantined_messages", "amiflow_ingest_quarantined_messages_total", "messages quarantined, by reason"),
         ("quarantined_readings", "amiflow_ingest_quarantined_readings_total", "readings quarantined, by reason"),

@@ -212,9 +212,12 @@ class IngestWorker:
         client, gen = self._client, self._gen
         if client is None:
             return
+        n = 0
         for m in messages:
             if m.qos > 0 and m.mid and m.gen == gen:
                 client.ack(m.mid, m.qos)
+                n += 1
+        self.metrics.add(messages_acked=n)
 
     # -- the store loop ----------------------------------------------------------------------------------------------
     def _step(self, block_s: float) -> None:
