@@ -31,7 +31,9 @@ def axis_ts(start: date, end: date, tz: str = "UTC", step: int = 900) -> np.ndar
     return np.arange(local_midnight_ts(start, zone) + step, local_midnight_ts(end, zone) + 1, step, dtype=np.int64)
 
 
-def rate(t: CompiledTariff, start: date, end: date, imp: Any, exp: Any = None, tz: str = "UTC", **kw: Any) -> RatedBlock:
+def rate(
+    t: CompiledTariff, start: date, end: date, imp: Any, exp: Any = None, tz: str = "UTC", **kw: Any
+) -> RatedBlock:
     ts = axis_ts(start, end, tz)
     imp = np.asarray(imp, dtype=float)
     if imp.ndim == 0:

@@ -246,7 +246,9 @@ def test_export_net_metering_and_credit(april: tuple[date, date]) -> None:
                  export={"mode": "net_metering"})  # fmt: skip
     # credited at the first-tier import rate of the period: 22 x 0.30 = -6.60
     assert lines(rate(nem, *april, 100.0, exp))["export.peak"] == (22_000, -660)
-    credit = tariff(tou=TOU, energy={"rates": {"peak": "0.30", "off": "0.10"}}, export={"mode": "credit", "rate": "0.05"})
+    credit = tariff(
+        tou=TOU, energy={"rates": {"peak": "0.30", "off": "0.10"}}, export={"mode": "credit", "rate": "0.05"}
+    )
     b = rate(credit, *april, 100.0, exp)
     assert lines(b)["export.peak"] == (22_000, -110)  # 22 x 0.05
     assert int(b.determinants["export_kwh"][0]) == 22_000
