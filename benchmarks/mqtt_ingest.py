@@ -38,11 +38,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from amiflow.db.writer import BatchWriter  # noqa: E402
-from amiflow.settings import load_settings  # noqa: E402
-from amiflow.types import ReadingBatch  # noqa: E402
-from benchmarks._db import scratch_database  # noqa: E402
-from ingest.mqtt_worker import IngestWorker, parse_mqtt_url  # noqa: E402
+from amiflow.db.writer import BatchWriter
+from amiflow.settings import load_settings
+from amiflow.types import ReadingBatch
+from benchmarks._db import scratch_database
+from ingest.mqtt_worker import IngestWorker, parse_mqtt_url
 
 WINDOW = 1000
 DAY_S = 86400

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from amiflow.types import Issue, ReadingBatch
-from protocols.mqtt_payloads import MeterEvent, decode
+from amiflow.types import Issue, ReadingBatch, Source
+from protocols.mqtt_payloads import Columns, Decoded, MeterEvent, decode, decode_reading_rows, parse_topic
 
 __all__ = ["BatchBuilder", "Message", "Prepared", "QuarantineRow"]
 
@@ -46,6 +46,13 @@ class Prepared:
     messages: list[Message] = field(default_factory=list)
     parts: list[ReadingBatch] = field(default_factory=list)
     part_msg: list[int] = field(default_factory=list)
+    # canonical readings as rows (cheaper than one small batch per message): meter, (obis, unit, ts, value), message
+    row_meter: list[str] = field(default_factory=list)
+    row_obis: list[str] = field(default_factory=list)
+    row_unit: list[str] = field(default_factory=list)
+    row_ts: list[int] = field(default_factory=list)
+    row_value: list[float] = field(default_factory=list)
+    row_msg: list[int] = field(default_factory=list)
     events: list[tuple[int, MeterEvent]] = field(default_factory=list)
     states: dict[str, tuple[str, int]] = field(default_factory=dict)  # meter -> (state, ts), latest wins
     seen: dict[str, tuple[float, str]] = field(default_factory=dict)  # meter -> (received_at, protocol)
@@ -54,10 +61,27 @@ class Prepared:
 
     def batch(self) -> tuple[ReadingBatch, npt.NDArray[np.int32]]:
         """All readings as one batch, and per row the index (into ``messages``) of its message."""
-        if not self.parts:
+        batches, index = (
+            list(self.parts),
+            [np.repeat(np.asarray(self.part_msg, dtype=np.int32), [len(p) for p in self.parts])],
+        )
+        if self.row_ts:
+            n = len(self.row_ts)
+            batches.append(
+                ReadingBatch(
+                    meter=np.array(self.row_meter, dtype=object),
+                    obis=np.array(self.row_obis, dtype=object),
+                    ts=np.array(self.row_ts, dtype=np.int64),
+                    value=np.array(self.row_value, dtype=np.float64),
+                    quality=np.zeros(n, dtype=np.int32),
+                    source=np.full(n, int(Source.MQTT), dtype=np.int16),
+                    unit=np.array(self.row_unit, dtype=object),
+                )
+            )
+            index.append(np.array(self.row_msg, dtype=np.int32))
+        if not batches:
             return ReadingBatch(), np.empty(0, dtype=np.int32)
-        rows = np.repeat(np.asarray(self.part_msg, dtype=np.int32), [len(p) for p in self.parts])
-        return ReadingBatch.concat(self.parts), rows
+        return ReadingBatch.concat(batches), np.concatenate(index)
 
 
 def _issue_rows(topic: str, issues: tuple[Issue, ...], raw: bytes, meter: str | None) -> list[QuarantineRow]:
@@ -98,7 +122,13 @@ class BatchBuilder:
         topic = msg.topic
         if self.tasmota_prefix != "tele" and topic.startswith(self.tasmota_prefix + "/"):
             topic = "tele/" + topic[len(self.tasmota_prefix) + 1 :]
-        ref, d = decode(topic, msg.payload, prefix=self.prefix, received_ts=int(msg.received_at))
+        ref = parse_topic(topic, self.prefix)
+        cols: Columns | None = None
+        d: Decoded
+        if ref is not None and ref.kind == "readings":
+            d, cols = decode_reading_rows(msg.payload, topic_meter=ref.meter)
+        else:
+            ref, d = decode(topic, msg.payload, prefix=self.prefix, received_ts=int(msg.received_at))
         meter = ref.meter if ref else None
         if d.issues:
             p.quarantine.extend(_issue_rows(msg.topic, d.issues, msg.payload, meter))
@@ -110,6 +140,15 @@ class BatchBuilder:
             old = p.states.get(ref.meter)
             if old is None or old[1] <= d.state_ts:
                 p.states[ref.meter] = (d.state, d.state_ts)
+        if cols is not None and cols[0]:
+            n = len(cols[0])
+            p.row_obis.extend(cols[0])
+            p.row_unit.extend(cols[1])
+            p.row_ts.extend(cols[2])
+            p.row_value.extend(cols[3])
+            p.row_meter.extend([ref.meter] * n)
+            p.row_msg.extend([index] * n)
+            p.readings += n
         if len(d.batch):
             p.parts.append(d.batch)
             p.part_msg.append(index)

@@ -191,7 +191,8 @@ class IngestStore:
             rows = conn.execute("SELECT name, id, status FROM amiflow.meters WHERE name = ANY(%s)", (stale,)).fetchall()
             for name, mid, status in rows:
                 self._meters[name] = (mid, status, now)
-            missing = [n for n in stale if n not in {r[0] for r in rows}]
+            found = {r[0] for r in rows}
+            missing = [n for n in stale if n not in found]
             for n in missing:
                 self._meters.pop(n, None)
             if missing and self.policy == "register":

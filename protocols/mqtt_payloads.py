@@ -43,6 +43,7 @@ __all__ = [
     "EVENT_CODES",
     "MAX_PAYLOAD_BYTES",
     "CommandResult",
+    "Columns",
     "Decoded",
     "MeterEvent",
     "TopicRef",
@@ -50,6 +51,7 @@ __all__ = [
     "decode_cmd_result",
     "decode_events",
     "decode_p1",
+    "decode_reading_rows",
     "decode_readings",
     "decode_status",
     "decode_tasmota",
@@ -94,6 +96,9 @@ class CommandResult:
     relay: str | None
 
 
+_NO_READINGS = ReadingBatch()  # shared: an empty batch per message would cost 7 numpy allocations
+
+
 @dataclass(frozen=True, slots=True)
 class Decoded:
     """The result of decoding one MQTT message.
@@ -102,7 +107,7 @@ class Decoded:
     single readings that were dropped while the rest of the payload is kept.
     """
 
-    batch: ReadingBatch = field(default_factory=ReadingBatch)
+    batch: ReadingBatch = field(default=_NO_READINGS)
     events: tuple[MeterEvent, ...] = ()
     issues: tuple[Issue, ...] = ()
     rejected: bool = False
@@ -220,14 +225,34 @@ def _unit_fits(kind: ChannelKind, base: str) -> bool:
 # -- readings ----------------------------------------------------------------------------------------------------
 def decode_readings(raw: bytes, *, topic_meter: str, source: Source = Source.MQTT) -> Decoded:
     """Decode ``{prefix}/{meter}/readings``; the payload's ``meter`` must equal the topic's."""
+    d, (obis, units, ts, values) = decode_reading_rows(raw, topic_meter=topic_meter)
+    if not obis:
+        return d
+    n = len(obis)
+    batch = ReadingBatch(
+        meter=np.full(n, topic_meter, dtype=object),
+        obis=np.array(obis, dtype=object),
+        ts=np.array(ts, dtype=np.int64),
+        value=np.array(values, dtype=np.float64),
+        quality=np.zeros(n, dtype=np.int32),
+        source=np.full(n, int(source), dtype=np.int16),
+        unit=np.array(units, dtype=object),
+    )
+    return Decoded(batch=batch, issues=d.issues, seq=d.seq)
+
+
+def decode_reading_rows(raw: bytes, *, topic_meter: str) -> tuple[Decoded, Columns]:
+    """The column form of :func:`decode_readings` for callers that batch many messages: (the result without its
+    readings, the readings as lists (obis, base unit, ts, value)). Building numpy arrays once per batch instead
+    of once per message is what makes one-reading messages cheap."""
     doc, bad = _load(raw, topic_meter)
     if bad is not None:
-        return bad
+        return bad, _no_columns()
     if not isinstance(doc, dict):
-        return _reject("schema", "payload is not a JSON object", topic_meter, raw)
+        return _reject("schema", "payload is not a JSON object", topic_meter, raw), _no_columns()
     meter = doc.get("meter")
     if not isinstance(meter, str) or not meter:
-        return _reject("schema", "missing or non-string 'meter'", topic_meter, raw)
+        return _reject("schema", "missing or non-string 'meter'", topic_meter, raw), _no_columns()
     readings = doc.get("readings")
     if meter != topic_meter:
         claimed = len(readings) if isinstance(readings, list) else 0
@@ -238,30 +263,73 @@ def decode_readings(raw: bytes, *, topic_meter: str, source: Source = Source.MQT
             raw,
             {"readings": claimed},
         )
-        return Decoded(issues=(issue,), rejected=True)
+        return Decoded(issues=(issue,), rejected=True), _no_columns()
     if not isinstance(readings, list):
-        return _reject("schema", "missing or non-list 'readings'", meter, raw)
+        return _reject("schema", "missing or non-list 'readings'", meter, raw), _no_columns()
     seq = doc.get("seq")
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
-        return _reject("schema", "'seq' must be an integer", meter, raw)
-    n = len(readings)
-    obis = np.empty(n, dtype=object)
-    units = np.empty(n, dtype=object)
-    ts = np.empty(n, dtype=np.int64)
-    values = np.empty(n, dtype=np.float64)
-    keep = 0
+        return _reject("schema", "'seq' must be an integer", meter, raw), _no_columns()
+    obis_col: list[str] = []
+    unit_col: list[str] = []
+    ts_col: list[int] = []
+    value_col: list[float] = []
     issues: list[Issue] = []
+    channel = _channel
     for i, r in enumerate(readings):
-        problem = _reading(r)
-        if isinstance(problem, Issue):
-            issues.append(Issue(problem.code, problem.detail, meter=meter, raw=raw, extra={"index": i}))
-            continue
-        obis[keep], units[keep], ts[keep], values[keep] = problem
-        keep += 1
-    batch = ReadingBatch.from_columns(
-        meter, obis[:keep], ts[:keep], values[:keep], unit=units[:keep], source=int(source)
-    )
-    return Decoded(batch=batch, issues=tuple(issues), seq=seq)
+        # the common case in a few dict lookups; anything unusual takes the careful path for its issue code
+        if type(r) is dict:
+            ch = channel(r.get("obis"), r.get("unit"))
+            ts_raw = r.get("ts")
+            t = _TS_CACHE.get(ts_raw) if type(ts_raw) is str else None
+            value = r.get("value")
+            if (
+                ch is not None
+                and t is not None
+                and (type(value) is float or (type(value) is int and -_BIG < value < _BIG))
+            ):
+                v = value * ch[2]
+                if v - v == 0.0:  # finite
+                    obis_col.append(ch[0])
+                    unit_col.append(ch[1])
+                    ts_col.append(t)
+                    value_col.append(float(v))
+                    continue
+        row = _reading(r)
+        if isinstance(row, Issue):
+            issues.append(Issue(row.code, row.detail, meter=meter, raw=raw, extra={"index": i}))
+        else:
+            obis_col.append(row[0])
+            unit_col.append(row[1])
+            ts_col.append(row[2])
+            value_col.append(row[3])
+    return Decoded(issues=tuple(issues), seq=seq), (obis_col, unit_col, ts_col, value_col)
+
+
+Columns = tuple[list[str], list[str], list[int], list[float]]
+_BIG = 1 << 53
+
+
+def _no_columns() -> Columns:
+    return [], [], [], []
+
+
+_CHANNELS: dict[tuple[str, str], tuple[str, str, float] | None] = {}
+
+
+def _channel(obis: Any, unit: Any) -> tuple[str, str, float] | None:
+    """(normalized OBIS, base unit, factor) for a valid, consistent pair; None otherwise (cached)."""
+    if type(obis) is not str or type(unit) is not str:
+        return None
+    key = (obis, unit)
+    try:
+        return _CHANNELS[key]
+    except KeyError:
+        pass
+    code, u = _obis(obis), _unit(unit)
+    out = (code[0], u[0], u[1]) if code is not None and u is not None and _unit_fits(code[1], u[0]) else None
+    if len(_CHANNELS) < 10_000:
+        _CHANNELS[key] = out
+    return out
 
 
 def _reading(r: Any) -> tuple[str, str, int, float] | Issue:
@@ -281,7 +349,10 @@ def _reading(r: Any) -> tuple[str, str, int, float] | Issue:
         return Issue("unknown_unit", f"unknown unit {r.get('unit')!r} for {code[0]}")
     if not _unit_fits(code[1], unit[0]):
         return Issue("unit_mismatch", f"unit {r.get('unit')!r} on energy channel {code[0]}")
-    v = float(value) * unit[1]
+    try:
+        v = float(value) * unit[1]
+    except OverflowError:
+        v = math.inf
     if not math.isfinite(v):
         return Issue("not_finite", f"value of {code[0]} is not finite: {value!r}")
     return code[0], unit[0], t, v

@@ -60,6 +60,7 @@ def test_bad_readings_are_dropped_one_by_one_with_their_index() -> None:
         ({"obis": "1-0:1.29.0", "ts": T0, "value": True, "unit": "Wh"}, "schema"),
         ("not an object", "schema"),
         ({"obis": "1-0:1.29.0", "ts": T0, "value": 1e308, "unit": "MWh"}, "not_finite"),
+        ({"obis": "1-0:1.29.0", "ts": T0, "value": 10**400, "unit": "Wh"}, "not_finite"),
     ]
     d = decode_readings(payload([good] + [b for b, _ in bad]), topic_meter="M1")
     assert len(d.batch) == 1 and not d.rejected
