@@ -258,6 +258,7 @@ class IngestWorker:
     def _handle(self, p: Prepared) -> None:
         while True:
             if (self._db_up or time.monotonic() >= self._next_probe) and self._store(p):
+                self._clear_alarm()
                 self._ack(p.messages)
                 return
             try:
@@ -274,8 +275,7 @@ class IngestWorker:
                 if self._stop.is_set():
                     return
                 continue
-            self._spool_alarm = False
-            self.metrics.spool_full = False
+            self._clear_alarm()
             self.metrics.add(messages_spooled=len(p.messages))
             self.metrics.spool_bytes = self.spool.pending_bytes
             self._ack(p.messages)
@@ -366,6 +366,12 @@ class IngestWorker:
             log.info("database available again")
         self._db_up = True
         self.metrics.db_available = True
+
+    def _clear_alarm(self) -> None:
+        if self._spool_alarm:
+            log.warning("spool accepts messages again (%d bytes pending)", self.spool.pending_bytes)
+        self._spool_alarm = False
+        self.metrics.spool_full = False
 
     def _alarm(self, text: str) -> None:
         self.metrics.spool_full = True

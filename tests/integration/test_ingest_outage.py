@@ -100,3 +100,69 @@ def test_database_outage_is_spooled_and_replayed(
     assert stored() == total
     assert db_conn.execute("SELECT count(*) FROM amiflow.reading_conflicts").fetchone() == (0,)
     assert db_conn.execute("SELECT count(*) FROM amiflow.quarantine").fetchone() == (0,)
+
+
+def test_full_spool_stops_acknowledging_and_raises_the_alarm(
+    db_url: str, db_conn: psycopg.Connection[Any], broker_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from ingest.metrics import MetricsServer
+
+    meters = [f"P{i:02d}" for i in range(10)]
+    for m in meters:
+        add_meter(db_conn, MeterRecord(name=m, protocol="mqtt"))
+    base = (int(time.time()) // 900) * 900 - 30 * 86400
+    messages = [
+        (f"{topic_prefix}/{m}/readings", readings_payload(m, base + 96 * 900 * k, 96, seq=k))
+        for k in range(16)
+        for m in meters
+    ]  # 160 x 8 KB: more than the 1 MiB bound below
+    assert sum(len(p) for _, p in messages) > 1 << 20 > len(messages[0][1]) * 20
+    proxy = TcpProxy(database_upstream(db_url)).start()
+    tag = uuid.uuid4().hex[:10]
+    settings = load_settings(
+        mqtt_url=broker_url,
+        data_dir=tmp_path / "data",
+        mqtt_client_id=f"test-full-{tag}",
+        mqtt_share_group=f"g{tag}",
+        ingest_batch_max_latency_s=0.1,
+        ingest_batch_max_readings=960,
+        spool_max_bytes=1 << 20,
+    )
+    worker = IngestWorker(settings, proxied_url(db_url, proxy.port), prefix=topic_prefix)
+    server = MetricsServer(worker.metrics, "127.0.0.1", 0)
+    server.start()
+    base_url = f"http://127.0.0.1:{server.port}"
+
+    def health() -> int:
+        try:
+            return int(urllib.request.urlopen(base_url + "/health", timeout=5).status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    proxy.block()
+    worker.start()
+    try:
+        publish(broker_url, messages)
+        assert wait_for(lambda: worker.metrics.spool_full, 20), worker.metrics.snapshot()
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(base_url + "/health", timeout=5)
+        assert err.value.code == 503 and json.loads(err.value.read())["spool_full"] is True
+        text = urllib.request.urlopen(base_url + "/metrics", timeout=5).read().decode()
+        assert "amiflow_ingest_spool_full 1" in text
+        acked = worker.metrics.messages_acked
+        assert 0 < acked < len(messages), "acknowledgements stop at the bound"
+        time.sleep(1.0)
+        assert worker.metrics.messages_acked == acked
+        proxy.unblock()
+        total = 96 * len(messages)
+        assert wait_for(lambda: db_conn.execute("SELECT count(*) FROM amiflow.readings").fetchone() == (total,), 40)
+        assert wait_for(lambda: health() == 200, 10)
+    finally:
+        worker.stop()
+        server.stop()
+        proxy.stop()
+    assert not worker.metrics.spool_full and worker.metrics.messages_acked == len(messages)
