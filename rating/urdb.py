@@ -157,7 +157,14 @@ def _date(value: Any) -> date | None:
     return datetime.fromtimestamp(int(value), UTC).date()
 
 
+# fields that carry a charge amiflow does not model: refused rather than silently dropped (a bill would be wrong)
+_UNSUPPORTED = ("coincidentratestructure", "annualmincharge", "lookbackpercent", "fixedchargeeaaddl")
+
+
 def _item(item: dict[str, Any]) -> TariffSpec:
+    for key in _UNSUPPORTED:
+        if item.get(key):
+            raise RatingError(f"field {key} carries a charge amiflow does not model; refusing rather than misbilling")
     if not item.get("energyratestructure"):
         raise RatingError("URDB item has no energyratestructure (demand-only rates are not supported)")
     rates, bounds, basis, sell = _tiers(
