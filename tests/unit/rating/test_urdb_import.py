@@ -25,7 +25,8 @@ LA = "America/Los_Angeles"
 
 def _item(name: str) -> dict[str, Any]:
     data = json.loads((DATA / name).read_text(), parse_float=Decimal)
-    return data["items"][0] if "items" in data else data
+    item: dict[str, Any] = data["items"][0] if "items" in data else data
+    return item
 
 
 def test_smud_ci_tod3_conversion_and_bill() -> None:
