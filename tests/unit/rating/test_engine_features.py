@@ -278,3 +278,27 @@ def test_period_must_be_covered_and_effective(april: tuple[date, date]) -> None:
     old = tariff(effective_from="2020-01-01", effective_to="2024-04-15")
     with pytest.raises(RatingError, match="not effective"):
         rate(old, *april, 0.0)
+
+
+def test_huge_amounts_stay_exact_and_empty_blocks_work(april: tuple[date, date]) -> None:
+    t = tariff(energy={"rates": {"off": "0.123456789012"}}, taxes=[{"code": "tx", "percent": "10"}])
+    b = rate(t, *april, np.full((1, 2880), 5e6))
+    # 14,400,000 kWh x 0.123456789012 = 1,777,777.761773 -> 1,777,777.76; 10 % -> 177,777.776 -> 177,777.78
+    assert b.amount_minor.dtype == object  # int64 could overflow at this rate scale: exact Python ints
+    assert lines(b) == {"energy.off": (14_400_000_000, 177_777_776), "tx": (1_777_777_760, 17_777_778)}
+    empty = rate(t, *april, np.zeros((0, 2880)))
+    assert empty.amount_minor.shape == (0, 2) and empty.total_minor.shape == (0,)
+
+
+def test_bill_json_of_a_partial_period(april: tuple[date, date]) -> None:
+    from rating.bill import bills_json
+
+    t = tariff(fixed=[{"code": "cust", "amount": "10.00"}])
+    b = rate(t, *april, np.full((2, 2880), 100.0), tz="UTC", active_from=[None, date(2024, 4, 16)])
+    full, moved_in = bills_json(b, ["m1", "m2"], accounts=["A1", None], estimated_share=[0.0, 0.25])
+    assert full["period"] == {"start": "2024-04-01", "end": "2024-04-30", "start_utc": "2024-04-01T00:00:00Z",
+                              "end_utc": "2024-05-01T00:00:00Z"}  # fmt: skip
+    assert full["bill_id"] == "A1:2024-04-01:2024-04-30" and full["total"] == "38.80"  # 28.80 + 10.00
+    assert moved_in["period"]["start"] == "2024-04-16" and moved_in["determinants"]["days"] == 15
+    assert moved_in["total"] == "19.40" and moved_in["estimated_share"] == 0.25  # 14.40 + 5.00
+    assert [line["code"] for line in moved_in["lines"]] == ["energy.off", "cust"]
