@@ -62,8 +62,8 @@ def _publisher(url: str, prefix: str, plan: tuple[str, int, int, int], credit: A
     client.loop_start()
     start = (int(time.time()) // 900) * 900 - 20 * DAY_S
     stamps = [_iso(start + 900 * k) for k in range(per_meter * per_msg + 1)]
-    n = 0
-    for k in range(per_meter):
+    out: list[tuple[str, bytes]] = []
+    for k in range(per_meter):  # built before the clock starts (the clock starts at the first delivery)
         for i in range(meters):
             meter = f"{kind}{i:05d}"
             body = ",".join(
@@ -71,11 +71,14 @@ def _publisher(url: str, prefix: str, plan: tuple[str, int, int, int], credit: A
                 f'"unit":"kWh"}}'
                 for j in range(per_msg)
             )
-            payload = f'{{"meter":"{meter}","seq":{k},"readings":[{body}]}}'.encode()
+            out.append((f"{prefix}/{meter}/readings", f'{{"meter":"{meter}","seq":{k},"readings":[{body}]}}'.encode()))
+    n = 0
+    for topic, payload in out:
+        if n - credit.value >= WINDOW:
             while n - credit.value >= WINDOW:
                 time.sleep(0.0005)
-            client.publish(f"{prefix}/{meter}/readings", payload, qos=1)
-            n += 1
+        client.publish(topic, payload, qos=1)
+        n += 1
     done.value = n
     time.sleep(1.0)
     client.disconnect()

@@ -113,13 +113,14 @@ class IngestWorker:
         self._next_probe = 0.0
         self._spool_alarm = False
         self.connected = threading.Event()
+        self._mqtt5 = True
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Run in a background thread; returns once connected and subscribed (or raises after 10 s)."""
         self._thread = threading.Thread(target=self.run, args=(self._stop,), name="ingest-mqtt", daemon=True)
         self._thread.start()
-        if not self.connected.wait(10):
+        if not self.connected.wait(15):
             self.stop()
             raise ConfigError(f"cannot connect to the MQTT broker at {self.target.host}:{self.target.port}")
 
@@ -134,7 +135,19 @@ class IngestWorker:
         """Connect, then store batches until ``stop_event`` is set; then drain and disconnect."""
         self.spool.open()
         self.metrics.spool_bytes = self.spool.pending_bytes
-        client = self._connect()
+        client = self._connect(mqtt5=True)
+        if not self.connected.wait(4):
+            # an MQTT 3.1.1-only broker (amqtt, the embedded fallback) refuses or drops a v5 CONNECT: try 3.1.1 with
+            # a persistent session and no shared subscription (then only one worker may run)
+            client.disconnect()
+            client.loop_stop()
+            client = self._connect(mqtt5=False)
+            if self.connected.wait(4):
+                log.warning("the broker speaks MQTT 3.1.1 only: no shared subscription, run a single worker")
+            else:
+                client.disconnect()
+                client.loop_stop()
+                client = self._connect(mqtt5=True)  # keep retrying MQTT 5 (paho reconnects with backoff)
         try:
             while not stop_event.is_set():
                 self._step(block_s=0.2)
@@ -149,12 +162,13 @@ class IngestWorker:
             self.metrics.mqtt_connected = False
 
     # -- MQTT --------------------------------------------------------------------------------------------------------
-    def _connect(self) -> mqtt.Client:
+    def _connect(self, *, mqtt5: bool) -> mqtt.Client:
         s = self.settings
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=s.mqtt_client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
+            clean_session=None if mqtt5 else False,
             manual_ack=True,
         )
         if self.target.username:
@@ -165,12 +179,16 @@ class IngestWorker:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 30)
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = s.mqtt_session_expiry_s
-        props.ReceiveMaximum = s.mqtt_max_inflight
         self._client = client
+        self._mqtt5 = mqtt5
         try:
-            client.connect(self.target.host, self.target.port, keepalive=30, clean_start=False, properties=props)
+            if mqtt5:
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = s.mqtt_session_expiry_s
+                props.ReceiveMaximum = s.mqtt_max_inflight
+                client.connect(self.target.host, self.target.port, keepalive=30, clean_start=False, properties=props)
+            else:
+                client.connect(self.target.host, self.target.port, keepalive=30)
         except OSError as exc:
             raise ConfigError(
                 f"cannot connect to the MQTT broker at {self.target.host}:{self.target.port}: {exc}"
@@ -186,7 +204,10 @@ class IngestWorker:
         group = self.settings.mqtt_share_group
         tasmota = f"{self.tasmota_prefix}/+/SENSOR"
         filters = [f for f in topic_filters(self.prefix) if not f.startswith("tele/")] + [tasmota]
-        client.subscribe([(f"$share/{group}/{f}", SubscribeOptions(qos=1)) for f in filters])
+        if self._mqtt5:
+            client.subscribe([(f"$share/{group}/{f}", SubscribeOptions(qos=1)) for f in filters])
+        else:
+            client.subscribe([(f, 1) for f in filters])
         self.metrics.mqtt_connected = True
         log.info(
             "connected to MQTT %s:%d as %s (session present: %s)",
