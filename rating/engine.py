@@ -351,16 +351,16 @@ def rate_block(
 
 
 def _days(values: npt.ArrayLike | None, m: int, default: int) -> I64:
+    """Per-meter dates (datetime64, date, ISO strings; None/NaT = the period bound) as day numbers, vectorized."""
     if values is None:
         return np.full(m, default, dtype=np.int64)
-    arr = np.asarray(values)
-    if arr.dtype == object:
-        arr = np.array([default if v is None else (v - _EPOCH).days for v in arr], dtype=np.int64)
-    elif np.issubdtype(arr.dtype, np.datetime64):
-        arr = arr.astype("datetime64[D]").astype(np.int64)
+    try:
+        arr = np.asarray(values, dtype="datetime64[D]")
+    except (TypeError, ValueError):
+        raise RatingError("active_from/active_to must be dates (datetime64[D], date or ISO strings)") from None
     if arr.shape != (m,):
         raise RatingError(f"active_from/active_to need one date per meter ({m}), got shape {arr.shape}")
-    return arr.astype(np.int64)
+    return np.where(np.isnat(arr), default, arr.astype(np.int64))
 
 
 def _prepare(x: F64, mask: npt.NDArray[np.bool_] | None, what: str, nan: str) -> tuple[F64, I64]:
