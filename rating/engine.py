@@ -225,7 +225,10 @@ def _peaks(x: F64, axis: TimeAxis, cols: slice, d: CompiledDemand) -> F64:
     if d.interval_s == axis.step_s:
         blocks, first = x, np.arange(x.shape[1])
     else:
-        first, _ = _runs(local // d.interval_s)
+        # a block is a local clock window; the repeated hour of a fall-back day makes two blocks (offset changes)
+        offset = local - (axis.ts[cols] - axis.step_s)
+        key = local // d.interval_s
+        first = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (offset[1:] != offset[:-1])])
         blocks = np.add.reduceat(x, first, axis=1) if x.shape[1] else x
     month, hour, dt = axis.month[cols][first], axis.hour[cols][first], axis.day_type[cols][first]
     period = d.schedule[dt, month, hour].astype(np.int64)

@@ -85,3 +85,11 @@ def test_bad_axis_inputs() -> None:
         build_axis(t, np.array([900, 1800]), "Mars/Olympus")
     with pytest.raises(RatingError, match="uniform"):
         build_axis(t, np.array([900, 1800, 3600]), "UTC")
+
+
+@pytest.mark.parametrize("minutes", [15, 30, 60])
+def test_repeated_hour_is_two_demand_blocks(minutes: int) -> None:
+    # flat 0.4 kW through the fall-back day: the twice-occurring 01:00 hour must not become one 2-hour block
+    t = tariff(demand=[{"code": "dem", "rates": {"all": "1"}, "interval_min": minutes}])
+    b = rate(t, date(2024, 11, 3), date(2024, 11, 4), 100.0, tz=NY)
+    assert int(b.determinants["peak_kw.dem.all"][0]) == 400
