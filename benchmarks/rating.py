@@ -71,21 +71,22 @@ def python_bill(t: CompiledTariff, ts: np.ndarray, wh: list[float]) -> list[tupl
     step = int(ts[1] - ts[0])
     per_period = [0.0] * len(t.periods)
     peaks: dict[str, dict[int, float]] = {d.code: {} for d in t.demand}
-    blocks: dict[str, dict[int, list[float]]] = {d.code: {} for d in t.demand}
+    blocks: dict[str, dict[tuple[int, object], list[float]]] = {d.code: {} for d in t.demand}
     for end_s, e in zip(ts.tolist(), wh, strict=True):
         local = datetime.fromtimestamp(end_s - step, zone)
         kind = 2 if local.date() in holidays else (1 if local.weekday() >= 5 else 0)
         p = int(t.schedule[kind, local.month - 1, local.hour])
         per_period[p] += e
-        wall = int(local.replace(tzinfo=None).timestamp() - datetime(1970, 1, 1).timestamp())
+        wall = int((local.replace(tzinfo=None) - datetime(1970, 1, 1)).total_seconds())
+        offset = local.utcoffset()
         for d in t.demand:
             dp = int(d.schedule[kind, local.month - 1, local.hour])
-            entry = blocks[d.code].setdefault(wall // d.interval_s, [0.0, dp])
+            entry = blocks[d.code].setdefault((wall // d.interval_s, offset), [0.0, dp])
             entry[0] += e
     for d in t.demand:
-        for total_wh, dp in blocks[d.code].values():
+        for total_wh, block_period in blocks[d.code].values():
             w = total_wh * 3600 / d.interval_s
-            peaks[d.code][int(dp)] = max(peaks[d.code].get(int(dp), 0.0), w)
+            peaks[d.code][int(block_period)] = max(peaks[d.code].get(int(block_period), 0.0), w)
     total = sum(per_period)
     limit = float(t.tier_limits_wh[0])
     tier_totals = [min(total, limit), max(total - limit, 0.0)]
