@@ -225,7 +225,7 @@ class IngestStore:
         unknown = {m for m in p.seen if m not in known}
         if not unknown:
             return batch, rows
-        mask = np.isin(batch.meter, np.array(sorted(unknown), dtype=object))
+        mask = _member(batch.meter, unknown)
         for i in np.unique(rows[mask]).tolist():
             msg = p.messages[i]
             meter = str(batch.meter[rows == i][0])
@@ -235,10 +235,10 @@ class IngestStore:
         return batch.take(~mask), rows[~mask]
 
     def _flag_unverified(self, batch: ReadingBatch) -> ReadingBatch:
-        unverified = [n for n, (_, status, _) in self._meters.items() if status == "unverified"]
+        unverified = {n for n, (_, status, _) in self._meters.items() if status == "unverified"}
         if not unverified:
             return batch
-        mask = np.isin(batch.meter, np.array(unverified, dtype=object))
+        mask = _member(batch.meter, unverified)
         if not mask.any():
             return batch
         quality = batch.quality.copy()
@@ -276,11 +276,12 @@ class IngestStore:
     def _last_registers(
         self, conn: psycopg.Connection[Any], batch: ReadingBatch
     ) -> dict[tuple[str, str], tuple[int, float]]:
-        reg = np.array([".8." in str(o) for o in np.unique(batch.obis)], dtype=bool)
-        codes = np.unique(batch.obis)[reg]
-        if not len(codes):
+        codes = [c for c in set(batch.obis.tolist()) if c.split(":")[-1].split(".")[1:2] == ["8"]]
+        if not codes:
             return {}
-        mask = np.isin(batch.obis, codes)
+        mask = np.zeros(len(batch), dtype=bool)
+        for c in codes:  # few distinct codes: one vectorized comparison each (np.isin sorts object arrays)
+            mask |= batch.obis == c
         pairs = set(zip(batch.meter[mask].tolist(), batch.obis[mask].tolist(), strict=True))
         missing = [k for k in pairs if k not in self._registers]
         if missing:
@@ -365,6 +366,11 @@ class IngestStore:
                 " WHERE m.name = v.name AND (m.state_at IS NULL OR m.state_at <= v.t)",
                 ([s[0] for s in states], [s[1] for s in states], [_utc(s[2]) for s in states]),
             )
+
+
+def _member(names: npt.NDArray[np.object_], members: set[str]) -> npt.NDArray[np.bool_]:
+    """``names`` in ``members``, row by row (a hash probe per row beats sorting object arrays)."""
+    return np.fromiter((n in members for n in names.tolist()), dtype=bool, count=len(names))
 
 
 def _valid_name(name: str) -> bool:

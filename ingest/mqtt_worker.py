@@ -104,6 +104,7 @@ class IngestWorker:
         )
         self.spool = Spool(settings.data_dir / "spool", max_bytes=settings.spool_max_bytes)
         self._queue: queue.Queue[Message] = queue.Queue(maxsize=2 * settings.mqtt_max_inflight)
+        self._prepared: queue.Queue[Prepared] = queue.Queue(maxsize=2)
         self._client: mqtt.Client | None = None
         self._gen = 0
         self._draining = threading.Event()
@@ -133,6 +134,7 @@ class IngestWorker:
 
     def run(self, stop_event: threading.Event) -> None:
         """Connect, then store batches until ``stop_event`` is set; then drain and disconnect."""
+        self._stop = stop_event
         self.spool.open()
         self.metrics.spool_bytes = self.spool.pending_bytes
         client = self._connect(mqtt5=True)
@@ -148,14 +150,17 @@ class IngestWorker:
                 client.disconnect()
                 client.loop_stop()
                 client = self._connect(mqtt5=True)  # keep retrying MQTT 5 (paho reconnects with backoff)
+        decoder = threading.Thread(target=self._decode_loop, name="ingest-decode", daemon=True)
+        decoder.start()
         try:
             while not stop_event.is_set():
                 self._step(block_s=0.2)
             self._draining.set()  # on_message now leaves new messages unacknowledged: the broker redelivers them
-            while not self._queue.empty():
-                self._step(block_s=0.0)
+            while decoder.is_alive() or not self._prepared.empty():
+                self._step(block_s=0.05)
             time.sleep(0.05)  # let the network thread flush the last PUBACKs
         finally:
+            self._draining.set()
             client.disconnect()
             client.loop_stop()
             self.store.close()
@@ -241,14 +246,23 @@ class IngestWorker:
         self.metrics.add(messages_acked=n)
 
     # -- the store loop ----------------------------------------------------------------------------------------------
+    def _decode_loop(self) -> None:
+        """Decode thread: messages -> prepared batches, so decoding overlaps the store thread's database waits."""
+        while not (self._draining.is_set() and self._queue.empty()):
+            prepared = self._collect(0.1)
+            if prepared is not None:
+                self._prepared.put(prepared)  # bounded: decoding waits when the database is behind
+
     def _step(self, block_s: float) -> None:
         now = time.monotonic()
         if self.spool and (self._db_up or now >= self._next_probe) and self._replay():
             return
-        prepared = self._collect(block_s)
+        try:
+            prepared = self._prepared.get(timeout=block_s) if block_s > 0 else self._prepared.get_nowait()
+        except queue.Empty:
+            return
         self.metrics.queue_depth = self._queue.qsize()
-        if prepared is not None:
-            self._handle(prepared)
+        self._handle(prepared)
 
     def _collect(self, block_s: float) -> Prepared | None:
         s = self.settings

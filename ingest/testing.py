@@ -145,15 +145,20 @@ class TcpProxy:
         self.blocked = False
 
     def stop(self) -> None:
-        def close() -> None:
+        async def close() -> None:
             if self._server is not None:
                 self._server.close()
             for w in list(self._writers):
                 w.transport.abort()
-            self._loop.stop()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-        self._loop.call_soon_threadsafe(close)
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
 
 def database_upstream(url: str) -> tuple[str, int] | str:
