@@ -75,7 +75,10 @@ def test_kill_9_mid_run_loses_and_doubles_nothing(
         "AMIFLOW_INGEST_BATCH_MAX_LATENCY_S": "0.1",
     }
     log = tmp_path / "worker.log"
-    stored = lambda: count(db_conn, "SELECT count(*) FROM amiflow.readings")  # noqa: E731
+
+    def stored() -> int:
+        return count(db_conn, "SELECT count(*) FROM amiflow.readings")
+
     worker = start_worker(env, topic_prefix, log)
     try:
         # the session must exist before publishing, or the broker has nobody to keep messages for

@@ -63,7 +63,12 @@ def test_database_outage_is_spooled_and_replayed(
         mqtt_session_expiry_s=300,
     )
     url = proxied_url(db_url, proxy.port)
-    stored = lambda: int(db_conn.execute("SELECT count(*) FROM amiflow.readings").fetchone()[0])  # type: ignore[index]  # noqa: E731
+
+    def stored() -> int:
+        row = db_conn.execute("SELECT count(*) FROM amiflow.readings").fetchone()
+        assert row is not None
+        return int(row[0])
+
     worker = IngestWorker(settings, url, prefix=topic_prefix)
     worker.start()
     try:
@@ -89,14 +94,14 @@ def test_database_outage_is_spooled_and_replayed(
     finally:
         worker.stop()
         proxy.stop()
-    m = worker.metrics.snapshot()
+    snap = worker.metrics.snapshot()
     # everything published while the database was away was spooled (and what arrived before the worker's next
     # probe noticed its return); the second worker replayed both workers' spool
-    spooled = spooled_first + m["messages_spooled"]
-    assert len(during) <= spooled <= len(during) + len(after), (spooled_first, m)
-    assert m["messages_replayed"] == spooled
-    assert m["readings_duplicate"] == 0
-    assert m["spool_bytes"] == 0 and not worker.spool
+    spooled = spooled_first + snap["messages_spooled"]
+    assert len(during) <= spooled <= len(during) + len(after), (spooled_first, snap)
+    assert snap["messages_replayed"] == spooled
+    assert snap["readings_duplicate"] == 0
+    assert snap["spool_bytes"] == 0 and not worker.spool
     assert stored() == total
     assert db_conn.execute("SELECT count(*) FROM amiflow.reading_conflicts").fetchone() == (0,)
     assert db_conn.execute("SELECT count(*) FROM amiflow.quarantine").fetchone() == (0,)
