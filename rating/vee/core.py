@@ -137,7 +137,7 @@ def _meter_counts(inp: VeeInput, val: Validation, post: F64, cfg: VeeConfig) -> 
     meter["sum_check"] = np.asarray(
         np.isfinite(delta) & (np.abs(total - delta) > np.fmax(cfg.sum_rel_tol * delta, cfg.sum_abs_tol_wh)), dtype=bool
     )
-    meter["no_data"] = np.isnan(post[:, p0:]).any(axis=1)
+    meter["no_data"] = np.asarray(np.isnan(post[:, p0:]).any(axis=1), dtype=bool)
     return meter
 
 
