@@ -13,6 +13,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from amiflow.errors import ConfigError
+
 __all__ = ["IngestMetrics", "MetricsServer", "make_handler", "render_metrics"]
 
 _BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -199,7 +201,14 @@ class MetricsServer:
         return self._server.server_address[1] if self._server else self._addr[1]
 
     def start(self) -> None:
-        self._server = ThreadingHTTPServer(self._addr, make_handler(self._metrics))
+        """Listen and serve in a daemon thread; ConfigError when the address cannot be bound."""
+        try:
+            self._server = ThreadingHTTPServer(self._addr, make_handler(self._metrics))
+        except OSError as exc:
+            raise ConfigError(
+                f"AMIFLOW_HTTP_HOST/AMIFLOW_HTTP_PORT {self._addr[0]}:{self._addr[1]}: cannot listen ({exc});"
+                " choose a free port or 0"
+            ) from exc
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="ingest-http", daemon=True)
         self._thread.start()

@@ -118,11 +118,24 @@ class IngestWorker:
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Run in a background thread; returns once connected and subscribed (or raises after 10 s)."""
-        self._thread = threading.Thread(target=self.run, args=(self._stop,), name="ingest-mqtt", daemon=True)
+        """Run in a background thread; returns once connected and subscribed (ConfigError if that fails in 15 s)."""
+        failed: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                self.run(self._stop)
+            except Exception as exc:  # supervisor: hand the failure to start() instead of a thread traceback
+                failed.append(exc)
+                self.connected.set()
+                if self.metrics.mqtt_connected or not isinstance(exc, ConfigError):
+                    log.exception("ingest worker stopped")
+
+        self._thread = threading.Thread(target=target, name="ingest-mqtt", daemon=True)
         self._thread.start()
-        if not self.connected.wait(15):
+        if not self.connected.wait(15) or failed:
             self.stop()
+            if failed and isinstance(failed[0], ConfigError):
+                raise failed[0]
             raise ConfigError(f"cannot connect to the MQTT broker at {self.target.host}:{self.target.port}")
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -232,7 +245,13 @@ class IngestWorker:
         if self._draining.is_set():
             return  # not acknowledged: redelivered to this session on its next connection
         m = Message(msg.topic, bytes(msg.payload), time.time(), msg.mid, msg.qos, self._gen, time.monotonic())
-        self._queue.put(m)  # blocks when full: the network thread stops reading (TCP backpressure)
+        while True:  # blocks when full: the network thread stops reading (TCP backpressure)
+            try:
+                self._queue.put(m, timeout=0.5)
+                return
+            except queue.Full:
+                if self._draining.is_set():
+                    return  # shutting down: left unacknowledged, redelivered
 
     def _ack(self, messages: list[Message]) -> None:
         client, gen = self._client, self._gen
