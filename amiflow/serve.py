@@ -1,0 +1,744 @@
+"""``amiflow serve``: MQTT ingest, the poller, the outbox dispatcher, the collections job and the HTTP API in one
+supervised process.
+
+Every component runs under its own supervisor task on one asyncio event loop (in a thread of its own, so the caller
+keeps its main thread for signals): the MQTT ingest worker in a dedicated thread (it owns paho's threads), the
+poller, the dispatcher and uvicorn as tasks, the collections job (prepaid charges, reminders, reconnect scheduling,
+pending relay commands) every minute in a worker thread. A component that raises is logged, shown as degraded in
+``/health`` and restarted after a backoff (``restart_backoff_s`` doubling to 60 s, reset after 60 s of good running);
+the others keep running. ``/metrics`` concatenates the Prometheus text of every component plus the supervisor's own
+``amiflow_component_up`` and ``amiflow_component_restarts_total``.
+
+Stopping (SIGTERM/SIGINT, or :meth:`Service.stop`) tells every component at once: ingest drains, commits and
+acknowledges; in-flight polls, deliveries and relay commands finish; uvicorn finishes open requests. Whatever is
+still running after ``stop_timeout_s`` is abandoned and the stop reports unclean (exit code 1 instead of 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from amiflow.commands import Command
+from amiflow.errors import ConfigError
+from amiflow.settings import Settings
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from billing_bridge.dispatcher import Dispatcher
+
+__all__ = ["COMPONENTS", "SERVE", "Component", "Service"]
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("ingest", "poller", "bridge", "collections", "api")
+_STABLE_S = 60.0  # a component that ran this long before crashing restarts after the base backoff again
+_MAX_BACKOFF_S = 60.0
+
+
+class Component(Protocol):
+    """One supervised part of the service."""
+
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then finish in-flight work and return; raise on failure (it is restarted)."""
+
+    def problem(self) -> str | None:
+        """None while healthy, else a short reason shown in ``/health``."""
+
+    def prometheus(self) -> str:
+        """The component's metrics in the Prometheus text format ("" for none)."""
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` or until ``stop``; True when stopped."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), max(seconds, 0.0))
+    return stop.is_set()
+
+
+def _in_thread(fn: Callable[[], Any], name: str) -> asyncio.Future[Any]:
+    """Run ``fn`` in a new daemon thread; the future resolves with its result or exception (on the calling loop)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
+
+    def target() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # handed to the supervisor through the future
+            with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody is waiting any more
+                loop.call_soon_threadsafe(settle, None, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future
+
+
+def _counters(prefix: str, help_by_name: dict[str, str], values: dict[str, int]) -> str:
+    out = []
+    for key, help_ in help_by_name.items():
+        name = f"{prefix}_{key}_total"
+        out.append(f"# HELP {name} {help_}\n# TYPE {name} counter\n{name} {values.get(key, 0)}\n")
+    return "".join(out)
+
+
+# -- components ------------------------------------------------------------------------------------------------------
+
+
+class IngestComponent:
+    """The MQTT ingest worker (its own threads); its counters survive restarts."""
+
+    name = "ingest"
+
+    def __init__(self, settings: Settings, db_url: str, mqtt_url: str) -> None:
+        from ingest.metrics import IngestMetrics
+
+        self._settings = settings
+        self._db_url = db_url
+        self._mqtt_url = mqtt_url
+        self.metrics = IngestMetrics()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from ingest.mqtt_worker import IngestWorker
+
+        worker = IngestWorker(
+            self._settings,
+            self._db_url,
+            prefix=self._settings.mqtt_topic_prefix,
+            mqtt_url=self._mqtt_url,
+            metrics=self.metrics,
+        )
+        halt = threading.Event()
+        done = _in_thread(lambda: worker.run(halt), "serve-ingest")
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({done, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halt.set()  # drain, commit, acknowledge, disconnect
+            stopped.cancel()
+        await done
+        if not stop.is_set():
+            raise RuntimeError("the ingest worker stopped by itself")
+
+    def problem(self) -> str | None:
+        ok, details = self.metrics.health()
+        if ok:
+            return None
+        if details["spool_full"]:
+            return "spool full: messages are not acknowledged"
+        return "not connected to the MQTT broker"
+
+    def prometheus(self) -> str:
+        from ingest.metrics import render_metrics
+
+        return render_metrics(self.metrics)
+
+
+class PollerComponent:
+    """The polling scheduler on a connection of its own (``application_name`` amiflow-serve-poller)."""
+
+    name = "poller"
+
+    def __init__(self, settings: Settings, db_url: str) -> None:
+        from ingest.poller import PollerConfig
+
+        self._config = PollerConfig.from_settings(settings)
+        self._db_url = db_url
+        self._poller: Any = None
+        self.counters: dict[str, int] = {"polls": 0, "ok": 0, "failed": 0, "skipped": 0, "stored": 0}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        import psycopg
+
+        from ingest._poll_store import PollStore
+        from ingest.poller import Poller
+
+        def connect() -> psycopg.Connection[Any]:
+            return psycopg.connect(self._db_url, autocommit=True, application_name="amiflow-serve-poller")
+
+        conn = await asyncio.to_thread(connect)
+        try:
+            poller = Poller(PollStore(conn), self._config)
+            poller.counters = self.counters  # one set of counters across restarts
+            self._poller = poller
+            await poller.run(stop)
+        finally:
+            await asyncio.to_thread(conn.close)
+
+    def problem(self) -> str | None:
+        return None
+
+    def prometheus(self) -> str:
+        if self._poller is not None:
+            return str(self._poller.prometheus())
+        return "".join(
+            f"# TYPE amiflow_poller_{k}_total counter\namiflow_poller_{k}_total {v}\n" for k, v in self.counters.items()
+        )
+
+
+_BRIDGE_HELP = {
+    "claimed": "outbox items claimed for delivery",
+    "delivered": "outbox items delivered",
+    "rejected": "outbox items rejected by the billing system (kept for an operator)",
+    "retried": "failed delivery attempts, retried later",
+    "not_sent": "claimed items released unsent (lease too short to send)",
+    "lost_leases": "items whose lease expired before their outcome was settled",
+}
+
+
+class BridgeComponent:
+    """The outbox dispatcher in follow mode (LISTEN amiflow_outbox); its counts add up across restarts."""
+
+    name = "bridge"
+
+    def __init__(self, settings: Settings, db_url: str) -> None:
+        self._settings = settings
+        self._db_url = db_url
+        self._build()  # ConfigError now, not a crash loop, when the billing URL or secret is missing
+        self.totals: dict[str, int] = dict.fromkeys(_BRIDGE_HELP, 0)
+        self._current: Dispatcher | None = None
+
+    def _build(self) -> Dispatcher:
+        from billing_bridge.cli import build_dispatcher
+
+        dispatcher = build_dispatcher(self._settings, self._db_url, follow=True)
+        if dispatcher is None:
+            raise ConfigError("the bridge needs AMIFLOW_BILLING_URL (bills stay in the outbox without it)")
+        return dispatcher
+
+    async def run(self, stop: asyncio.Event) -> None:
+        dispatcher = self._build()
+        self._current = dispatcher
+        stopped = asyncio.ensure_future(stop.wait())
+        stopped.add_done_callback(lambda _: dispatcher.stop())
+        try:
+            await dispatcher.run()
+        finally:
+            stopped.cancel()
+            self._current = None
+            for key in self.totals:
+                self.totals[key] += getattr(dispatcher.stats, key)
+        if not stop.is_set():
+            raise RuntimeError("the dispatcher stopped by itself")
+
+    def problem(self) -> str | None:
+        return None
+
+    def prometheus(self) -> str:
+        values = dict(self.totals)
+        if self._current is not None:
+            for key in values:
+                values[key] += getattr(self._current.stats, key)
+        return _counters("amiflow_bridge", _BRIDGE_HELP, values)
+
+
+_COLLECTIONS_HELP = {
+    "runs": "collections job runs completed",
+    "prepaid_updates": "prepaid accounts charged",
+    "notices": "reminder and notice rungs queued",
+    "reconnects_scheduled": "reconnects scheduled for accounts that cleared their arrears",
+    "commands_confirmed": "relay commands confirmed by reading the relay back",
+    "commands_escalated": "relay commands escalated after every attempt failed",
+    "commands_failed": "relay commands that could not be sent",
+}
+
+
+class CollectionsComponent:
+    """Every ``interval_s``: charge prepaid accounts, queue due reminders, schedule reconnects for accounts that
+    paid, and send pending relay commands (so a payment that clears arrears reconnects within
+    ``reconnect_within_s``). Disconnects are only planned by ``amiflow disconnect run``; this job executes those
+    left pending. Runs under the disconnect-run advisory lock, in a worker thread."""
+
+    name = "collections"
+
+    def __init__(self, settings: Settings, db_url: str, mqtt_url: str | None, *, interval_s: float = 60.0) -> None:
+        from billing_bridge.policy import load_ruleset
+
+        self._settings = settings
+        self._db_url = db_url
+        self._mqtt_url = mqtt_url
+        self._ruleset = load_ruleset(settings.disconnect_ruleset)
+        self._interval_s = interval_s
+        self.counts: dict[str, int] = dict.fromkeys(_COLLECTIONS_HELP, 0)
+        self.last_run_at = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _in_thread(self.run_once, "serve-collections")
+            if await _wait(stop, self._interval_s):
+                return
+
+    def run_once(self) -> None:
+        """One pass of the job (blocking; relay commands run on a private event loop)."""
+        from datetime import UTC, datetime
+
+        import psycopg
+
+        from billing_bridge.commands import exclusive, schedule_reconnects
+        from billing_bridge.prepaid import update_prepaid
+        from billing_bridge.reminders import send_reminders
+
+        rs = self._ruleset
+        with (
+            psycopg.connect(self._db_url, autocommit=True, application_name="amiflow-serve-collections") as conn,
+            exclusive(conn),
+        ):
+            now = datetime.now(UTC)
+            self.counts["prepaid_updates"] += len(update_prepaid(conn, rs, now=now))
+            self.counts["notices"] += len(send_reminders(conn, rs, now=now))
+            within_s = self._settings.reconnect_within_s
+            self.counts["reconnects_scheduled"] += len(schedule_reconnects(conn, rs, now=now, within_s=within_s))
+            pending = conn.execute(
+                "SELECT count(*) FROM amiflow.meter_commands WHERE state IN ('pending', 'sent')"
+            ).fetchone()
+            if pending and pending[0]:
+                for outcome in asyncio.run(self._commands(conn)):
+                    key = f"commands_{outcome.state}"
+                    if key in self.counts:
+                        self.counts[key] += 1
+        self.counts["runs"] += 1
+        self.last_run_at = time.time()
+
+    async def _commands(self, conn: Any) -> list[Any]:
+        from billing_bridge.commands import (
+            DlmsRelayDriver,
+            ModbusRelayDriver,
+            MqttRelayDriver,
+            RelayDriver,
+            run_commands,
+        )
+
+        s = self._settings
+        password = s.dlms_password.get_secret_value().encode() if s.dlms_password else None
+        drivers: dict[str, RelayDriver] = {"dlms": DlmsRelayDriver(password=password), "modbus": ModbusRelayDriver()}
+        async with contextlib.AsyncExitStack() as stack:
+            if self._mqtt_url:
+                mqtt = MqttRelayDriver(self._mqtt_url, prefix=s.mqtt_topic_prefix)
+                drivers["mqtt"] = await stack.enter_async_context(mqtt)
+            outcomes: list[Any] = await run_commands(
+                conn, drivers, attempts=s.command_attempts, retry_delay_s=s.command_retry_s
+            )
+            return outcomes
+
+    def problem(self) -> str | None:
+        return None
+
+    def prometheus(self) -> str:
+        name = "amiflow_collections_last_run_timestamp_seconds"
+        last = f"# HELP {name} when the last job run finished\n# TYPE {name} gauge\n{name} {self.last_run_at:.0f}\n"
+        return _counters("amiflow_collections", _COLLECTIONS_HELP, self.counts) + last
+
+
+class ApiComponent:
+    """uvicorn serving the FastAPI app on a socket bound before start (so a taken port fails at once)."""
+
+    name = "api"
+
+    def __init__(self, app: Any, host: str, port: int, *, grace_s: float) -> None:
+        self._app = app
+        self._host = host
+        self._grace_s = grace_s
+        self._sock: socket.socket | None = self._bind(port)
+        self.port: int = self._sock.getsockname()[1]
+        self.started = threading.Event()
+
+    def _bind(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self._host, port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(
+                f"AMIFLOW_HTTP_HOST/PORT {self._host}:{port}: cannot listen ({exc.strerror}); choose another port"
+            ) from exc
+        sock.listen(128)
+        sock.set_inheritable(True)
+        return sock
+
+    async def run(self, stop: asyncio.Event) -> None:
+        import uvicorn
+
+        sock = self._sock if self._sock is not None else self._bind(self.port)
+        self._sock = None  # uvicorn closes it on shutdown: a restart binds the same port again
+        config = uvicorn.Config(
+            self._app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=max(1, int(self._grace_s)),
+        )
+        server = uvicorn.Server(config)
+        stopped = asyncio.ensure_future(stop.wait())
+        stopped.add_done_callback(lambda _: setattr(server, "should_exit", True))
+        watch = asyncio.ensure_future(self._watch_started(server))
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            stopped.cancel()
+            watch.cancel()
+            sock.close()
+        if not stop.is_set():
+            raise RuntimeError("the HTTP server stopped by itself")
+
+    async def _watch_started(self, server: Any) -> None:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        self.started.set()
+
+    def problem(self) -> str | None:
+        return None
+
+    def prometheus(self) -> str:
+        return ""
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+# -- the supervisor --------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _State:
+    status: str = "starting"
+    restarts: int = 0
+    running: bool = False
+    last_error: str | None = None
+
+
+class Service:
+    """The supervised service. ``components`` are names from :data:`COMPONENTS` (default: all of them that are
+    configured) or :class:`Component` objects. ``start()`` returns once every component runs and the API accepts
+    requests; ``stop()`` returns True when everything stopped within ``stop_timeout_s``.
+
+    Without AMIFLOW_BILLING_URL the bridge is left out (bills stay in the outbox) unless named explicitly (then
+    ConfigError); without AMIFLOW_MQTT_URL ingest and MQTT relay commands use an in-process broker on loopback.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        components: Iterable[str | Component] | None = None,
+        *,
+        restart_backoff_s: float = 1.0,
+        stop_timeout_s: float = 30.0,
+        collections_interval_s: float = 60.0,
+    ) -> None:
+        wanted = list(COMPONENTS if components is None else components)
+        for c in wanted:
+            if isinstance(c, str) and c not in COMPONENTS:
+                raise ConfigError(f"unknown component {c!r}: choose from {', '.join(COMPONENTS)}")
+        if not wanted:
+            raise ConfigError("no component to run")
+        self.settings = settings
+        self._wanted = wanted
+        self._explicit = components is not None
+        self.restart_backoff_s = restart_backoff_s
+        self.stop_timeout_s = stop_timeout_s
+        self.collections_interval_s = collections_interval_s
+        self.components: list[Component] = []
+        self.states: dict[str, _State] = {}
+        self._api: ApiComponent | None = None
+        self._db: Any = None
+        self._broker: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = threading.Event()
+        self._done = threading.Event()
+        self._clean = True
+
+    # -- public ------------------------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the API (ConfigError when the API is not part of this service)."""
+        if self._api is None:
+            raise ConfigError("the API is not running in this service")
+        host = self.settings.http_host
+        return f"http://[{host}]:{self._api.port}" if ":" in host else f"http://{host}:{self._api.port}"
+
+    def health(self) -> dict[str, str]:
+        """Component name -> "ok", or "starting" / "degraded: why" / "stopping" / "stopped"."""
+        out = {}
+        for comp in self.components:
+            state = self.states[comp.name]
+            if state.status == "ok":
+                out[comp.name] = f"degraded: {p}" if (p := comp.problem()) else "ok"
+            else:
+                out[comp.name] = state.status
+        return out
+
+    def prometheus(self) -> str:
+        """The supervisor's own metrics: which components run, how often each was restarted."""
+        up = "amiflow_component_up"
+        restarts = "amiflow_component_restarts_total"
+        lines = [f"# HELP {up} 1 while the component runs", f"# TYPE {up} gauge"]
+        lines += [f'{up}{{component="{n}"}} {int(s.running)}' for n, s in self.states.items()]
+        lines += [f"# HELP {restarts} restarts after a crash", f"# TYPE {restarts} counter"]
+        lines += [f'{restarts}{{component="{n}"}} {s.restarts}' for n, s in self.states.items()]
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Open the database (migrating it), build the components and run them; ConfigError/StorageError on a
+        setup failure (nothing is left running then)."""
+        try:
+            self._setup()
+            self._thread = threading.Thread(target=self._thread_main, name="amiflow-serve", daemon=True)
+            self._thread.start()
+            if not self._ready.wait(timeout_s) or (self._api is not None and not self._api.started.wait(timeout_s)):
+                raise ConfigError(f"the service did not start within {timeout_s:g} s")
+        except BaseException:
+            self.stop()
+            raise
+        log.info("amiflow serve: running %s", ", ".join(c.name for c in self.components))
+
+    def stop(self) -> bool:
+        """Stop every component gracefully; True when all stopped within ``stop_timeout_s``. Idempotent."""
+        if self._loop is not None and self._stop is not None and not self._done.is_set():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(self.stop_timeout_s + 10)
+            if self._thread.is_alive():
+                self._clean = False
+            self._thread = None
+        if self._api is not None:
+            self._api.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._broker is not None:
+            self._broker.stop()
+            self._broker = None
+        return self._clean
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until the service has stopped (True) or ``timeout_s`` passed (False)."""
+        return self._done.wait(timeout_s)
+
+    def __enter__(self) -> Service:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- setup -------------------------------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        from amiflow.db import open_database
+
+        s = self.settings
+        names = {c for c in self._wanted if isinstance(c, str)}
+        if "bridge" in names and not s.billing_url and not self._explicit:
+            log.warning("AMIFLOW_BILLING_URL is unset: the bridge does not run and bills stay in the outbox")
+            names.discard("bridge")
+        mqtt_url = s.mqtt_url
+        if mqtt_url is None and names & {"ingest", "collections"}:
+            from amiflow.broker import EmbeddedBroker
+
+            self._broker = EmbeddedBroker().start()
+            mqtt_url = self._broker.url
+            log.warning("AMIFLOW_MQTT_URL is unset: meters must publish to the in-process broker at %s", mqtt_url)
+        self._db = open_database(s)
+        url = self._db.url
+        for c in self._wanted:
+            if not isinstance(c, str):
+                self.components.append(c)
+            elif c == "ingest" and c in names:
+                self.components.append(IngestComponent(s, url, mqtt_url or ""))
+            elif c == "poller" and c in names:
+                self.components.append(PollerComponent(s, url))
+            elif c == "bridge" and c in names:
+                self.components.append(BridgeComponent(s, url))
+            elif c == "collections" and c in names:
+                self.components.append(CollectionsComponent(s, url, mqtt_url, interval_s=self.collections_interval_s))
+        if "api" in names:
+            from amiflow.api import create_app
+
+            sources: dict[str, Callable[[], str]] = {"supervisor": self.prometheus}
+            sources.update((c.name, c.prometheus) for c in self.components)
+            app = create_app(
+                self._db.pool, metrics=sources, component_health=self.health, settings=s, database=self._db
+            )
+            self._api = ApiComponent(app, s.http_host, s.http_port, grace_s=self.stop_timeout_s)
+            self.components.append(self._api)
+        self.states = {c.name: _State() for c in self.components}
+
+    # -- the loop ----------------------------------------------------------------------------------------------------
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException:  # the supervisor's last resort: never die silently
+            log.exception("amiflow serve: the supervisor loop failed")
+            self._clean = False
+        finally:
+            self._ready.set()
+            self._done.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._supervise(c), name=f"serve-{c.name}") for c in self.components]
+        self._ready.set()
+        await self._stop.wait()
+        log.info("amiflow serve: stopping (at most %.0f s)", self.stop_timeout_s)
+        for comp in self.components:
+            if self.states[comp.name].running:
+                self.states[comp.name].status = "stopping"
+        _, pending = await asyncio.wait(self._tasks, timeout=self.stop_timeout_s)
+        for task in pending:
+            log.error(
+                "amiflow serve: %s did not stop within %.0f s; abandoning it", task.get_name(), self.stop_timeout_s
+            )
+            task.cancel()
+            self._clean = False
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
+
+    async def _supervise(self, comp: Component) -> None:
+        assert self._stop is not None
+        loop = asyncio.get_running_loop()
+        state = self.states[comp.name]
+        delay = self.restart_backoff_s
+        while not self._stop.is_set():
+            started = loop.time()
+            state.status, state.running = "ok", True
+            try:
+                await comp.run(self._stop)
+                if self._stop.is_set():
+                    break
+                raise RuntimeError(f"{comp.name} returned while the service runs")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the supervisor: any failure of a component restarts it
+                state.running = False
+                if self._stop.is_set():
+                    log.warning("amiflow serve: %s failed while stopping: %s", comp.name, exc)
+                    break
+                if loop.time() - started >= _STABLE_S:
+                    delay = self.restart_backoff_s
+                state.restarts += 1
+                state.last_error = f"{type(exc).__name__}: {exc}".strip()
+                state.status = f"degraded: crashed ({state.last_error[:200]}); restart in {delay:.0f} s"
+                log.error("amiflow serve: %s crashed; restarting in %.1f s", comp.name, delay, exc_info=exc)
+                if await _wait(self._stop, delay):
+                    break
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+            finally:
+                state.running = False
+        state.status = "stopped"
+
+
+# -- the command -----------------------------------------------------------------------------------------------------
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--only",
+        metavar="LIST",
+        help=f"run only these components, comma-separated ({','.join(COMPONENTS)}); default: all configured",
+    )
+    for name in COMPONENTS:
+        p.add_argument(f"--no-{name}", action="store_true", help=f"do not run {name}")
+    p.add_argument(
+        "--restart-backoff", type=float, default=1.0, metavar="S", help="first restart delay after a crash (doubles)"
+    )
+    p.add_argument(
+        "--stop-timeout", type=float, default=30.0, metavar="S", help="graceful stop bound in seconds (default 30)"
+    )
+    p.add_argument(
+        "--collections-interval", type=float, default=60.0, metavar="S", help="collections job period (default 60)"
+    )
+
+
+def _selected(args: argparse.Namespace) -> list[str] | None:
+    """The components named by --only/--no-X; None = the default set (all that are configured)."""
+    excluded = {n for n in COMPONENTS if getattr(args, f"no_{n}")}
+    if args.only:
+        chosen = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in chosen if n not in COMPONENTS]
+        if unknown:
+            raise ConfigError(f"--only: unknown component {unknown[0]!r}; choose from {','.join(COMPONENTS)}")
+        chosen = [n for n in chosen if n not in excluded]
+    elif excluded:
+        chosen = [n for n in COMPONENTS if n not in excluded]
+    else:
+        return None
+    if not chosen:
+        raise ConfigError("--only/--no-*: no component left to run")
+    return chosen
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    for name, value in (("--restart-backoff", args.restart_backoff), ("--stop-timeout", args.stop_timeout)):
+        if value <= 0:
+            raise ConfigError(f"{name} {value:g}: must be positive")
+    if args.collections_interval < 1:
+        raise ConfigError(f"--collections-interval {args.collections_interval:g}: must be at least 1 s")
+    service = Service(
+        settings,
+        _selected(args),
+        restart_backoff_s=args.restart_backoff,
+        stop_timeout_s=args.stop_timeout,
+        collections_interval_s=args.collections_interval,
+    )
+    stop = threading.Event()
+    signals: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        signals.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.start()
+        names = ", ".join(c.name for c in service.components)
+        where = f"; API at {service.url}" if service._api is not None else ""
+        print(f"amiflow serve: running {names}{where}", flush=True)
+        while not stop.is_set() and not service.wait(0.5):
+            pass
+        if stop.is_set():
+            log.warning("amiflow serve: signal %d, stopping", signals[0])
+        clean = service.stop()
+    finally:
+        service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"amiflow serve: stopped{'' if clean else ' (not cleanly: see the log)'}", flush=True)
+    return 0 if clean and stop.is_set() else 1
+
+
+SERVE = Command(
+    help="run ingest, the poller, the bridge dispatcher, the collections job and the HTTP API, supervised",
+    add_arguments=_add_arguments,
+    run=_run,
+)
