@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 CONNECTED, DISCONNECTED, ARMED = 0, 1, 2
 _RELAY = {CONNECTED: "connected", DISCONNECTED: "disconnected", ARMED: "armed"}
 _SUFFIX = ',"unit":"kWh"}'
+_BLOCK = 2000  # meters per block of generated messages
 
 
 class _StopFlag(Protocol):
@@ -57,8 +58,8 @@ class _Step:
 
     index: int
     ts: npt.NDArray[np.int64]
-    imp_kwh: list[list[float]]
-    exp_kwh: list[list[float]]  # rows of PV meters, by pv_row
+    imp_kwh: npt.NDArray[np.float64]
+    exp_kwh: npt.NDArray[np.float64]  # rows of PV meters, by pv_row
     reg_kwh: list[float]
     ereg_kwh: list[float]
     imp_frag: list[str]
@@ -92,8 +93,11 @@ class MessageGenerator:
 
     # -- steps -------------------------------------------------------------------------------------------------
 
-    def steps(self, stop: _StopFlag) -> Iterator[tuple[int, Generated]]:
-        """Yield (last interval end, messages) per step of ``per_message`` intervals, in time order."""
+    def steps(self, stop: _StopFlag) -> Iterator[tuple[int, Iterator[Generated]]]:
+        """Yield (last interval end, its messages in blocks) per step of ``per_message`` intervals, in time order.
+
+        Consume each step's blocks before asking for the next step.
+        """
         cfg, k_per = self.cfg, self.cfg.per_message
         total = cfg.intervals
         n_steps = math.ceil(total / k_per)
@@ -133,7 +137,7 @@ class MessageGenerator:
         exp: npt.NDArray[np.float64],
         reg: npt.NDArray[np.float64],
         ereg: npt.NDArray[np.float64],
-    ) -> Generated:
+    ) -> Iterator[Generated]:
         out = Generated()
         step_start = int(ts[0]) - self.cfg.interval_s
         self._button_presses(step_start, out)
@@ -150,8 +154,8 @@ class MessageGenerator:
         step = _Step(
             index=s,
             ts=ts,
-            imp_kwh=(imp / 1000.0).tolist(),
-            exp_kwh=(exp / 1000.0).tolist(),
+            imp_kwh=imp / 1000.0,
+            exp_kwh=exp / 1000.0,
             reg_kwh=(reg_disp / 1000.0).tolist(),
             ereg_kwh=(ereg_disp / 1000.0).tolist(),
             imp_frag=[_frag("1-0:1.29.0", t) for t in tss],
@@ -166,7 +170,27 @@ class MessageGenerator:
         dup, reorder, spoof = inj.hits("dup", m_all, s), inj.hits("reorder", m_all, s), inj.hits("spoof", m_all, s)
         special = malformed | drift | step.gap.any(axis=1) | step.spike.any(axis=1)
         seq = int(ts[-1]) // self.cfg.interval_s
+        return self._messages(step, seq, out, malformed, roll, drift, dup, reorder, spoof, special)
+
+    def _messages(
+        self,
+        step: _Step,
+        seq: int,
+        out: Generated,
+        malformed: npt.NDArray[np.bool_],
+        roll: npt.NDArray[np.bool_],
+        drift: npt.NDArray[np.bool_],
+        dup: npt.NDArray[np.bool_],
+        reorder: npt.NDArray[np.bool_],
+        spoof: npt.NDArray[np.bool_],
+        special: npt.NDArray[np.bool_],
+    ) -> Iterator[Generated]:
+        """The step's messages in blocks of meters (bounded memory: the caller publishes between blocks)."""
+        ts = step.ts
         for m in range(self.cfg.meters):
+            if m % _BLOCK == 0 and out.messages:
+                yield out
+                out = Generated()
             if special[m]:
                 body, n_read, n_spike = self._body_faulty(m, step, seq, bool(drift[m]))
             else:
@@ -176,9 +200,9 @@ class MessageGenerator:
                 self.stats.faults["rollover"] = self.stats.faults.get("rollover", 0) + 1
                 self.stats.readings_flagged += 1 + (1 if dup[m] else 0)
             self._order(m, msgs, bool(reorder[m]), out)
-        self._outages(s, step_start, ts.size, out)
+        self._outages(step.index, int(ts[0]) - self.cfg.interval_s, ts.size, out)
         self._count_faults(step, drift)
-        return out
+        yield out
 
     def _apply_relay(
         self, imp: npt.NDArray[np.float64], exp: npt.NDArray[np.float64]
@@ -201,10 +225,10 @@ class MessageGenerator:
         return (n_intervals + 1) * (2 if self.pv_row[m] >= 0 else 1)
 
     def _body(self, m: int, st: _Step, seq: int) -> bytes:
-        parts = [f + repr(v) + _SUFFIX for f, v in zip(st.imp_frag, st.imp_kwh[m], strict=True)]
+        parts = [f + repr(v) + _SUFFIX for f, v in zip(st.imp_frag, st.imp_kwh[m].tolist(), strict=True)]
         r = int(self.pv_row[m])
         if r >= 0:
-            parts += [f + repr(v) + _SUFFIX for f, v in zip(st.exp_frag, st.exp_kwh[r], strict=True)]
+            parts += [f + repr(v) + _SUFFIX for f, v in zip(st.exp_frag, st.exp_kwh[r].tolist(), strict=True)]
         parts.append(st.reg_frag + repr(st.reg_kwh[m]) + _SUFFIX)
         if r >= 0:
             parts.append(st.ereg_frag + repr(st.ereg_kwh[r]) + _SUFFIX)
@@ -220,10 +244,12 @@ class MessageGenerator:
         spikes = self.inj.spike_kwh(m, st.ts) if st.spike[m].any() else None
         parts: list[str] = []
         for k in np.flatnonzero(keep):
-            v = float(spikes[k]) if spikes is not None and st.spike[m, k] else st.imp_kwh[m][k]
+            v = float(spikes[k]) if spikes is not None and st.spike[m, k] else float(st.imp_kwh[m, k])
             parts.append(_frag("1-0:1.29.0", tss[k]) + repr(v) + _SUFFIX)
         if r >= 0:
-            parts += [_frag("1-0:2.29.0", tss[k]) + repr(st.exp_kwh[r][k]) + _SUFFIX for k in np.flatnonzero(keep)]
+            parts += [
+                _frag("1-0:2.29.0", tss[k]) + repr(float(st.exp_kwh[r, k])) + _SUFFIX for k in np.flatnonzero(keep)
+            ]
         parts.append(_frag("1-0:1.8.0", tss[-1]) + repr(st.reg_kwh[m]) + _SUFFIX)
         if r >= 0:
             parts.append(_frag("1-0:2.8.0", tss[-1]) + repr(st.ereg_kwh[r]) + _SUFFIX)

@@ -340,17 +340,29 @@ class MqttFleet:
     def _produce(self) -> None:
         cfg = self.config
         t0 = time.monotonic()
-        for step_end_ts, out in self._gen.steps(self._stop):
+        for step_end_ts, blocks in self._gen.steps(self._stop):
             if cfg.speed > 0:
                 self._wait_until(t0 + (step_end_ts - cfg.start_ts) / cfg.speed)
             self._sim_now = step_end_ts
-            self._emit(out)
-            self._service()
-            while self._backlog() > cfg.max_backlog and not self._stop.is_set():
-                self._service(wait_s=0.05)
-            self.stats.max_backlog = max(self.stats.max_backlog, self._backlog())
+            for out in blocks:
+                self._emit(out)
+                self._service()
+                # the meters pause while the backlog is full (a broker outage): memory stays bounded
+                while self._backlog() > cfg.max_backlog and not self._stop.is_set():
+                    self._service(wait_s=0.05)
+                self.stats.max_backlog = max(self.stats.max_backlog, self._backlog())
         self._emit(self._gen.flush())
+        self._drain()
+
+    def _drain(self) -> None:
+        """Wait until every message is acknowledged: as long as it takes, or 30 s once ``stop()`` was called."""
+        deadline: float | None = None
         while not all(conn.idle for conn in self._conns):
+            if self._stop.is_set():
+                deadline = deadline or time.monotonic() + 30
+                if time.monotonic() > deadline:
+                    log.warning("sim mqtt: stopping with %d message(s) unpublished", self._backlog())
+                    return
             self._service(wait_s=0.05)
 
     def _emit(self, out: Generated) -> None:
@@ -412,16 +424,13 @@ class MqttFleet:
         deadline = time.monotonic() + self.config.linger_s
         while time.monotonic() < deadline and not self._stop.is_set():
             self._service(wait_s=0.05)
-        while not all(conn.idle for conn in self._conns):
-            self._service(wait_s=0.05)
+        self._drain()
 
     def _go_offline(self) -> None:
         for m in range(self.config.meters):
             self._enqueue(m, "status", self.status_payload(m, "offline"), retain=True)
             self.stats.status_messages += 1
-        deadline = time.monotonic() + 60
-        while not all(conn.idle for conn in self._conns) and time.monotonic() < deadline:
-            self._service(wait_s=0.05)
+        self._drain()
 
 
 def _iso(ts: int) -> str:
