@@ -28,7 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from amiflow.errors import ConfigError, StorageError
+from amiflow.errors import AmiflowError, ConfigError, StorageError
 from amiflow.settings import Settings
 from ingest._pipeline import BatchBuilder, Message, Prepared, QuarantineRow
 from ingest._store import BatchOutcome, DatabaseDown, IngestStore
@@ -102,7 +102,9 @@ class IngestWorker:
             bounds=Bounds(settings.clock_skew_future_s, settings.reading_horizon_days),
             unknown_meter_policy=settings.unknown_meter_policy,
         )
-        self.spool = Spool(settings.data_dir / "spool", max_bytes=settings.spool_max_bytes)
+        # one spool per client id: workers on one host never share one (the spool also locks itself)
+        spool_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in settings.mqtt_client_id)
+        self.spool = Spool(settings.data_dir / "spool" / spool_name, max_bytes=settings.spool_max_bytes)
         self._queue: queue.Queue[Message] = queue.Queue(maxsize=2 * settings.mqtt_max_inflight)
         self._prepared: queue.Queue[Prepared] = queue.Queue(maxsize=2)
         self._client: mqtt.Client | None = None
@@ -127,14 +129,14 @@ class IngestWorker:
             except Exception as exc:  # supervisor: hand the failure to start() instead of a thread traceback
                 failed.append(exc)
                 self.connected.set()
-                if self.metrics.mqtt_connected or not isinstance(exc, ConfigError):
+                if self.metrics.mqtt_connected or not isinstance(exc, AmiflowError):
                     log.exception("ingest worker stopped")
 
         self._thread = threading.Thread(target=target, name="ingest-mqtt", daemon=True)
         self._thread.start()
         if not self.connected.wait(15) or failed:
             self.stop()
-            if failed and isinstance(failed[0], ConfigError):
+            if failed and isinstance(failed[0], AmiflowError):
                 raise failed[0]
             raise ConfigError(f"cannot connect to the MQTT broker at {self.target.host}:{self.target.port}")
 
@@ -177,6 +179,7 @@ class IngestWorker:
             client.disconnect()
             client.loop_stop()
             self.store.close()
+            self.spool.close()
             self.metrics.mqtt_connected = False
 
     # -- MQTT --------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ Replay re-reads records in append order; the store key (meter, channel, ts) make
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import struct
@@ -81,16 +82,28 @@ class Spool:
         self.max_bytes = max_bytes
         self._segment_bytes = segment_bytes
         self._opened = False
+        self._lock_fd: int | None = None
         self._cursor = (0, 0)
         self._sizes: dict[int, int] = {}
 
     # -- opening -------------------------------------------------------------------------------------------------
     def open(self) -> None:
-        """Create the directory, read the cursor, truncate a torn tail. Idempotent."""
+        """Create the directory, lock it for this process, read the cursor, truncate a torn tail. Idempotent.
+
+        Raises StorageError when another process holds the spool (two workers must not share one)."""
         if self._opened:
             return
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StorageError(
+                    f"spool {self.directory} is in use by another process: give each worker its own client id"
+                ) from None
+            self._lock_fd = fd
             self._cursor = self._read_cursor()
             for seg in self._segments():
                 self._sizes[seg] = (self.directory / _name(seg)).stat().st_size
@@ -101,6 +114,14 @@ class Spool:
         except OSError as exc:
             raise StorageError(f"spool {self.directory}: {exc}") from exc
         self._opened = True
+
+    def close(self) -> None:
+        """Release the lock (the data stays for the next open)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self._opened = False
+        self._sizes.clear()
 
     def _segments(self) -> list[int]:
         out = []

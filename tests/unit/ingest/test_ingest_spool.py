@@ -37,6 +37,7 @@ def test_survives_restart_and_resumes_at_the_cursor(tmp_path: Path) -> None:
     s.append(msgs(4, 4))
     s.append(msgs(4, 8))
     s.commit(s.read(5)[-1].position)
+    s.close()  # a restart
     again = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=200)
     assert [r.payload for r in again.read(100)] == [m[1] for m in msgs(7, 5)]
 
@@ -45,12 +46,15 @@ def test_torn_tail_is_truncated_at_every_cut(tmp_path: Path) -> None:
     whole = encode_record("t", b"payload", 1.0)
     for cut in range(1, len(whole)):
         d = tmp_path / str(cut)
-        Spool(d, max_bytes=1 << 20).append(msgs(3))
+        first = Spool(d, max_bytes=1 << 20)
+        first.append(msgs(3))
+        first.close()
         with next(d.glob("seg-*.log")).open("ab") as f:
             f.write(whole[:cut])  # a crash in the middle of an append (never acknowledged)
         again = Spool(d, max_bytes=1 << 20)
         assert [r.payload for r in again.read(10)] == [m[1] for m in msgs(3)]
         again.append(msgs(1, 3))
+        again.close()
         assert len(Spool(d, max_bytes=1 << 20).read(10)) == 4
 
 
@@ -58,6 +62,7 @@ def test_corrupt_record_sets_the_segment_aside(tmp_path: Path) -> None:
     s = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=50)
     s.append(msgs(2))
     s.append(msgs(2, 2))  # second segment
+    s.close()
     first = sorted(tmp_path.glob("seg-*.log"))[0]
     data = bytearray(first.read_bytes())
     data[-3] ^= 0xFF
@@ -77,3 +82,13 @@ def test_bound_refuses_without_writing(tmp_path: Path) -> None:
     assert isinstance(SpoolFull("x"), StorageError)
     s.commit(s.read(10)[-1].position)  # replay frees the space
     s.append(msgs(3))
+
+
+def test_one_process_per_spool(tmp_path: Path) -> None:
+    first = Spool(tmp_path, max_bytes=1 << 20)
+    first.append(msgs(1))
+    with pytest.raises(StorageError, match="in use by another process"):
+        Spool(tmp_path, max_bytes=1 << 20).open()
+    first.close()
+    again = Spool(tmp_path, max_bytes=1 << 20)
+    assert len(again.read(10)) == 1
