@@ -225,3 +225,33 @@ def test_two_workers_split_a_shared_subscription(
         " (SELECT meter_id, count(*) n FROM amiflow.readings GROUP BY meter_id) s"
     ).fetchone()
     assert per_meter == (20, 160, 160)
+
+
+def test_a_message_the_database_refuses_is_quarantined_and_the_rest_stored(
+    db_url: str, db_conn: psycopg.Connection[Any], broker_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    register(db_conn, ["Q1", "Q2"])
+    base = (int(time.time()) // 900) * 900 - 86400
+    # PostgreSQL's jsonb cannot hold \u0000: the whole batch fails, then each message alone, then only this one
+    poison = (
+        b'{"meter": "Q1", "events": [{"ts": "%s", "code": "tamper", "detail": {"x": "a\\u0000b"}}]}'
+        % iso(base).encode()
+    )
+    messages = [
+        (f"{topic_prefix}/Q1/readings", readings_payload("Q1", base, 4)),
+        (f"{topic_prefix}/Q1/events", poison),
+        (f"{topic_prefix}/Q2/readings", readings_payload("Q2", base, 4)),
+    ]
+    worker = IngestWorker(
+        worker_settings(tmp_path, broker_url, ingest_batch_max_latency_s=1.0), db_url, prefix=topic_prefix
+    )
+    worker.start()
+    try:
+        publish(broker_url, messages)
+        assert wait_for(lambda: count(db_conn, "SELECT count(*) FROM amiflow.quarantine") == 1, 15)
+        assert wait_for(lambda: count(db_conn, "SELECT count(*) FROM amiflow.readings") == 8, 5)
+    finally:
+        worker.stop()
+    row = db_conn.execute("SELECT reason, raw FROM amiflow.quarantine").fetchone()
+    assert row is not None and row[0] == "store_error" and bytes(row[1]) == poison
+    assert worker.metrics.messages_acked == 3
