@@ -289,11 +289,12 @@ class LoadModel:
         end = np.asarray(ts_end, dtype=np.int64).reshape(-1)
         bounds, inverse = np.unique(np.concatenate([end - interval_s, end]), return_inverse=True)
         reg = self._cumulative(m, bounds, export)
-        if np.array_equal(inverse[end.size :], inverse[: end.size] + 1):  # a regular, sorted run: no gather
-            result: FloatArray = np.diff(reg, axis=1)
+        run = np.arange(end.size + 1)
+        if bounds.size == end.size + 1 and np.array_equal(inverse, np.concatenate([run[:-1], run[1:]])):
+            result: FloatArray = np.diff(reg, axis=1)  # contiguous intervals in order: no gather
         else:
             result = np.take(reg, inverse[end.size :], axis=1) - np.take(reg, inverse[: end.size], axis=1)
-        return result[0] if scalar else result
+        return self._shape(result, scalar, np.ndim(ts_end) == 0)
 
     def _registers(self, meter_index: int | npt.ArrayLike, ts: npt.ArrayLike, export: bool) -> FloatArray:
         m, scalar = self._meters(meter_index)
@@ -302,7 +303,14 @@ class LoadModel:
         result = self._cumulative(m, bounds, export)
         if not np.array_equal(inverse, np.arange(t.size)):
             result = np.take(result, inverse, axis=1)
-        return result[0] if scalar else result
+        return self._shape(result, scalar, np.ndim(ts) == 0)
+
+    @staticmethod
+    def _shape(result: FloatArray, one_meter: bool, one_time: bool) -> FloatArray:
+        """Drop the meter axis for a scalar meter and the time axis for a scalar time."""
+        if one_time:
+            result = result[:, 0]
+        return result[0] if one_meter else result
 
     @staticmethod
     def _meters(meter_index: int | npt.ArrayLike) -> tuple[IntArray, bool]:
@@ -317,7 +325,10 @@ class LoadModel:
     def interval_energy_wh(
         self, meter_index: int | npt.ArrayLike, ts_end: npt.ArrayLike, *, interval_s: int = _SLOT_S
     ) -> FloatArray:
-        """Import Wh (whole) of the intervals ending at ``ts_end``: (meters, intervals), or (intervals,) for one."""
+        """Import Wh (whole) of the intervals ending at ``ts_end``: (meters, intervals).
+
+        A scalar meter drops the first axis, a scalar ``ts_end`` the second.
+        """
         return self._intervals(meter_index, ts_end, interval_s, export=False)
 
     def export_energy_wh(
