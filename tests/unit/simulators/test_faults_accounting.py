@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -93,7 +95,7 @@ def test_disconnect_zeroes_load_and_freezes_the_register_until_reconnect() -> No
     config = FleetConfig(meters=2, start=START, days=1, per_message=4, seed=1, armed_share=0.0, pv_share=0.0)
     stats = FleetStats(meters=2)
     gen = MessageGenerator(config, LoadModel(1, pv_share=0.0), parse_faults(""), stats)
-    bodies: list[dict[str, object]] = []
+    bodies: list[dict[str, Any]] = []
     for i, (ts, blocks) in enumerate(gen.steps(threading.Event())):
         for block in blocks:
             bodies += [json.loads(raw) for m, leaf, raw in block.messages if m == 0 and leaf == "readings"]
@@ -104,13 +106,13 @@ def test_disconnect_zeroes_load_and_freezes_the_register_until_reconnect() -> No
         if i == 10:
             answer = gen.command(0, b'{"id": "b", "action": "reconnect"}', ts)
             assert json.loads(answer[0][1])["relay"] == "connected"
-    values = [[r["value"] for r in b["readings"]] for b in bodies]  # type: ignore[union-attr]
+    values = [[r["value"] for r in b["readings"]] for b in bodies]
     off = values[6:11]
     assert all(v[:4] == [0.0] * 4 for v in off)
     assert len({v[4] for v in off} | {values[5][4]}) == 1  # the register stands still
     assert all(sum(v[:4]) > 0 for v in values[11:])
     # and stays consistent with the intervals across the whole day
-    for before, after in zip(values, values[1:], strict=False):
+    for before, after in itertools.pairwise(values):
         assert round((after[4] - before[4]) * 1000) == round(sum(after[:4]) * 1000)
 
 
