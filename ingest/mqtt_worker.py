@@ -223,8 +223,8 @@ class IngestWorker:
             return
         self._gen += 1
         group = self.settings.mqtt_share_group
-        tasmota = f"{self.tasmota_prefix}/+/SENSOR"
-        filters = [f for f in topic_filters(self.prefix) if not f.startswith("tele/")] + [tasmota]
+        tasmota = [f"{self.tasmota_prefix}/+/SENSOR", f"{self.tasmota_prefix}/+/LWT"]
+        filters = [f for f in topic_filters(self.prefix) if not f.startswith("tele/")] + tasmota
         if self._mqtt5:
             client.subscribe([(f"$share/{group}/{f}", SubscribeOptions(qos=1)) for f in filters])
         else:

@@ -2,14 +2,15 @@
 
 Topics (``{prefix}`` is ``ami/v1`` by default):
 
-=============================  ===========================================================================
-``{prefix}/{meter}/readings``  ``{"meter", "seq", "readings": [{"obis", "ts", "value", "unit"}, ...]}``
-``{prefix}/{meter}/events``    ``{"meter", "events": [{"ts", "code", "detail"}, ...]}``
-``{prefix}/{meter}/status``    ``{"state": "online|offline", "ts"}`` (retained; the device's last will)
-``{prefix}/{meter}/cmd/result`` ``{"id", "status": "ok|rejected|failed", "relay"}``
-``{prefix}/{meter}/p1``        a DSMR P1 telegram as text (decoded by :func:`protocols.p1.parse_telegram`)
-``tele/{device}/SENSOR``       Tasmota telemetry JSON with an ``ENERGY`` object
-=============================  ===========================================================================
+================================  ===========================================================================
+``{prefix}/{meter}/readings``     ``{"meter", "seq", "readings": [{"obis", "ts", "value", "unit"}, ...]}``
+``{prefix}/{meter}/events``       ``{"meter", "events": [{"ts", "code", "detail"}, ...]}``
+``{prefix}/{meter}/status``       ``{"state": "online|offline", "ts"}`` (retained; the device's last will)
+``{prefix}/{meter}/cmd/result``   ``{"id", "status": "ok|rejected|failed", "relay"}``
+``{prefix}/{meter}/p1``           a DSMR P1 telegram as text (decoded by :func:`protocols.p1.parse_telegram`)
+``tele/{device}/SENSOR``          Tasmota telemetry JSON with an ``ENERGY`` object
+``tele/{device}/LWT``             Tasmota's last will: ``Online`` / ``Offline``
+================================  ===========================================================================
 
 Every decoder returns a :class:`Decoded`: the readings as a columnar :class:`~amiflow.types.ReadingBatch` in base
 units (Wh, W, V, A, varh), event rows, and :class:`~amiflow.types.Issue` records with stable codes. A payload-level
@@ -126,6 +127,7 @@ def topic_filters(prefix: str = "ami/v1") -> list[str]:
         f"{prefix}/+/cmd/result",
         f"{prefix}/+/p1",
         "tele/+/SENSOR",
+        "tele/+/LWT",
     ]
 
 
@@ -134,6 +136,9 @@ def parse_topic(topic: str, prefix: str = "ami/v1") -> TopicRef | None:
     if topic.startswith("tele/") and topic.endswith("/SENSOR"):
         device = topic[5:-7]
         return TopicRef("tasmota", device) if device and "/" not in device else None
+    if topic.startswith("tele/") and topic.endswith("/LWT"):  # Tasmota's will: plain "Online" / "Offline"
+        device = topic[5:-4]
+        return TopicRef("status", device) if device and "/" not in device else None
     head = prefix + "/"
     if not topic.startswith(head):
         return None
@@ -398,6 +403,14 @@ def decode_status(raw: bytes, *, topic_meter: str, received_ts: int) -> Decoded:
     """
     if not raw.strip():
         return Decoded()
+    plain = raw.strip().lower()
+    if plain in (b"online", b"offline"):  # a bare word, as Tasmota and many firmwares send as their last will
+        raw_state = plain.decode()
+        return Decoded(
+            events=(MeterEvent(topic_meter, received_ts, raw_state, {"status": raw_state}),),
+            state=raw_state,
+            state_ts=received_ts,
+        )
     doc, bad = _load(raw, topic_meter)
     if bad is not None:
         return bad

@@ -173,6 +173,9 @@ def test_events_status_and_command_results() -> None:
     st_ = decode_status(b'{"state": "offline"}', topic_meter="M1", received_ts=123)
     assert (st_.state, st_.state_ts) == ("offline", 123)
     assert decode_status(b"", topic_meter="M1", received_ts=1).events == ()
+    assert decode_status(b"Offline", topic_meter="M1", received_ts=9).state == "offline"
+    ref, lwt = decode("tele/plug-7/LWT", b"Online", received_ts=9)
+    assert ref is not None and (ref.kind, ref.meter, lwt.state, lwt.state_ts) == ("status", "plug-7", "online", 9)
     assert decode_status(b'{"state": "asleep"}', topic_meter="M1", received_ts=1).issues[0].code == "schema"
     cmd = decode_cmd_result(b'{"id": "u-1", "status": "ok", "relay": "disconnected"}', topic_meter="M1", received_ts=5)
     assert cmd.command is not None and (cmd.command.status, cmd.command.relay) == ("ok", "disconnected")
