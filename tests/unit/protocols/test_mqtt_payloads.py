@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 from hypothesis import given, settings
@@ -204,3 +205,31 @@ def test_topics_and_times() -> None:
     assert parse_topic("x/y/M1/p1", "x/y").meter == "M1"  # type: ignore[union-attr]
     assert parse_ts("2026-11-01T00:15:00.999Z") == TS0 and parse_ts(TS0) == TS0
     assert parse_ts("2026-11-01T00:15:00") is None and parse_ts(True) is None and parse_ts(float("nan")) is None
+
+
+def test_p1_goes_through_protocols_p1(monkeypatch: Any) -> None:
+    import sys
+    import types
+
+    from amiflow.types import Issue, ReadingBatch
+    from protocols.mqtt_payloads import decode_p1
+
+    def parse_telegram(data: bytes, *, meter: str | None) -> tuple[ReadingBatch, list[Issue]]:
+        if data == b"boom":
+            raise RuntimeError("decoder bug")
+        if data == b"bad crc":
+            return ReadingBatch(), [Issue("crc", "CRC mismatch")]
+        who = "OTHER" if data == b"other" else meter
+        return ReadingBatch.from_columns(who, "1-0:1.8.1", [TS0], [1000.0], unit="Wh", source=int(Source.P1)), []
+
+    fake = types.ModuleType("protocols.p1")
+    fake.parse_telegram = parse_telegram  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "protocols.p1", fake)
+    ok = decode_p1(b"/ISK5\r\n...!ABCD\r\n", topic_meter="E1")
+    assert not ok.rejected and ok.batch.meter.tolist() == ["E1"] and ok.batch.source.tolist() == [int(Source.P1)]
+    assert [i.code for i in decode_p1(b"bad crc", topic_meter="E1").issues] == ["crc"]
+    assert decode_p1(b"bad crc", topic_meter="E1").rejected
+    assert decode_p1(b"other", topic_meter="E1").issues[0].code == "meter_mismatch"
+    assert decode_p1(b"boom", topic_meter="E1").issues[0].code == "decoder_error"
+    monkeypatch.setitem(sys.modules, "protocols.p1", None)  # not installed
+    assert decode_p1(b"x", topic_meter="E1").issues[0].code == "unsupported"
