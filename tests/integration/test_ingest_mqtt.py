@@ -127,6 +127,7 @@ def test_every_fault_kind_is_accounted_for(
     accounted = m["readings_stored"] + m["readings_duplicate"] + m["readings_conflict"]
     assert accounted + sum(m["quarantined_readings"].values()) == published_readings
     assert m["readings_duplicate"] == 24 and m["readings_conflict"] == 1
+    assert m["messages_acked"] == m["messages_received"] == len(good) + len(faults)  # stop() acknowledged everything
     reasons = dict(db_conn.execute("SELECT reason, count(*) FROM amiflow.quarantine GROUP BY reason").fetchall())
     assert reasons == {
         "not_json": 1,
