@@ -133,8 +133,9 @@ def test_billing_run_bills_skips_outbox(db_url: str, db_conn: psycopg.Connection
     assert body["determinants"]["missing_intervals"] == 0
     assert sum(Decimal(line["amount"]) for line in body["lines"]) == Decimal(body["total"])
     n_lines, n_det = db_conn.execute(
-        "SELECT (SELECT count(*) FROM amiflow.bill_lines l JOIN amiflow.bills b ON b.id = l.bill WHERE b.meter = 'GAP'),"
-        " (SELECT count(*) FROM amiflow.bill_determinants d JOIN amiflow.bills b ON b.id = d.bill WHERE b.meter = 'GAP')"
+        "SELECT (SELECT count(*) FROM amiflow.bill_lines l JOIN amiflow.bills b ON b.id = l.bill"
+        " WHERE b.meter = 'GAP'), (SELECT count(*) FROM amiflow.bill_determinants d"
+        " JOIN amiflow.bills b ON b.id = d.bill WHERE b.meter = 'GAP')"
     ).fetchone()  # type: ignore[misc]
     assert n_lines == len(body["lines"]) and n_det >= 5
     # pre/post versions of the estimated intervals are kept
@@ -160,7 +161,8 @@ def test_rerun_is_idempotent_and_rerate_makes_a_new_version(db_url: str, db_conn
     added = db_conn.execute(
         "WITH m AS (SELECT id FROM amiflow.meters WHERE name = 'M1'), u AS (UPDATE amiflow.readings r"
         " SET value = value * 1.5, source = %s FROM m WHERE r.meter_id = m.id AND channel_id = 1"
-        " AND ts > '2024-03-14T07:00:00Z' AND ts <= '2024-03-15T07:00:00Z' RETURNING r.value / 3 AS added) SELECT sum(added) FROM u",
+        " AND ts > '2024-03-14T07:00:00Z' AND ts <= '2024-03-15T07:00:00Z' RETURNING r.value / 3 AS added)"
+        " SELECT sum(added) FROM u",
         (int(Source.MANUAL),),
     ).fetchone()[0]  # type: ignore[index]
     db_conn.execute(
