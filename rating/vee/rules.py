@@ -194,7 +194,7 @@ def _repeated_days(inp: VeeInput, valid: B) -> B:
         w = int(width[d])
         prev, cur = inp.values[:, a : a + w], inp.values[:, b : b + w]
         complete = valid[:, a : a + w].all(axis=1) & valid[:, b : b + w].all(axis=1)
-        varied = cur.max(axis=1, initial=0.0) > cur.min(axis=1, initial=0.0)
+        varied = np.ptp(cur, axis=1) > 0 if w else np.zeros(len(cur), dtype=bool)
         out[:, b : b + w] |= (complete & varied & np.all(prev == cur, axis=1))[:, None]
     return out[:, p0:]
 
