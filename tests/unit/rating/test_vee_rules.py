@@ -132,7 +132,7 @@ def test_duplicate_repeated_day_and_duplicate_source() -> None:
     _, v = make()
     v[0, P(9) : P(10)] = v[0, P(8) : P(9)]
     assert counts(make(v)[0])["duplicate"] == DAY
-    inp, v = make()
+    _, v = make()
     q = np.zeros(v.shape, dtype=np.int32)
     q[0, P(3, 3)] = QualityFlag.DUPLICATE_SOURCE
     assert counts(make(v, quality=q)[0])["duplicate"] == 1
