@@ -8,13 +8,13 @@ import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from amiflow.broker import EmbeddedBroker
 from amiflow.errors import ConfigError, ConnectError
 
 
-def _roundtrip(port: int, protocol: mqtt.MQTTProtocolVersion, count: int = 50) -> list[bytes]:
+def _roundtrip(port: int, protocol: MQTTProtocolVersion, count: int = 50) -> list[bytes]:
     topic = f"amitest/{uuid.uuid4().hex[:12]}/x"
     got: list[bytes] = []
     done = threading.Event()
@@ -22,7 +22,7 @@ def _roundtrip(port: int, protocol: mqtt.MQTTProtocolVersion, count: int = 50) -
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         assert msg.qos == 1
-        got.append(msg.payload)
+        got.append(bytes(msg.payload))
         if len(got) == count:
             done.set()
 
@@ -60,7 +60,7 @@ def test_amqtt_engine_carries_qos1() -> None:
 
 @pytest.mark.skipif(shutil.which("mosquitto") is None, reason="no mosquitto binary on PATH")
 @pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5])
-def test_mosquitto_engine_carries_qos1(protocol: mqtt.MQTTProtocolVersion) -> None:
+def test_mosquitto_engine_carries_qos1(protocol: MQTTProtocolVersion) -> None:
     with EmbeddedBroker() as broker:
         assert broker.engine == "mosquitto" and broker.mqtt5
         got = _roundtrip(broker.port, protocol)

@@ -190,7 +190,7 @@ def test_disconnect_and_reconnect_commands(mqtt_url: str, topic_prefix: str, sub
     docs = [json.loads(p) for p in subscriber.of("readings", meter)]
 
     def values(doc: dict[str, Any], obis: str) -> float:
-        return next(r["value"] for r in doc["readings"] if r["obis"] == obis)
+        return float(next(r["value"] for r in doc["readings"] if r["obis"] == obis))
 
     off = docs[after_off:after_on]
     assert len(off) >= 4 and all(values(d, "1-0:1.29.0") == 0.0 for d in off)
