@@ -151,7 +151,15 @@ class IngestWorker:
         """Connect, then store batches until ``stop_event`` is set; then drain and disconnect."""
         self._stop = stop_event
         self.spool.open()
-        self.metrics.spool_bytes = self.spool.pending_bytes
+        try:
+            self.metrics.spool_bytes = self.spool.pending_bytes
+            self._serve(stop_event)
+        finally:
+            self.store.close()
+            self.spool.close()  # release the lock even when connecting failed: a restart must find it free
+            self.metrics.mqtt_connected = False
+
+    def _serve(self, stop_event: threading.Event) -> None:
         client = self._connect(mqtt5=True)
         if not self.connected.wait(4):
             # an MQTT 3.1.1-only broker (amqtt, the embedded fallback) refuses or drops a v5 CONNECT: try 3.1.1 with
@@ -178,9 +186,6 @@ class IngestWorker:
             self._draining.set()
             client.disconnect()
             client.loop_stop()
-            self.store.close()
-            self.spool.close()
-            self.metrics.mqtt_connected = False
 
     # -- MQTT --------------------------------------------------------------------------------------------------------
     def _connect(self, *, mqtt5: bool) -> mqtt.Client:
