@@ -368,8 +368,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         names = ", ".join(c.name for c in service.components)
         where = f"; API at {service.url}" if service._api is not None else ""
         print(f"amiflow serve: running {names}{where}", flush=True)
-        while not stop.is_set() and not service.wait(0.5):
-            pass
+        while not stop.wait(0.5) and not service.wait(0):
+            pass  # the signal handler sets ``stop`` (waking this wait); a dead supervisor ends the loop too
         if stop.is_set():
             log.warning("amiflow serve: signal %d, stopping", signals[0])
         clean = service.stop()
