@@ -47,10 +47,10 @@ def test_fleet_with_every_fault_is_stored_exactly(
         wait_for(lambda: count(db_conn, "SELECT count(*) FROM amiflow.readings") >= stats.readings_expected, 30)
     finally:
         worker.stop()
-    m = worker.metrics.snapshot()
+    snap: dict[str, Any] = worker.metrics.snapshot()
     stored = count(db_conn, "SELECT count(*) FROM amiflow.readings")
     assert stored == stats.readings_expected
-    assert m["readings_duplicate"] + m["readings_conflict"] == stats.readings_duplicate
-    assert sum(m["quarantined_readings"].values()) == stats.readings_quarantined
+    assert snap["readings_duplicate"] + snap["readings_conflict"] == stats.readings_duplicate
+    assert sum(snap["quarantined_readings"].values()) == stats.readings_quarantined
     assert count(db_conn, "SELECT count(*) FROM amiflow.quarantine") >= stats.messages_quarantined
     assert stats.readings_published == stored + stats.readings_duplicate + stats.readings_quarantined
