@@ -364,6 +364,8 @@ class ApiComponent:
         watch = asyncio.ensure_future(self._watch_started(server))
         try:
             await server.serve(sockets=[sock])
+        except SystemExit as exc:  # uvicorn exits the process on a startup failure: make it a restartable crash
+            raise RuntimeError(f"the HTTP server failed to start (exit {exc.code})") from exc
         finally:
             stopped.cancel()
             watch.cancel()
