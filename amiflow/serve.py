@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -116,6 +117,7 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = threading.Event()
         self._done = threading.Event()
+        self._stop_requested = threading.Event()
         self._clean = True
 
     # -- public ------------------------------------------------------------------------------------------------------
@@ -156,8 +158,13 @@ class Service:
             self._setup()
             self._thread = threading.Thread(target=self._thread_main, name="amiflow-serve", daemon=True)
             self._thread.start()
-            if not self._ready.wait(timeout_s) or (self._api is not None and not self._api.started.wait(timeout_s)):
-                raise ConfigError(f"the service did not start within {timeout_s:g} s")
+            deadline = time.monotonic() + timeout_s
+            while not (self._ready.is_set() and (self._api is None or self._api.started.is_set())):
+                if self._done.is_set():
+                    raise ConfigError("the service failed while starting (see the log)")
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"the service did not start within {timeout_s:g} s (see the log)")
+                self._done.wait(0.02)
         except BaseException:
             self.stop()
             raise
@@ -165,6 +172,7 @@ class Service:
 
     def stop(self) -> bool:
         """Stop every component gracefully; True when all stopped within ``stop_timeout_s``. Idempotent."""
+        self._stop_requested.set()  # seen by a loop that is only starting
         if self._loop is not None and self._stop is not None and not self._done.is_set():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._stop.set)
@@ -249,8 +257,10 @@ class Service:
             self._done.set()
 
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self._stop_requested.is_set():
+            self._stop.set()
         self._tasks = [asyncio.create_task(self._supervise(c), name=f"serve-{c.name}") for c in self.components]
         self._ready.set()
         await self._stop.wait()
