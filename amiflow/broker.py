@@ -168,7 +168,10 @@ class EmbeddedBroker:
             errlog = Path(self._tmpdir.name) / "mosquitto.log"
             # stderr to a file, not a pipe: an unread pipe that fills up would block the broker
             with errlog.open("wb") as err:
-                proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=err)
+                # its own session: a Ctrl-C or SIGTERM to our process group must not kill the broker before we drain
+                proc = subprocess.Popen(
+                    [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+                )
             if self._wait_ready(port, proc):
                 self._proc, self._port, self._engine = proc, port, "mosquitto"
                 return

@@ -261,6 +261,7 @@ class MqttFleet:
         self._commands: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._conns: list[_Connection] = []
         self._sim_now = config.start_ts
+        self._stop_deadline: float | None = None
 
     # -- naming and small payloads -------------------------------------------------------------------------------
 
@@ -356,12 +357,12 @@ class MqttFleet:
 
     def _drain(self) -> None:
         """Wait until every message is acknowledged: as long as it takes, or 30 s once ``stop()`` was called."""
-        deadline: float | None = None
         while not all(conn.idle for conn in self._conns):
             if self._stop.is_set():
-                deadline = deadline or time.monotonic() + 30
-                if time.monotonic() > deadline:
-                    log.warning("sim mqtt: stopping with %d message(s) unpublished", self._backlog())
+                self._stop_deadline = self._stop_deadline or time.monotonic() + 30
+                if time.monotonic() > self._stop_deadline:
+                    unacked = sum(conn.inflight for conn in self._conns)
+                    log.warning("sim mqtt: stopping with %d unsent, %d unacknowledged", self._backlog(), unacked)
                     return
             self._service(wait_s=0.05)
 
@@ -510,13 +511,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     def _on_signal(_signum: int, _frame: FrameType | None) -> None:
         fleet.stop()
 
-    previous = signal.signal(signal.SIGTERM, _on_signal)
+    # SIGTERM and Ctrl-C: stop generating, drain, go offline, disconnect cleanly
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         stats = fleet.run()
-    except KeyboardInterrupt:
-        stats = fleet.stats
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if broker is not None:
             broker.stop()
     print(json.dumps(stats.to_dict(), separators=(",", ":")))
