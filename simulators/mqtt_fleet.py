@@ -26,6 +26,7 @@ exactly what was published and what a correct head-end must store:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import queue
@@ -51,7 +52,7 @@ from simulators._fleet_gen import Generated, MessageGenerator
 from simulators.faults import parse_faults
 from simulators.load import REFERENCE_TS, LoadModel
 
-__all__ = ["SIM_MQTT", "FleetConfig", "FleetStats", "MqttFleet", "run_fleet"]
+__all__ = ["SIM_MQTT", "FleetConfig", "FleetStats", "MqttFleet", "run_fleet", "run_fleet_async"]
 
 log = logging.getLogger(__name__)
 
@@ -441,6 +442,18 @@ def _iso(ts: int) -> str:
 def run_fleet(config: FleetConfig, mqtt_url: str) -> FleetStats:
     """Run a fleet to the end (blocking) and return what it published."""
     return MqttFleet(config, mqtt_url).run()
+
+
+async def run_fleet_async(config: FleetConfig, mqtt_url: str) -> FleetStats:
+    """:func:`run_fleet` in a worker thread; cancelling stops the fleet (drained, offline) before re-raising."""
+    fleet = MqttFleet(config, mqtt_url)
+    task = asyncio.ensure_future(asyncio.to_thread(fleet.run))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        fleet.stop()
+        await asyncio.wait([task])
+        raise
 
 
 # -- CLI ------------------------------------------------------------------------------------------------------------

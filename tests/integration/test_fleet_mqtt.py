@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -17,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.testing import TcpProxy
-from simulators.mqtt_fleet import FleetConfig, FleetStats, MqttFleet, run_fleet
+from simulators.mqtt_fleet import FleetConfig, FleetStats, MqttFleet, run_fleet, run_fleet_async
 
 START = datetime(2026, 9, 7, tzinfo=UTC)
 OBIS = {"1-0:1.29.0", "1-0:2.29.0", "1-0:1.8.0", "1-0:2.8.0"}
@@ -241,3 +242,21 @@ def test_backlog_is_published_in_order_after_a_broker_outage(
     # the last will on the cut, online again after the reconnect, offline at the clean end
     text = ",".join(states)
     assert "online,offline,online" in text and text.endswith("offline"), states
+
+
+async def test_async_variant_and_cancellation(mqtt_url: str, topic_prefix: str, subscriber: Subscriber) -> None:
+    config = FleetConfig(
+        meters=2, start=START, days=1, per_message=96, prefix=topic_prefix, client_id=f"fleet-{uuid.uuid4().hex[:8]}",
+    )  # fmt: skip
+    stats = await run_fleet_async(config, mqtt_url)
+    assert stats.messages == 2
+    slow = FleetConfig(
+        meters=2, start=START, days=30, per_message=1, speed=900, prefix=topic_prefix,
+        client_id=f"fleet-{uuid.uuid4().hex[:8]}", meter_prefix="S",
+    )  # fmt: skip
+    task = asyncio.ensure_future(run_fleet_async(slow, mqtt_url))
+    await asyncio.sleep(1.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    subscriber.wait(lambda: any(json.loads(p)["state"] == "offline" for p in subscriber.of("status", "S000001")))
