@@ -22,6 +22,7 @@ import numpy.typing as npt
 import psycopg
 from psycopg.types.json import Jsonb
 
+from amiflow.db._copy import PG_EPOCH_S
 from amiflow.db.outbox import enqueue
 from amiflow.db.reader import read_intervals
 from amiflow.errors import StorageError
@@ -368,28 +369,22 @@ def store_vee(
     )
     r, c = np.nonzero(result.changed & known[:, None])
     if len(r):
-        pre = result.pre[r, c]
-        post = result.post[r, c]
-        when = [datetime.fromtimestamp(int(t), UTC) for t in result.ts[c]]
-        mid, q, rules, meth = (
-            meter_ids[r].tolist(),
-            result.flags[r, c].tolist(),
-            result.rule_bits[r, c].tolist(),
-            (result.method[r, c].tolist()),
-        )
+        cols: dict[str, npt.NDArray[Any]] = {
+            "meter_id": meter_ids[r],
+            "channel_id": np.full(len(r), ch[0]),
+            "ts": (result.ts[c] - PG_EPOCH_S) * 1_000_000,
+            "period_start": np.full(len(r), (period - _PG_EPOCH_DATE).days),
+            "pre_value": result.pre[r, c],
+            "post_value": result.post[r, c],
+            "quality": result.flags[r, c],
+            "rules": result.rule_bits[r, c],
+            "method": result.method[r, c],
+        }
         with (
             conn.cursor() as cur,
-            cur.copy(
-                "COPY amiflow.vee_intervals (meter_id, channel_id, ts, period_start, pre_value, post_value, quality,"
-                " rules, method) FROM STDIN"
-            ) as copy,
+            cur.copy(f"COPY amiflow.vee_intervals ({', '.join(_VEE_FIELDS)}) FROM STDIN (FORMAT BINARY)") as copy,
         ):
-            for k in range(len(r)):
-                a, b = float(pre[k]), float(post[k])
-                copy.write_row(
-                    (mid[k], ch[0], when[k], period, None if a != a else a, None if b != b else b, q[k], rules[k],
-                     meth[k])
-                )  # fmt: skip
+            copy.write(_encode_nullable(cols))
     share = result.estimated_share
     rows = []
     for i in np.flatnonzero(known).tolist():
@@ -407,6 +402,53 @@ def store_vee(
             rows,
         )
     return len(r)
+
+
+_VEE_FIELDS = {
+    "meter_id": "i4",
+    "channel_id": "i2",
+    "ts": "i8",
+    "period_start": "i4",
+    "pre_value": "f8",
+    "post_value": "f8",
+    "quality": "i4",
+    "rules": "i4",
+    "method": "i2",
+}
+_PG_EPOCH_DATE = date(2000, 1, 1)
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+
+
+def _encode_nullable(cols: dict[str, npt.NDArray[Any]]) -> bytes:
+    """Binary COPY of the vee_intervals rows; NaN in pre_value/post_value is written as NULL.
+
+    Rows are grouped by their NULL pattern; each group is one fixed-width numpy record array (a NULL field is just
+    its length -1), so no Python object is made per row. Row order does not matter to COPY.
+    """
+    out = [_COPY_HEADER]
+    nan_pre, nan_post = np.isnan(cols["pre_value"]), np.isnan(cols["post_value"])
+    for null_pre in (False, True):
+        for null_post in (False, True):
+            sel = (nan_pre == null_pre) & (nan_post == null_post)
+            if not sel.any():
+                continue
+            nulls = {"pre_value": null_pre, "post_value": null_post}
+            fields: list[tuple[str, str]] = [("_n", ">i2")]
+            for name, kind in _VEE_FIELDS.items():
+                fields.append((f"_l_{name}", ">i4"))
+                if not nulls.get(name, False):
+                    fields.append((name, ">" + kind))
+            block = np.empty(int(sel.sum()), dtype=np.dtype(fields))
+            block["_n"] = len(_VEE_FIELDS)
+            for name, kind in _VEE_FIELDS.items():
+                if nulls.get(name, False):
+                    block[f"_l_{name}"] = -1
+                else:
+                    block[f"_l_{name}"] = int(kind[1])
+                    block[name] = cols[name][sel]
+            out.append(block.tobytes())
+    out.append(b"\xff\xff")
+    return b"".join(out)
 
 
 def bill_hash(bill: dict[str, Any]) -> str:

@@ -68,7 +68,7 @@ class VeeResult:
             "intervals": int(self.pre.shape[1]),
             "estimated": int((est != 0).sum()),
             "edited": int(((self.flags[i] & np.int32(QualityFlag.EDITED)) != 0).sum()),
-            "estimated_share": round(float(self.estimated_share[i]), 6),
+            "estimated_share": round(float((est != 0).sum() / max(self.pre.shape[1], 1)), 6),
             "rules": {code: int(v[i]) for code, v in self.counts.items() if int(v[i])},
             "methods": {METHODS[k]: int((est == k).sum()) for k in range(1, len(METHODS)) if (est == k).any()},
             "hold": self.hold[i],

@@ -139,11 +139,11 @@ def _day_index(local_s: I64) -> tuple[I64, I64]:
     return starts, day
 
 
-def _history_daily(values: F64, valid: B, local_s: I64, step_s: int, upto: int) -> F64:
-    """Mean daily usage over the complete local days of columns [:upto] (NaN where none)."""
+def _history_daily(values: F64, valid: B, local_s: I64, step_s: int, upto: int) -> tuple[F64, I64]:
+    """(mean daily usage over the complete local days of columns [:upto], NaN where none; number of those days)."""
     m = values.shape[0]
     if upto == 0:
-        return np.full(m, np.nan)
+        return np.full(m, np.nan), np.zeros(m, dtype=np.int64)
     starts, _ = _day_index(local_s[:upto])
     x = np.where(valid[:, :upto], values[:, :upto], 0.0)
     sums = np.add.reduceat(x, starts, axis=1)
@@ -152,7 +152,7 @@ def _history_daily(values: F64, valid: B, local_s: I64, step_s: int, upto: int) 
     complete = (got == width[None, :]) & (width[None, :] * step_s >= 23 * 3600)
     n = complete.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, np.where(complete, sums, 0.0).sum(axis=1) / n, np.nan)
+        return np.where(n > 0, np.where(complete, sums, 0.0).sum(axis=1) / n, np.nan), n.astype(np.int64)
 
 
 def _spikes(values: F64, valid: B, cfg: VeeConfig) -> B:
@@ -220,12 +220,13 @@ def _meter_rules(inp: VeeInput, valid: B, cfg: VeeConfig) -> dict[str, B]:
     )
     unit = _ratio_near(ratio, 1000.0, cfg.ratio_tol) | _ratio_near(ratio, 0.001, cfg.ratio_tol)
     # without a register: the period's typical interval 1000x the history's (a Wh/kWh switch)
-    if p0 >= cfg.min_history_intervals:
+    enough = valid[:, :p0].sum(axis=1) >= cfg.min_history_intervals
+    if enough.any():
         hist = np.where(valid[:, :p0] & (inp.values[:, :p0] > 0), inp.values[:, :p0], np.nan)
         now = np.where(pvalid & (period > 0), period, np.nan)
         with np.errstate(invalid="ignore", divide="ignore"), _quiet():
-            r = np.nanmedian(now, axis=1) / np.nanmedian(hist, axis=1)
-        unit |= _ratio_near(r, 1000.0, 0.5) | _ratio_near(r, 0.001, 0.5)
+            r = np.nanmedian(now[enough], axis=1) / np.nanmedian(hist[enough], axis=1)
+        unit[enough] |= _ratio_near(r, 1000.0, 0.5) | _ratio_near(r, 0.001, 0.5)
     return {"multiplier": multiplier, "unit": unit}
 
 
@@ -249,14 +250,17 @@ def validate(inp: VeeInput, cfg: VeeConfig | None = None) -> Validation:
     spikes = _spikes(values, valid, cfg)
     bits |= _bit(spikes[:, p0:], "spike_neighbours")
     good = valid & ~spikes
-    if p0 >= cfg.min_history_intervals:
+    enough = good[:, :p0].sum(axis=1) >= cfg.min_history_intervals  # per meter: history to judge against
+    if enough.any():
+        p99 = np.full(m, np.nan)
         with _quiet():
-            p99 = np.nanpercentile(np.where(good[:, :p0], values[:, :p0], np.nan), 99, axis=1)
-        hist_spike = good[:, p0:] & (values[:, p0:] > cfg.spike_history_factor * np.fmax(p99, 1.0)[:, None])
-        bits |= _bit(hist_spike, "spike_history")
-    avg = _history_daily(values, good, inp.local_s, inp.step_s, p0)
-    if p0 < cfg.min_history_intervals:  # too little history: the period's own complete days are the reference
-        avg = np.fmax(avg, _history_daily(values[:, p0:], good[:, p0:], inp.local_s[p0:], inp.step_s, t - p0))
+            p99[enough] = np.nanpercentile(np.where(good[enough, :p0], values[enough, :p0], np.nan), 99, axis=1)
+        limit = np.where(enough, cfg.spike_history_factor * np.fmax(p99, 1.0), np.inf)
+        bits |= _bit(good[:, p0:] & (values[:, p0:] > limit[:, None]), "spike_history")
+    avg, days = _history_daily(values, good, inp.local_s, inp.step_s, p0)
+    own, _ = _history_daily(values[:, p0:], good[:, p0:], inp.local_s[p0:], inp.step_s, t - p0)
+    # too little history: the period's own complete days are the reference
+    avg = np.where(days * 86400 >= cfg.min_history_intervals * inp.step_s, avg, own)
     high, low = _daily_rules(inp, good, avg, cfg)
     bits |= _bit(high, "high_usage") | _bit(low, "low_usage")
     outage = inp.outage[:, p0:] if inp.outage is not None else np.zeros((m, t - p0), dtype=bool)

@@ -198,3 +198,12 @@ def test_rules_are_per_meter(m: int) -> None:
     many[-1, P(3, 40)] = 5000.0
     r = run_vee(make(many)[0])
     assert r.counts["spike_neighbours"].tolist() == [0] * (m - 1) + [1]
+
+
+def test_history_rules_stay_quiet_without_history() -> None:
+    _, v = make()
+    v[0, : HIST_DAYS * DAY] = np.nan  # a new meter: the history read is empty
+    c = counts(make(v)[0])
+    assert c["spike_history"] == 0 and c["unit"] == 0 and c["high_usage"] == 0 and c["low_usage"] == 0
+    v[0, P(5) : P(6)] *= 10  # the period's own average (with this day in it) is the reference then
+    assert counts(make(v)[0])["high_usage"] == DAY
