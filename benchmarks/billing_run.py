@@ -29,12 +29,12 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amiflow.db.writer import BatchWriter  # noqa: E402
-from amiflow.types import ReadingBatch, Source  # noqa: E402
-from benchmarks._db import scratch_database  # noqa: E402
-from rating.billing_run import RunOptions, run_billing  # noqa: E402
-from rating.cli import store_tariff  # noqa: E402
-from rating.tariff import load_tariff  # noqa: E402
+from amiflow.db.writer import BatchWriter
+from amiflow.types import ReadingBatch, Source
+from benchmarks._db import scratch_database
+from rating.billing_run import RunOptions, run_billing
+from rating.cli import store_tariff
+from rating.tariff import load_tariff
 
 TZ = "America/Los_Angeles"
 PERIOD = date(2024, 3, 1)
