@@ -263,6 +263,8 @@ class MqttFleet:
         self._conns: list[_Connection] = []
         self._sim_now = config.start_ts
         self._stop_deadline: float | None = None
+        self.ready = threading.Event()
+        """Set once every connection is up and the meters listen for commands."""
 
     # -- naming and small payloads -------------------------------------------------------------------------------
 
@@ -312,6 +314,8 @@ class MqttFleet:
                 conn.client.tls_set()
             self._conns.append(conn)
         self._conns[0].client.on_message = self._on_message
+        subscribed = threading.Event()
+        self._conns[0].client.on_subscribe = lambda *_args: subscribed.set()
         for conn in self._conns:
             conn.client.connect_async(target.host, target.port, keepalive=30)
             conn.client.loop_start()
@@ -319,6 +323,9 @@ class MqttFleet:
         for conn in self._conns:
             if not conn.ever_connected.wait(max(0.0, deadline - time.monotonic())):
                 raise ConnectError(f"sim mqtt: broker {target.host}:{target.port} did not accept the connection")
+        if not subscribed.wait(max(0.0, deadline - time.monotonic())):
+            raise ConnectError(f"sim mqtt: broker {target.host}:{target.port} did not confirm the cmd subscription")
+        self.ready.set()
         log.info("fleet of %d meters on %d connection(s) to %s:%d", cfg.meters, count, target.host, target.port)
 
     def _disconnect(self) -> None:
@@ -391,7 +398,9 @@ class MqttFleet:
                     conn.backlog.appendleft((self.topic(m, "status"), self.status_payload(m, "online"), True))
                     self.stats.status_messages += 1
             conn.pump()
-        self._handle_commands()
+        if self._handle_commands():
+            for conn in self._conns:
+                conn.pump()
         if wait_s > 0:
             conn = self._conns[0]
             with conn.lock:
@@ -401,13 +410,18 @@ class MqttFleet:
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         self._commands.put((msg.topic, bytes(msg.payload)))
+        wake = self._conns[0].lock
+        with wake:
+            wake.notify_all()  # answer now, not at the next poll
 
-    def _handle_commands(self) -> None:
+    def _handle_commands(self) -> int:
+        handled = 0
         while True:
             try:
                 topic, payload = self._commands.get_nowait()
             except queue.Empty:
-                return
+                return handled
+            handled += 1
             meter = self._meter_of_topic(topic)
             if meter is None:
                 continue

@@ -260,3 +260,29 @@ async def test_async_variant_and_cancellation(mqtt_url: str, topic_prefix: str, 
     with pytest.raises(asyncio.CancelledError):
         await task
     subscriber.wait(lambda: any(json.loads(p)["state"] == "offline" for p in subscriber.of("status", "S000001")))
+
+
+async def test_the_head_end_relay_driver_commands_fleet_meters(mqtt_url: str, topic_prefix: str) -> None:
+    from amiflow.db.registry import MeterRecord
+    from billing_bridge.commands import MqttRelayDriver
+
+    config = FleetConfig(
+        meters=40, start=START, days=0.25, per_message=4, prefix=topic_prefix, armed_share=0.5, linger_s=30,
+        client_id=f"fleet-{uuid.uuid4().hex[:8]}",
+    )  # fmt: skip
+    fleet = MqttFleet(config, mqtt_url)
+    task = asyncio.ensure_future(asyncio.to_thread(fleet.run))
+    try:
+        assert await asyncio.to_thread(fleet.ready.wait, 30)
+        async with MqttRelayDriver(mqtt_url, prefix=topic_prefix, timeout_s=10) as driver:
+            answers = set()
+            for m in range(config.meters):
+                meter = MeterRecord(name=config.meter_name(m), protocol="mqtt")
+                assert await driver.command(meter, "disconnect", uuid.uuid4()) == "disconnected"
+                assert await driver.read_state(meter) == "disconnected"
+                answers.add(await driver.command(meter, "reconnect", uuid.uuid4()))
+            assert answers == {"connected", "armed"}  # armed_share=0.5: both kinds among 40 meters
+    finally:
+        fleet.stop()
+        stats = await task
+    assert stats.command_results == 3 * config.meters
