@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Response
 from fastapi.responses import PlainTextResponse
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
@@ -98,8 +98,13 @@ def create_app(
     started = time.time()
     sources = dict(metrics or {})
 
-    @app.get("/health", response_model=Health, tags=["operations"])
-    def health() -> Health:
+    @app.get(
+        "/health",
+        response_model=Health,
+        tags=["operations"],
+        responses={503: {"model": Health, "description": "degraded: the database or a component has a problem"}},
+    )
+    def health(response: Response) -> Health:
         try:
             with pool.connection(timeout=2) as conn:
                 conn.execute("SELECT 1")
@@ -108,6 +113,8 @@ def create_app(
             db_ok = False
         components = component_health() if component_health else {}
         ok = db_ok and all(v == "ok" for v in components.values())
+        if not ok:
+            response.status_code = 503  # load balancers and orchestrators act on the status, not the body
         return Health(status="ok" if ok else "degraded", database=db_ok, components=components, version=__version__)
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"])

@@ -158,7 +158,8 @@ def test_a_crashed_component_is_restarted_and_degraded_meanwhile(
         " WHERE application_name = 'amiflow-serve-poller' AND datname = current_database()"
     ).fetchone()
     assert killed == (1,)
-    degraded = wait_until(lambda: (h := s.get("/health").json())["status"] == "degraded" and h, every=0.05)
+    degraded = wait_until(lambda: (h := s.get("/health")).status_code == 503 and h.json(), every=0.05)
+    assert degraded["status"] == "degraded"
     assert degraded["components"]["poller"].startswith("degraded: crashed")
     assert degraded["components"]["api"] == "ok"
     healed = wait_until(lambda: (h := s.get("/health").json())["status"] == "ok" and h, timeout=30)
