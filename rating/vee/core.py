@@ -76,35 +76,42 @@ class VeeResult:
 
 
 def _estimate(inp: VeeInput, val: Validation, cfg: VeeConfig) -> tuple[F64, I8]:
-    """(post values of the whole matrix, method per cell)."""
+    """(post values of the whole matrix, method per cell). Only the rows with something to estimate are worked on."""
     p0 = inp.period_from
     values = inp.values
     m, t = inp.shape
     bad = np.zeros((m, t - p0), dtype=bool)
     for code in _ESTIMATE_CODES:
         bad |= val.fired(code)
-    invalid = np.isnan(values) | (values < 0)
-    invalid[:, p0:] |= bad
-    targets = np.zeros((m, t), dtype=bool)
-    targets[:, p0:] = bad
     method = np.zeros((m, t), dtype=np.int8)
-    work = np.where(invalid, np.nan, values)
+    work = values.copy()
+    rows = np.flatnonzero(bad.any(axis=1))
+    if not len(rows):
+        return work, method
+    sub = values[rows]
+    invalid = np.isnan(sub) | (sub < 0)
+    invalid[:, p0:] |= bad[rows]
+    targets = np.zeros(sub.shape, dtype=bool)
+    targets[:, p0:] = bad[rows]
+    how = np.zeros(sub.shape, dtype=np.int8)
+    w = np.where(invalid, np.nan, sub)
     if inp.outage is not None:  # a meter without power consumed nothing: its lost intervals are zero
-        dark = targets & inp.outage
-        work[dark] = 0.0
-        method[dark] = METHODS.index("outage")
+        dark = targets & inp.outage[rows]
+        w[dark] = 0.0
+        how[dark] = METHODS.index("outage")
         targets &= ~dark
-    valid = ~np.isnan(work) & ~targets
-    work, filled = interpolate(work, valid, targets, inp.step_s, cfg.max_interp_s)
-    method[filled] = METHODS.index("interpolated")
+    valid = ~np.isnan(w) & ~targets
+    w, filled = interpolate(w, valid, targets, inp.step_s, cfg.max_interp_s)
+    how[filled] = METHODS.index("interpolated")
     targets &= ~filled
-    est, how = like_day(values, valid & ~invalid, targets, inp.local_s, inp.step_s, cfg.like_day_weeks)
-    work[targets] = est[targets]
-    method[targets] = how[targets]
+    est, kind = like_day(sub, valid & ~invalid, targets, inp.local_s, inp.step_s, cfg.like_day_weeks)
+    w[targets] = est[targets]
+    how[targets] = kind[targets]
     if inp.register_delta_wh is not None:
-        scaled = method[:, p0:] >= METHODS.index("like_day")
-        scaled &= method[:, p0:] <= METHODS.index("mean")
-        work[:, p0:] = scale_to_register(work[:, p0:], scaled, inp.register_delta_wh)
+        scaled = (how[:, p0:] >= METHODS.index("like_day")) & (how[:, p0:] <= METHODS.index("mean"))
+        w[:, p0:] = scale_to_register(w[:, p0:], scaled, inp.register_delta_wh[rows])
+    work[rows] = w
+    method[rows] = how
     return work, method
 
 

@@ -156,16 +156,18 @@ def _history_daily(values: F64, valid: B, local_s: I64, step_s: int, upto: int) 
 
 
 def _spikes(values: F64, valid: B, cfg: VeeConfig) -> B:
-    v = np.where(valid, values, np.nan)
-    left = np.full_like(v, np.nan)
-    right = np.full_like(v, np.nan)
-    left[:, 1:] = v[:, :-1]
-    right[:, :-1] = v[:, 1:]
-    both = np.stack([left, right])
-    n = np.sum(~np.isnan(both), axis=0)
-    with np.errstate(invalid="ignore"):
-        ref = np.where(n > 0, np.nansum(both, axis=0) / np.maximum(n, 1), np.nan)
-        return np.asarray(valid & (n > 0) & (v > cfg.spike_factor * np.maximum(ref, cfg.spike_floor_wh)), dtype=bool)
+    """Cells far above the mean of their valid neighbours (no NaN arithmetic: sums and counts of valid cells)."""
+    x = np.where(valid, values, 0.0)
+    w = valid.astype(np.float64)
+    total = np.zeros_like(x)
+    count = np.zeros_like(x)
+    total[:, 1:] += x[:, :-1]
+    count[:, 1:] += w[:, :-1]
+    total[:, :-1] += x[:, 1:]
+    count[:, :-1] += w[:, 1:]
+    ref = total / np.maximum(count, 1.0)
+    limit = cfg.spike_factor * np.maximum(ref, cfg.spike_floor_wh)
+    return np.asarray(valid & (count > 0) & (x > limit), dtype=bool)
 
 
 def _daily_rules(inp: VeeInput, valid: B, avg: F64, cfg: VeeConfig) -> tuple[B, B]:

@@ -264,3 +264,22 @@ def test_vee_run_stores_pre_post_and_summary(db_url: str, db_conn: psycopg.Conne
     again = run_billing(db_url, _opts(kind="vee"))
     assert again.run_id != result.run_id
     assert db_conn.execute("SELECT count(*) FROM amiflow.vee_intervals").fetchone() == (97,)
+
+
+def test_ratchet_takes_the_peak_of_earlier_bills(db_url: str, db_conn: psycopg.Connection[Any]) -> None:
+    for spec in load_tariff(TARIFF.with_name("commercial_tou_demand.toml")):
+        store_tariff(db_conn, spec)
+    seed_meter(db_conn, "R", tariff="com-tou-demand", register_factor=None, seed=5)
+    db_conn.execute(  # an hour at 20 kW on 2024-02-20 (5 kWh per quarter hour)
+        "UPDATE amiflow.readings SET value = 5000 WHERE channel_id = 1"
+        " AND ts > '2024-02-20T20:00:00Z' AND ts <= '2024-02-20T21:00:00Z'"
+    )
+    run_billing(db_url, _opts(period=date(2024, 2, 1)))
+    run_billing(db_url, _opts())
+    feb, mar = (
+        r[0]
+        for r in db_conn.execute("SELECT body FROM amiflow.bills WHERE meter = 'R' ORDER BY period_start").fetchall()
+    )
+    assert feb["determinants"]["peak_kw"]["facility_demand"]["all"] == "20.000"
+    assert float(mar["determinants"]["peak_kw"]["facility_demand"]["all"]) < 1.0
+    assert mar["determinants"]["billed_kw"]["facility_demand"]["all"] == "16.000"  # 80 % of February's peak
