@@ -1,8 +1,15 @@
 """Billing run on a real PostgreSQL: bills, lines, determinants, outbox rows, skips with reasons, idempotency,
-re-rate -> new version, crash and resume, local processes and a Dask cluster, and the VEE-only run."""
+re-rate -> new version, crash and resume (injected failure, and kill -9 of the CLI), local processes and a Dask
+cluster, ratchets from earlier bills, and the VEE-only run."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -283,3 +290,35 @@ def test_ratchet_takes_the_peak_of_earlier_bills(db_url: str, db_conn: psycopg.C
     assert feb["determinants"]["peak_kw"]["facility_demand"]["all"] == "20.000"
     assert float(mar["determinants"]["peak_kw"]["facility_demand"]["all"]) < 1.0
     assert mar["determinants"]["billed_kw"]["facility_demand"]["all"] == "16.000"  # 80 % of February's peak
+
+
+def test_kill_9_mid_run_then_resume_from_the_cli(db_url: str, db_conn: psycopg.Connection[Any]) -> None:
+    _tariff(db_conn)
+    for k in range(24):
+        seed_meter(db_conn, f"K{k:02d}", seed=100 + k)
+    env = {**os.environ, "AMIFLOW_DATABASE_URL": db_url, "AMIFLOW_BILLING_BLOCK_METERS": "1"}
+    cmd = [sys.executable, "-m", "amiflow.cli", "bill", "run", "--period", "2024-03", "--workers", "0", "--json"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        done = 0
+        while time.monotonic() < deadline and done < 3:
+            time.sleep(0.02)
+            row = db_conn.execute(
+                "SELECT count(*) FILTER (WHERE state = 'done') FROM amiflow.bill_run_blocks"
+            ).fetchone()
+            done = int(row[0]) if row else 0
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    blocks = db_conn.execute("SELECT count(*), count(*) FILTER (WHERE state = 'done') FROM amiflow.bill_run_blocks")
+    total, committed = blocks.fetchone()  # type: ignore[misc]
+    assert total == 24 and 3 <= committed < 24, "the kill must land mid-run"
+    assert db_conn.execute("SELECT status FROM amiflow.bill_runs").fetchone() == ("running",)
+    assert db_conn.execute("SELECT count(*) FROM amiflow.bills").fetchone() == (committed,)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=True)
+    summary = json.loads(out.stdout)
+    assert summary["resumed"] is True and summary["meters_billed"] == 24
+    assert db_conn.execute("SELECT count(*), count(DISTINCT bill_id) FROM amiflow.bills").fetchone() == (24, 24)
+    assert db_conn.execute("SELECT count(*) FROM amiflow.outbox").fetchone() == (24,)
+    assert db_conn.execute("SELECT status FROM amiflow.bill_runs").fetchone() == ("done",)
