@@ -129,7 +129,7 @@ def _aggregate(blocks: Sequence[dict[str, Any]], pre_skips: dict[str, int], seco
     bills = {"new": 0, "revised": 0, "unchanged": 0}
     totals: dict[str, Decimal] = {}
     phase = {"read": 0.0, "vee": 0.0, "rate": 0.0, "write": 0.0}
-    est = ivs = validated = holds = 0
+    est = ivs = validated = holds = est_all = ivs_all = 0
     for b in blocks:
         out["meters_billed"] += b.get("billed", 0)
         validated += b.get("validated", 0)
@@ -144,12 +144,15 @@ def _aggregate(blocks: Sequence[dict[str, Any]], pre_skips: dict[str, int], seco
             phase[k] += v
         est += b.get("estimated_intervals", 0)
         ivs += b.get("intervals", 0)
+        est_all += b.get("estimated_all", 0)
+        ivs_all += b.get("intervals_all", 0)
     out.update(
         meters_validated=validated,
         vee_holds=holds,
         bills=bills,
         estimated_share=round(est / ivs, 6) if ivs else 0.0,
         estimated_intervals=est,
+        validated_estimated_share=round(est_all / ivs_all, 6) if ivs_all else 0.0,
         totals={k: str(v) for k, v in sorted(totals.items())},
         seconds=dict(phase, wall=seconds),
     )
@@ -229,13 +232,20 @@ def _progress(total: int, done: int, opts: RunOptions) -> Any:
 
 def format_summary(s: dict[str, Any]) -> str:
     """The human summary printed by the CLI."""
-    lines = [
-        f"{'billing' if s.get('kind') == 'bill' else 'VEE'} run {s['run_id']} for {s['period']} (cycle {s['cycle']})"
-        + (" resumed" if s.get("resumed") else ""),
-        f"  meters billed: {s['meters_billed']}   validated: {s['meters_validated']}   VEE holds: {s['vee_holds']}",
-        f"  bills: {s['bills']['new']} new, {s['bills']['revised']} new versions, {s['bills']['unchanged']} unchanged",
-        f"  estimated share: {s['estimated_share']:.2%} ({s['estimated_intervals']} intervals)",
-    ]
+    head = f"{'billing' if s.get('kind') == 'bill' else 'VEE'} run {s['run_id']} for {s['period']} (cycle {s['cycle']})"
+    lines = [head + (" resumed" if s.get("resumed") else "")]
+    if s.get("kind") == "bill":
+        lines += [
+            f"  meters billed: {s['meters_billed']}   validated: {s['meters_validated']}   VEE holds: {s['vee_holds']}",
+            f"  bills: {s['bills']['new']} new, {s['bills']['revised']} new versions, "
+            f"{s['bills']['unchanged']} unchanged",
+            f"  estimated share of billed intervals: {s['estimated_share']:.2%} ({s['estimated_intervals']} intervals)",
+        ]
+    else:
+        lines += [
+            f"  meters validated: {s['meters_validated']}   VEE holds: {s['vee_holds']}",
+            f"  estimated share: {s['validated_estimated_share']:.2%}",
+        ]
     for reason, n in sorted(s["skipped"].items()):
         lines.append(f"  skipped {reason}: {n}")
     for cur, total in s["totals"].items():
