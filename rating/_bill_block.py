@@ -19,6 +19,7 @@ import psycopg
 
 from amiflow.errors import RatingError, StorageError
 from rating import _bill_store as store
+from rating._bill_write import store_bills, store_vee
 from rating.bill import bill_json, default_bill_id
 from rating.compile import CompiledTariff, compile_tariff
 from rating.engine import build_axis, rate_block
@@ -188,8 +189,8 @@ def _run(conn: psycopg.Connection[Any], task: BlockTask) -> dict[str, Any]:
     with conn.transaction():
         if not store.claim_block(conn, task.run_id, plan.block_no):
             return {"block": plan.block_no, "skipped_block": True}
-        summary["vee_rows"] = store.store_vee(conn, task.run_id, data.meter_ids, vee, task.period)
-        summary["bills"] = store.store_bills(conn, task.run_id, bills)
+        summary["vee_rows"] = store_vee(conn, task.run_id, data.meter_ids, vee, task.period)
+        summary["bills"] = store_bills(conn, task.run_id, bills)
         store.store_skips(conn, task.run_id, skips)
         summary.update(_block_summary(data, vee, bills, skips))
         t4 = time.perf_counter()

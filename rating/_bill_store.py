@@ -1,19 +1,16 @@
-"""Database side of VEE and the billing run: meter selection, block plans, block inputs, and storing results.
+"""Database side of VEE and the billing run: meter selection, runs and block plans, block inputs, skips.
 
-Everything a block writes (VEE pre/post intervals and results, bills, lines, determinants, outbox rows, skipped
-meters, the block's 'done' mark) is written by the caller inside ONE transaction; these functions only run
-statements on the connection they are given.
+Writing a block's results is in rating._bill_write. Everything a block writes (VEE pre/post intervals and results,
+bills, lines, determinants, outbox rows, skipped meters, the block's 'done' mark) is written by the caller inside
+ONE transaction; these functions only run statements on the connection they are given.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,28 +19,27 @@ import numpy.typing as npt
 import psycopg
 from psycopg.types.json import Jsonb
 
-from amiflow.db._copy import PG_EPOCH_S
-from amiflow.db.outbox import enqueue
 from amiflow.db.reader import read_intervals
 from amiflow.errors import StorageError
-from rating.vee import VeeInput, VeeResult, local_start_s, outage_mask
+from rating.vee import VeeInput, local_start_s, outage_mask
 
 __all__ = [
     "IMPORT_OBIS",
     "BlockData",
     "BlockPlan",
     "DueMeter",
-    "bill_hash",
+    "block_summaries",
+    "claim_block",
     "cycle_of",
     "finish_run",
     "load_block",
     "mark_block_done",
+    "month_bounds",
     "open_run",
+    "plan_blocks",
     "prior_peaks",
     "select_meters",
-    "store_bills",
     "store_skips",
-    "store_vee",
 ]
 
 IMPORT_OBIS = "1-0:1.29.0"
@@ -344,215 +340,3 @@ def prior_peaks(
         if pstart in col_of:
             out[name.split(".")[1]][row_of[meter], col_of[pstart]] = float(value) * 1000.0
     return out
-
-
-# -- storing results ---------------------------------------------------------------------------------------------
-
-
-def store_vee(
-    conn: psycopg.Connection[Any],
-    run_id: int,
-    meter_ids: npt.NDArray[np.int64],
-    result: VeeResult,
-    period: date,
-    channel_obis: str = IMPORT_OBIS,
-) -> int:
-    """Replace the period's VEE results and pre/post intervals of the block's meters; returns interval rows."""
-    ch = conn.execute("SELECT id FROM amiflow.channels WHERE obis = %s", (channel_obis,)).fetchone()
-    if ch is None:
-        return 0
-    known = meter_ids >= 0
-    ids = [int(i) for i in meter_ids[known]]
-    conn.execute(
-        "DELETE FROM amiflow.vee_intervals WHERE meter_id = ANY(%s) AND channel_id = %s AND period_start = %s",
-        (ids, ch[0], period),
-    )
-    r, c = np.nonzero(result.changed & known[:, None])
-    if len(r):
-        cols: dict[str, npt.NDArray[Any]] = {
-            "meter_id": meter_ids[r],
-            "channel_id": np.full(len(r), ch[0]),
-            "ts": (result.ts[c] - PG_EPOCH_S) * 1_000_000,
-            "period_start": np.full(len(r), (period - _PG_EPOCH_DATE).days),
-            "pre_value": result.pre[r, c],
-            "post_value": result.post[r, c],
-            "quality": result.flags[r, c],
-            "rules": result.rule_bits[r, c],
-            "method": result.method[r, c],
-        }
-        with (
-            conn.cursor() as cur,
-            cur.copy(f"COPY amiflow.vee_intervals ({', '.join(_VEE_FIELDS)}) FROM STDIN (FORMAT BINARY)") as copy,
-        ):
-            copy.write(_encode_nullable(cols))
-    share = result.estimated_share
-    rows = []
-    for i in np.flatnonzero(known).tolist():
-        s = result.summary(i)
-        rows.append((int(meter_ids[i]), ch[0], period, run_id, s["intervals"], s["estimated"], float(share[i]),
-                     result.hold[i], Jsonb(s)))  # fmt: skip
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO amiflow.vee_results (meter_id, channel_id, period_start, run_id, intervals, estimated,"
-            " estimated_share, hold, summary) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (meter_id, channel_id, period_start) DO UPDATE SET run_id = EXCLUDED.run_id,"
-            " intervals = EXCLUDED.intervals, estimated = EXCLUDED.estimated,"
-            " estimated_share = EXCLUDED.estimated_share, hold = EXCLUDED.hold, summary = EXCLUDED.summary,"
-            " validated_at = now()",
-            rows,
-        )
-    return len(r)
-
-
-_VEE_FIELDS = {
-    "meter_id": "i4",
-    "channel_id": "i2",
-    "ts": "i8",
-    "period_start": "i4",
-    "pre_value": "f8",
-    "post_value": "f8",
-    "quality": "i4",
-    "rules": "i4",
-    "method": "i2",
-}
-_PG_EPOCH_DATE = date(2000, 1, 1)
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-
-
-def _encode_nullable(cols: dict[str, npt.NDArray[Any]]) -> bytes:
-    """Binary COPY of the vee_intervals rows; NaN in pre_value/post_value is written as NULL.
-
-    Rows are grouped by their NULL pattern; each group is one fixed-width numpy record array (a NULL field is just
-    its length -1), so no Python object is made per row. Row order does not matter to COPY.
-    """
-    out = [_COPY_HEADER]
-    nan_pre, nan_post = np.isnan(cols["pre_value"]), np.isnan(cols["post_value"])
-    for null_pre in (False, True):
-        for null_post in (False, True):
-            sel = (nan_pre == null_pre) & (nan_post == null_post)
-            if not sel.any():
-                continue
-            nulls = {"pre_value": null_pre, "post_value": null_post}
-            fields: list[tuple[str, str]] = [("_n", ">i2")]
-            for name, kind in _VEE_FIELDS.items():
-                fields.append((f"_l_{name}", ">i4"))
-                if not nulls.get(name, False):
-                    fields.append((name, ">" + kind))
-            block = np.empty(int(sel.sum()), dtype=np.dtype(fields))
-            block["_n"] = len(_VEE_FIELDS)
-            for name, kind in _VEE_FIELDS.items():
-                if nulls.get(name, False):
-                    block[f"_l_{name}"] = -1
-                else:
-                    block[f"_l_{name}"] = int(kind[1])
-                    block[name] = cols[name][sel]
-            out.append(block.tobytes())
-    out.append(b"\xff\xff")
-    return b"".join(out)
-
-
-def bill_hash(bill: dict[str, Any]) -> str:
-    """SHA-256 of the bill's canonical JSON without its version: equal hashes = the same bill content."""
-    body = {k: v for k, v in bill.items() if k != "version"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            yield from _flat(v, f"{prefix}{k}.")
-        else:
-            yield f"{prefix}{k}", v
-
-
-def store_bills(conn: psycopg.Connection[Any], run_id: int, bills: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Insert the bills whose content is new (version 1) or changed (previous version + 1, the old one superseded),
-    with their lines, determinants and outbox rows. Returns counts: new, revised, unchanged.
-
-    The bills' ``version`` field is set here. Call inside the block's transaction.
-    """
-    counts = {"new": 0, "revised": 0, "unchanged": 0}
-    if not bills:
-        return counts
-    ids = [b["bill_id"] for b in bills]
-    latest = {
-        r[0]: (int(r[1]), str(r[2]))
-        for r in conn.execute(
-            "SELECT DISTINCT ON (bill_id) bill_id, version, content_hash FROM amiflow.bills WHERE bill_id = ANY(%s)"
-            " ORDER BY bill_id, version DESC",
-            (ids,),
-        ).fetchall()
-    }
-    fresh: list[tuple[dict[str, Any], str]] = []
-    for bill in bills:
-        digest = bill_hash(bill)
-        prev = latest.get(bill["bill_id"])
-        if prev is not None and prev[1] == digest:
-            bill["version"] = prev[0]
-            counts["unchanged"] += 1
-            continue
-        bill["version"] = 1 if prev is None else prev[0] + 1
-        counts["new" if prev is None else "revised"] += 1
-        fresh.append((bill, digest))
-    if not fresh:
-        return counts
-    superseded = [b["bill_id"] for b, _ in fresh if b["version"] > 1]
-    if superseded:
-        conn.execute(
-            "UPDATE amiflow.bills SET status = 'superseded' WHERE bill_id = ANY(%s) AND status = 'issued'",
-            (superseded,),
-        )
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO amiflow.bills (bill_id, version, run_id, meter, account, period_start, period_end, tariff_id,"
-            " tariff_version, total, currency, estimated_share, content_hash, body)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            [
-                (
-                    b["bill_id"],
-                    b["version"],
-                    run_id,
-                    b["meters"][0],
-                    b["account"],
-                    b["period"]["start"],
-                    b["period"]["end"],
-                    b["tariff"]["id"],
-                    b["tariff"]["version"],
-                    Decimal(b["total"]),
-                    b["currency"],
-                    b["estimated_share"],
-                    digest,
-                    Jsonb(b),
-                )
-                for b, digest in fresh
-            ],
-            returning=True,
-        )
-        pks: list[int] = []
-        while True:
-            row = cur.fetchone()
-            assert row is not None
-            pks.append(int(row[0]))
-            if not cur.nextset():
-                break
-    with conn.cursor() as cur:
-        with cur.copy(
-            "COPY amiflow.bill_lines (bill, line_no, code, description, quantity, unit, rate, amount) FROM STDIN"
-        ) as copy:
-            for pk, (b, _) in zip(pks, fresh, strict=True):
-                for n, line in enumerate(b["lines"]):
-                    copy.write_row((pk, n, line["code"], line["description"], line["quantity"], line["unit"],
-                                    line["rate"], line["amount"]))  # fmt: skip
-        with cur.copy("COPY amiflow.bill_determinants (bill, name, value) FROM STDIN") as copy:
-            for pk, (b, _) in zip(pks, fresh, strict=True):
-                for name, value in _flat(b["determinants"]):
-                    copy.write_row((pk, name, str(value)))
-    for b, _ in fresh:
-        enqueue(
-            conn,
-            kind="bill",
-            idempotency_key=f"bill:{b['bill_id']}:v{b['version']}",
-            payload=b,
-            account=b["account"],
-        )
-    return counts
