@@ -5,13 +5,13 @@ DECLARE
     t text;
     grants text[][] := ARRAY[
         -- role, privileges, tables
-        ['amiflow_ingest',   'SELECT',                 'meters,channels,quality_flags,sources,storage_config'],
-        ['amiflow_ingest',   'INSERT',                 'readings,reading_conflicts,quarantine,meter_events,channels,meters'],
-        ['amiflow_ingest',   'UPDATE',                 'meters'],
+        ['amiflow_ingest',   'SELECT',                 'meters,channels,quality_flags,sources,storage_config,poll_state'],
+        ['amiflow_ingest',   'INSERT',                 'readings,reading_conflicts,quarantine,meter_events,channels,meters,clock_checks,commissioning_reports,poll_state'],
+        ['amiflow_ingest',   'UPDATE',                 'meters,poll_state'],
         ['amiflow_billing',  'SELECT',                 'meters,channels,readings,meter_events,quality_flags,sources,storage_config,tariffs'],
-        ['amiflow_billing',  'SELECT,INSERT,UPDATE',   'bills,bill_lines,bill_determinants,bill_runs,bill_blocks,vee_results,reading_edits,outbox'],
-        ['amiflow_bridge',   'SELECT',                 'meters,bills,v_bills'],
-        ['amiflow_bridge',   'SELECT,INSERT,UPDATE',   'outbox,accounts,payments,balances,policy_decisions,disconnect_commands,notices'],
+        ['amiflow_billing',  'SELECT,INSERT,UPDATE',   'bills,bill_lines,bill_determinants,bill_runs,bill_run_blocks,bill_run_skips,meter_cycles,vee_rules,vee_results,vee_intervals,outbox'],
+        ['amiflow_bridge',   'SELECT',                 'meters,bills,v_bills,tariffs'],
+        ['amiflow_bridge',   'SELECT,INSERT,UPDATE',   'outbox,accounts,payments,balances,account_policy,notices,disconnect_decisions,meter_commands,prepaid_accounts'],
         ['amiflow_readonly', 'SELECT',                 'v_readings,v_daily_energy,v_quarantine,v_bills,v_outbox,quality_flags,sources']
     ];
     g text[];
