@@ -33,8 +33,9 @@ from amiflow.types import QualityFlag, ReadingBatch, Source
 from amiflow.uri import MeterUri, parse_meter_uri
 from ingest._poll_sessions import SessionFactory, open_session
 from ingest._poll_store import PolledMeterRow, PollStore
+from protocols.transport import BusLock, CircuitBreaker
 
-__all__ = ["POLL", "PollOutcome", "Poller", "PollerConfig", "PollSummary"]
+__all__ = ["POLL", "PollOutcome", "PollSummary", "Poller", "PollerConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -100,32 +101,6 @@ class PollSummary:
             self.errors[outcome.meter] = outcome.error
 
 
-class _Breaker:
-    """Per-meter circuit breaker: open after N consecutive failures, half-open (one try) after a cool-down."""
-
-    def __init__(self, threshold: int, cooldown_s: float) -> None:
-        self.threshold = threshold
-        self.cooldown_s = cooldown_s
-        self.failures = 0
-        self.open_until = 0.0
-
-    def allows(self, now: float) -> bool:
-        return self.failures < self.threshold or now >= self.open_until
-
-    def success(self) -> None:
-        self.failures = 0
-
-    def failure(self, now: float) -> None:
-        self.failures += 1
-        if self.failures >= self.threshold:
-            self.open_until = now + self.cooldown_s
-
-
-def bus_key(uri: MeterUri) -> str:
-    """Requests on one RS-485 line or behind one TCP gateway are serialized: the key names that shared medium."""
-    return uri.path if uri.link == "serial" and uri.path else f"{uri.host}:{uri.port}"
-
-
 def _epoch_dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -148,8 +123,9 @@ class Poller:
         self._clock = clock
         self._rng = rng or random.Random()
         self._db_lock = asyncio.Lock()
-        self._bus_locks: dict[str, asyncio.Lock] = {}
-        self._breakers: dict[str, _Breaker] = {}
+        self._buses = BusLock()
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._now = 0.0  # the time of the poll in progress: breakers run on the poller's (possibly simulated) clock
         self._last_log: dict[str, float] = {}
         self.counters: dict[str, int] = {"polls": 0, "ok": 0, "failed": 0, "skipped": 0, "stored": 0}
 
@@ -185,20 +161,25 @@ class Poller:
             uri = parse_meter_uri(row.uri)
         except ConfigError as exc:
             return await self._failed(row, now, str(exc))
-        breaker = self._breakers.setdefault(
-            row.name, _Breaker(self._config.breaker_threshold, self._config.breaker_cooldown_s)
-        )
-        if not breaker.allows(now):
+        self._now = now
+        breaker = self._breakers.get(row.name)
+        if breaker is None:
+            breaker = self._breakers[row.name] = CircuitBreaker(
+                row.name,
+                failure_threshold=self._config.breaker_threshold,
+                cooldown_s=self._config.breaker_cooldown_s,
+                clock=lambda: self._now,
+            )
+        if not breaker.allow():
             self.counters["skipped"] += 1
             return PollOutcome(row.name, ok=False, skipped=True, error="circuit open")
         self.counters["polls"] += 1
-        lock = self._bus_locks.setdefault(bus_key(uri), asyncio.Lock())
         last_error = ""
         for attempt in range(self._config.retries + 1):
             try:
-                async with lock:
+                async with self._buses.hold(uri):
                     outcome = await self._read_and_store(row, uri, now)
-                breaker.success()
+                breaker.record_success()
                 self.counters["ok"] += 1
                 self.counters["stored"] += outcome.stored
                 return outcome
@@ -210,7 +191,7 @@ class Poller:
             if attempt < self._config.retries:
                 delay = self._config.retry_base_s * 2**attempt
                 await asyncio.sleep(delay * (0.5 + self._rng.random()))
-        breaker.failure(now)
+        breaker.record_failure()
         return await self._failed(row, now, last_error)
 
     async def _failed(self, row: PolledMeterRow, now: float, error: str) -> PollOutcome:
