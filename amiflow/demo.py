@@ -1,0 +1,209 @@
+"""``amiflow demo``: the whole head-end on one machine in a few minutes.
+
+Starts the embedded PostgreSQL (unless AMIFLOW_DATABASE_URL is set), an MQTT broker (a mosquitto child process when
+one is on PATH, else amqtt in-process; or the broker of AMIFLOW_MQTT_URL) and a local billing receiver; registers a
+simulated MQTT fleet with residential and commercial tariffs; ingests a simulated month with faults through the real
+ingest worker; runs VEE and the billing run; delivers bills to the receiver; takes one account through reminders,
+disconnect and reconnect; writes the report and ``summary.json`` to ``--out`` and prints a summary. Everything it
+started is stopped on the way out, also on Ctrl-C, SIGTERM or an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import logging
+import secrets
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from amiflow._demo_collect import run_collections
+from amiflow._demo_plan import Summary, format_summary, plan_demo
+from amiflow._demo_steps import FLEET_FAULTS, FleetRun, deliver, import_tariffs, ingest_month, register_fleet, run_bills
+from amiflow.commands import Command
+from amiflow.errors import ConfigError
+from amiflow.settings import Settings
+
+__all__ = ["DEMO", "POLLED_PARTS", "run_demo"]
+
+log = logging.getLogger(__name__)
+
+#: What the polled part of the demo (2 Modbus, 2 DLMS, 1 IEC 62056-21 meter) needs; reported while missing.
+POLLED_PARTS = ("simulators.modbus", "simulators.dlms", "simulators.iec62056_21", "protocols.modbus", "protocols.dlms",
+                "protocols.iec62056_21")  # fmt: skip
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--meters", type=int, help="simulated MQTT meters (default 200; --quick 40)")
+    parser.add_argument("--days", type=int, help="simulated days, ending at the billed month's end (default 30)")
+    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="data, report and summary (demo-out)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the load model and the faults (default 1)")
+    parser.add_argument("--quick", action="store_true", help="a shorter setting for CI (40 meters)")
+
+
+def _step(n: int, text: str) -> None:
+    print(f"[{n}/7] {text}", flush=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the clean-up below runs."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _missing_polled_parts() -> list[str]:
+    missing = []
+    for name in POLLED_PARTS:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def _stop_all(fleets: list[FleetRun]) -> None:
+    for fleet in fleets:
+        fleet.stop()
+
+
+def _mqtt_totals(summary: Summary, worker: Any, fleet_stats: list[Any]) -> None:
+    m = worker.metrics.snapshot()
+    summary.readings_published = sum(s.readings_published for s in fleet_stats)
+    summary.messages_quarantined = sum(s.messages_quarantined for s in fleet_stats)
+    summary.readings_stored = int(m["readings_stored"])
+    summary.readings_duplicate = int(m["readings_duplicate"]) + int(m["readings_conflict"])
+    summary.readings_quarantined = int(sum(m["quarantined_readings"].values()))
+    faults: dict[str, int] = {}
+    for s in fleet_stats:
+        for k, v in s.faults.items():
+            faults[k] = faults.get(k, 0) + int(v)
+    summary.faults = faults
+
+
+def run_demo(
+    settings: Settings, *, meters: int, days: int, out: Path, seed: int, today: datetime | None = None
+) -> Summary:
+    """Run the demo; returns its summary (also written to ``out/summary.json``). Raises AmiflowError on failure."""
+    from amiflow.db import open_database
+    from billing_bridge.receiver import Receiver, ReceiverConfig
+    from ingest.mqtt_worker import IngestWorker
+    from simulators.mqtt_fleet import FleetConfig
+
+    started = time.perf_counter()
+    if meters < 2:
+        raise ConfigError(f"--meters {meters}: the demo needs at least 2 MQTT meters")
+    today_d = (today or datetime.now(UTC)).date()
+    plan = plan_demo(today_d, days)
+    summary = Summary(period=plan.period_text, simulated_days=plan.days)
+    out.mkdir(parents=True, exist_ok=True)
+    run_tag = uuid.uuid4().hex[:8]
+    progress = sys.stderr.isatty()
+    fleets: list[FleetRun] = []
+    with contextlib.ExitStack() as stack:
+        _step(1, "starting PostgreSQL, the MQTT broker and the billing receiver")
+        db = open_database(settings.model_copy(update={"data_dir": out / "data"}))
+        stack.callback(db.close)
+        if settings.mqtt_url:
+            mqtt_url, prefix, summary.broker = settings.mqtt_url, f"amiflow-demo-{run_tag}/ami/v1", "external"
+        else:
+            from amiflow.broker import EmbeddedBroker
+
+            broker = EmbeddedBroker()
+            broker.start()
+            stack.callback(broker.stop)
+            mqtt_url, prefix = broker.url, "ami/v1"
+            summary.broker = f"embedded {broker.engine}"
+        secret = secrets.token_hex(16).encode()
+        receiver = Receiver(ReceiverConfig(secret=secret)).start()
+        stack.callback(receiver.stop)
+        worker_settings = settings.model_copy(
+            update={"mqtt_url": mqtt_url, "data_dir": out / "data", "mqtt_client_id": f"demo-ingest-{run_tag}",
+                    "mqtt_share_group": f"demo{run_tag}", "ingest_batch_max_latency_s": 0.2}
+        )  # fmt: skip
+        worker = IngestWorker(worker_settings, db.url, prefix=prefix)
+        worker.start()
+        stack.callback(worker.stop)
+        stack.callback(_stop_all, fleets)  # LIFO: the simulators stop first, then the worker drains
+
+        _step(2, f"registering {meters} MQTT meters and importing the example tariffs")
+        config = FleetConfig(meters=meters, start=plan.sim_start, days=plan.days, seed=seed, faults=FLEET_FAULTS,
+                             prefix=prefix, per_message=96, client_id=f"demo-fleet-{run_tag}")  # fmt: skip
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            import_tariffs(conn)
+            register_fleet(conn, config, summary)
+        missing = _missing_polled_parts()
+        if missing:
+            summary.not_built.append(f"polled meters (2 Modbus, 2 DLMS, 1 IEC 62056-21): {', '.join(missing)}")
+
+        _step(3, f"ingesting {plan.days} simulated days of {plan.period_text} with faults ({FLEET_FAULTS})")
+        fleet_stats = [ingest_month(worker, config, mqtt_url, fleets.append, progress=progress)]
+
+        _step(4, f"VEE and the billing run for {plan.period_text}; delivering bills to {receiver.url}")
+        run_bills(db.url, plan, summary, progress=progress)
+        deliver(db.url, receiver.url, secret, summary)
+
+        _step(5, "collections: payments, reminders, the disconnect policy, disconnect and reconnect over MQTT")
+        acct = run_collections(db.url, mqtt_url, config, worker, plan, today_d, summary, fleets.append)
+        if acct is not None:
+            fleet_stats.append(acct)
+        deliver(db.url, receiver.url, secret, summary)
+        _mqtt_totals(summary, worker, fleet_stats)
+        summary.receiver_received = len(receiver.snapshot().deliveries)
+
+        _step(6, "writing the report")
+        from amiflow.report import build_report
+
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT payload->>'type', count(*) FROM amiflow.outbox WHERE kind = 'notice' GROUP BY 1"
+            ).fetchall()
+            summary.notices = {str(t): int(n) for t, n in rows}
+            summary.report = str(build_report(conn, plan.period_text, out, meter=config.meter_name(0)))
+        _step(7, "stopping everything")
+    summary.elapsed_s = round(time.perf_counter() - started, 1)
+    (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
+    return summary
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    meters = args.meters if args.meters is not None else (40 if args.quick else 200)
+    days = args.days if args.days is not None else 30
+    if days < 1:
+        raise ConfigError(f"--days {days}: must be at least 1")
+    try:
+        with _sigterm_as_interrupt():
+            summary = run_demo(settings, meters=meters, days=days, out=args.out.resolve(), seed=args.seed)
+    except KeyboardInterrupt:
+        print("amiflow demo: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    print(format_summary(summary), flush=True)
+    return 0
+
+
+DEMO = Command(help="run the whole head-end on simulated meters and print a summary", add_arguments=_add_arguments,
+               run=_run)  # fmt: skip
