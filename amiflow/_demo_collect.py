@@ -96,11 +96,11 @@ def _find_disconnect_day(
             d = item.decision
             if d.allowed:
                 summary.disconnects_allowed += 1
-            elif not set(d.blocking) & NOT_YET_RULES:  # due, but a protection/calendar/weather/rate rule
+            elif hard := [r for r in d.blocking if r not in NOT_YET_RULES]:  # protection/calendar/weather/rate
                 summary.disconnects_blocked += 1
-                for rule in d.blocking:
+                for rule in hard:
                     summary.blocked_by_rule[rule] = summary.blocked_by_rule.get(rule, 0) + 1
-                if item.account == target:
+                if item.account == target and set(d.blocking) <= set(hard):
                     summary.timeline.append((utc(now), f"disconnect blocked: {', '.join(d.blocking)}"))
             if item.account == target and item.command_id is not None:
                 issued = now

@@ -133,8 +133,8 @@ def format_summary(s: Summary) -> str:
         f"estimated share {s.estimated_share:.2%}; skipped: {_kv(s.bills_skipped)}",
         f"  deliveries to billing: {s.deliveries} ({_kv(s.deliveries_by_kind)}); receiver stored {s.receiver_received}",
         f"  notices: {_kv(s.notices)}; payments recorded: {s.payments}",
-        f"  disconnect decisions: allowed {s.disconnects_allowed}, blocked {s.disconnects_blocked} "
-        f"(by rule: {_kv(s.blocked_by_rule)})",
+        f"  disconnect evaluations (daily): allowed {s.disconnects_allowed}, blocked by a protection, calendar,"
+        f" weather or rate rule {s.disconnects_blocked} (by rule: {_kv(s.blocked_by_rule)})",
     ]
     if s.account:
         lines.append(f"  account {s.account} (meter {s.account_meter}):")
