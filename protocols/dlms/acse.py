@@ -42,6 +42,7 @@ __all__ = [
 
 _OID_PREFIX_CONTEXT: Final = bytes.fromhex("608574050801")
 _OID_PREFIX_MECH: Final = bytes.fromhex("608574050802")
+_CONTEXTS: Final = frozenset({1, 2, 3, 4})  # ContextName values
 CONFORMANCE_CLIENT: Final = 0x007E1F  # get, set, action, selective access, block transfer, multiple references
 CONFORMANCE_SERVER: Final = 0x00501F  # block transfer with get, multiple references, get/set/selective/action
 
@@ -260,7 +261,7 @@ class Aarq:
                 title = _octets_in(value, 0x04, "AARQ calling-AP-title")
             elif tag == 0xBE:
                 user = _octets_in(value, 0x04, "AARQ user-information")
-        if context is None or context not in iter(ContextName):
+        if context is None or context not in _CONTEXTS:
             raise FrameError("AARQ: application context name missing or unknown")
         return cls(ContextName(context), mechanism, auth, title, user)
 
@@ -315,7 +316,7 @@ class Aare:
                 auth = _octets_in(value, 0x80, "AARE authentication value")
             elif tag == 0xBE:
                 user = _octets_in(value, 0x04, "AARE user-information")
-        if context is None or context not in iter(ContextName) or result not in (0, 1, 2):
+        if context is None or context not in _CONTEXTS or result not in (0, 1, 2):
             raise FrameError("AARE: context name or result missing")
         return cls(AssociationResult(result), diag, ContextName(context), mechanism, title, auth, user, provider)
 

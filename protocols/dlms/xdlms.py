@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from amiflow.errors import FrameError
 from amiflow.types import Obis
@@ -383,8 +383,8 @@ class ExceptionResponse:
     service_error: int
     value: int = 0
 
-    STATE: Final = {1: "service-not-allowed", 2: "service-unknown"}
-    SERVICE: Final = {
+    STATE: ClassVar[dict[int, str]] = {1: "service-not-allowed", 2: "service-unknown"}
+    SERVICE: ClassVar[dict[int, str]] = {
         1: "operation-not-possible",
         2: "service-not-supported",
         3: "other-reason",
