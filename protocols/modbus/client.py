@@ -23,7 +23,7 @@ from amiflow.errors import ConfigError, ConnectError, ProtocolError, ReadTimeout
 from amiflow.types import ReadingBatch, Source
 from amiflow.uri import MeterUri
 from protocols.modbus.maps import SUNSPEC_METER_MODELS, load_map, sunspec_model
-from protocols.modbus.registers import Register, RegisterMap, decode_block, encode_value, plan_reads
+from protocols.modbus.registers import Register, RegisterMap, decode_block, encode_value
 from protocols.transport import BusLock, serial_settings
 
 __all__ = ["BUS", "SUNSPEC_BASES", "SUNS", "ModbusMeterClient"]
@@ -217,7 +217,7 @@ class ModbusMeterClient:
         regmap = await self.register_map()
         regs = registers if registers is not None else regmap.registers
         blocks: dict[tuple[int, int], list[int]] = {}
-        for req in plan_reads(regs, max_registers=regmap.max_registers, even=regmap.even, max_gap=regmap.max_gap):
+        for req in regmap.plan(regs):
             blocks[(req.function_code, req.address)] = await self.read_registers(
                 req.function_code, req.address, req.count
             )
@@ -303,4 +303,5 @@ def _limit(regmap: RegisterMap, max_registers: int) -> RegisterMap:
         max_gap=regmap.max_gap,
         sunspec=regmap.sunspec,
         identity=regmap.identity,
+        parts=tuple(_limit(p, max_registers) for p in regmap.parts),
     )

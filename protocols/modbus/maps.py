@@ -176,6 +176,7 @@ def _builtin(name: str) -> RegisterMap:
 def load_map(name: str) -> RegisterMap:
     """A map by name (``sdm630``, ``sdm120``, ``breaker``, ``a+b``) or CSV path. ``sunspec`` is discovered on the
     device: use :func:`sunspec_model` per model found."""
+    name = "+".join(name.split()) if not name.endswith(".csv") else name  # '+' in a URI query decodes to ' '
     if name.endswith(".csv"):
         path = Path(name)
         try:
@@ -202,6 +203,7 @@ def _union(name: str, parts: Iterable[RegisterMap]) -> RegisterMap:
         even=any(m.even for m in maps),
         max_gap=min(m.max_gap for m in maps),
         identity=identity,
+        parts=tuple(maps),
     )
 
 

@@ -93,6 +93,7 @@ class RegisterMap:
     max_gap: int = 16
     sunspec: bool = False
     identity: Mapping[str, str] = field(default_factory=dict)  # identify() key -> register name
+    parts: tuple[RegisterMap, ...] = ()  # a union of maps plans each part's requests within its own limits
 
     def __post_init__(self) -> None:
         if self.word_order not in ("big", "little"):
@@ -102,6 +103,14 @@ class RegisterMap:
 
     def by_name(self) -> dict[str, Register]:
         return {r.name: r for r in self.registers}
+
+    def plan(self, registers: Iterable[Register] | None = None) -> list[Request]:
+        """The requests that read ``registers`` (default: all), each part of a union within its own limits."""
+        wanted = set(self.registers if registers is None else registers)
+        if self.parts:
+            return [req for part in self.parts for req in part.plan([r for r in part.registers if r in wanted])]
+        regs = [r for r in self.registers if r in wanted]
+        return plan_reads(regs, max_registers=self.max_registers, even=self.even, max_gap=self.max_gap)
 
     @property
     def relay(self) -> Register | None:
