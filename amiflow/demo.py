@@ -16,10 +16,12 @@ import importlib.util
 import json
 import logging
 import secrets
+import shutil
 import signal
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +76,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class _RefusedProbeFilter(logging.Filter):
+    """amqtt logs a traceback on the asyncio logger when it refuses the ingest worker's MQTT 5 CONNECT (the worker
+    then falls back to 3.1.1, as it says in its own warning); the demo keeps that noise off the user's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Unhandled exception in client_connected_cb")
+
+
 def _missing_polled_parts() -> list[str]:
     missing = []
     for name in POLLED_PARTS:
@@ -126,7 +136,9 @@ def run_demo(
     fleets: list[FleetRun] = []
     with contextlib.ExitStack() as stack:
         _step(1, "starting PostgreSQL, the MQTT broker and the billing receiver")
-        db = open_database(settings.model_copy(update={"data_dir": out / "data"}))
+        with warnings.catch_warnings():  # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset (containers)
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            db = open_database(settings.model_copy(update={"data_dir": out / "data"}))
         stack.callback(db.close)
         if settings.mqtt_url:
             mqtt_url, prefix, summary.broker = settings.mqtt_url, f"amiflow-demo-{run_tag}/ami/v1", "external"
@@ -134,6 +146,10 @@ def run_demo(
             from amiflow.broker import EmbeddedBroker
 
             broker = EmbeddedBroker()
+            if shutil.which("mosquitto") is None:
+                quiet = _RefusedProbeFilter()
+                logging.getLogger("asyncio").addFilter(quiet)
+                stack.callback(logging.getLogger("asyncio").removeFilter, quiet)
             broker.start()
             stack.callback(broker.stop)
             mqtt_url, prefix = broker.url, "ami/v1"
