@@ -40,6 +40,7 @@ __all__ = [
     "Continue",
     "GetResult",
     "SetOutcome",
+    "Stale",
 ]
 
 MAX_BLOCKS: Final = 10_000
@@ -72,6 +73,13 @@ class Continue:
 
 
 @dataclass(frozen=True, slots=True)
+class Stale:
+    """A response whose invoke id is not the outstanding request's: ignore it and keep waiting."""
+
+    apdu: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class GetResult:
     """Per requested attribute: the A-XDR bytes of its value, or a data-access-result code."""
 
@@ -89,7 +97,7 @@ class ActionOutcome:
     data: bytes | None = None
 
 
-Outcome = Continue | GetResult | SetOutcome | ActionOutcome
+Outcome = Continue | GetResult | SetOutcome | ActionOutcome | Stale
 
 
 class ClientAssociation:
@@ -186,7 +194,7 @@ class ClientAssociation:
             self._op = None
             raise ProtocolError(f"exception-response: {msg.describe()}")
         if getattr(msg, "invoke_id", None) != self._iid:
-            raise ProtocolError(f"DLMS: response invoke id {getattr(msg, 'invoke_id', None)} != request {self._iid}")
+            return Stale(apdu)  # a late answer to an earlier request (after a timeout): not ours
         if self._op == "get" and isinstance(msg, GetResponse):
             return self._on_get(msg)
         if self._op == "set" and isinstance(msg, SetResponse):

@@ -496,9 +496,12 @@ class HdlcConnection:
 
     def _on_i(self, frame: HdlcFrame) -> Event | None:
         if frame.ns != self._vr:
-            if frame.ns == (self._vr - 1) % 8 and self.role is Role.SERVER:
-                for raw in self._last_sent:  # the client repeated its request: our answer was lost
-                    self._out += raw
+            if frame.ns == (self._vr - 1) % 8:
+                if self.role is Role.SERVER:
+                    for raw in self._last_sent:  # the client repeated its request: our answer was lost
+                        self._out += raw
+                elif frame.segmented:  # our RR was lost: acknowledge the repeated segment again
+                    self._emit(HdlcFrame(self._peer, self._local, (self._vr << 5) | POLL | 0x01))
                 return None
             raise ProtocolError(f"HDLC: I-frame N(S)={frame.ns}, expected {self._vr}")
         self._vr = (self._vr + 1) % 8
