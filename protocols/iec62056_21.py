@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
-from amiflow.errors import ConfigError, FrameError, ProtocolError
+from amiflow.errors import ConfigError, FrameError, ProtocolError, TransportError
 from amiflow.types import Issue, ReadingBatch, Source, normalize_unit, parse_obis
 from amiflow.uri import MeterUri
 from protocols.transport import Link, SerialLink, open_link
@@ -359,6 +359,11 @@ class IecClient:
         self.discarded = 0
         self._buf = bytearray()
 
+    @property
+    def pending(self) -> int:
+        """Bytes received and not yet part of an event (a partial answer)."""
+        return len(self._buf)
+
     def send_sign_on(self) -> bytes:
         self.state = "identify"
         self._buf.clear()
@@ -527,11 +532,19 @@ async def read_iec62056_21(uri: MeterUri, *, timeout_s: float) -> Readout:
             await link.write(client.send_option_select())
             if isinstance(link, SerialLink) and client.baudrate != link.settings[0]:
                 baud, bits, parity, stop = link.settings
-                await asyncio.sleep(6 * 10 / baud + 0.05)  # the ACK must leave at the old rate before switching
+                if not link.is_pty:
+                    await asyncio.sleep(6 * 10 / baud + 0.05)  # the ACK must leave at the old rate before switching
                 await link.set_serial(client.baudrate, bits, parity, stop)
             block = await _await_event(link, client, bytes)
         except FrameError as exc:
             raise FrameError(f"{uri.text}: {exc}") from None
+        except TransportError as exc:
+            if client.state == "readout" and client.pending:
+                raise FrameError(f"{uri.text}: readout truncated after {client.pending} bytes ({exc})") from None
+            if client.state == "identify" and client.discarded:
+                detail = f"{client.discarded} bytes of noise and no identification"
+                raise FrameError(f"{uri.text}: {detail} ({exc})") from None
+            raise
     parsed = parse_readout(block, meter=uri.params.get("meter") or None, tz=tz)
     if any(issue.code == "no_meter_id" for issue in parsed.issues):
         parsed = parse_readout(block, meter=ident.text, tz=tz)  # no serial in the readout: name it by its ident

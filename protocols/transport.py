@@ -207,6 +207,13 @@ class SerialLink(_StreamLink):
         except (serial.SerialException, OSError, ValueError, termios.error) as exc:
             raise ConnectError(f"{self.peer}: cannot open: {_one_line(exc)}") from exc
 
+    @property
+    def is_pty(self) -> bool:
+        """True when the path is a pseudo-terminal (no baud pacing: no need to wait for bytes to leave)."""
+        if self._pty is None:
+            self._pty = _is_pty(self.path)
+        return self._pty
+
     def _line(self, settings: SerialSettings) -> SerialSettings:
         """The settings to apply: a Linux pty refuses 7-bit and parity framing (EINVAL), and a pty carries bytes
         unchanged anyway, so on a pty only the baud rate is kept and the framing becomes 8N1."""
