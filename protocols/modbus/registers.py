@@ -256,11 +256,17 @@ def decode_block(
         if isinstance(v, float):
             if reg.scale_ref is not None:
                 sf = raw.get(reg.scale_ref)
-                v = None if not isinstance(sf, float) else v * reg.scale * 10.0**sf
+                v = None if not isinstance(sf, float) else _apply_sf(v * reg.scale, int(sf))
             else:
                 v = v * reg.scale
         out[reg.name] = v
     return out
+
+
+def _apply_sf(value: float, sf: int) -> float:
+    """``value * 10^sf``; a negative factor divides by the exact power of ten, so 2282 with -1 is 228.2 and not
+    228.20000000000002 (multiplying by the inexact 0.1 would leave that noise in stored readings)."""
+    return value / 10.0**-sf if sf < 0 else value * 10.0**sf
 
 
 def _slice(blocks: Mapping[tuple[int, int], Sequence[int]], reg: Register) -> Sequence[int] | None:
