@@ -497,6 +497,22 @@ class ModbusSimulator:
         await self.stop()
 
     @property
+    def pty_path(self) -> str:
+        """The client's end of the pty (RTU over a pty; empty for TCP): the same as ``path``."""
+        return self.path
+
+    @property
+    def now(self) -> float:
+        """The simulated time (epoch seconds) the registers show, drift aside."""
+        return float(self._clock())
+
+    @now.setter
+    def now(self, value: float) -> None:
+        """Freeze the simulated clock at ``value`` (tests move it forward to see the energy registers grow)."""
+        fixed = float(value)
+        self._clock = lambda: fixed
+
+    @property
     def uri(self) -> str:
         """The meter URI a client uses to reach this simulator."""
         params = f"unit={self.unit}&map={self.map_name}"

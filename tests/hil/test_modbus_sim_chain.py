@@ -234,3 +234,17 @@ async def test_plain_pymodbus_client_in_its_own_process_agrees(link: str, tmp_pa
     assert peer["import_kwh"] == pytest.approx(ours["import_energy_active"], rel=1e-6)  # read_all: map units (kWh)
     assert peer["voltage"] == pytest.approx(ours["voltage"], rel=1e-6)
     assert peer["frequency"] == pytest.approx(50.0, abs=0.5)
+
+
+async def test_settable_now_and_pty_path() -> None:
+    async with _sim("pty", map_name="sdm120") as sim:
+        assert sim.pty_path == sim.path and sim.pty_path.startswith("/dev/")
+        sim.now = T0
+        assert sim.now == T0
+        async with _client(sim) as c:
+            first = _readings(await c.read_readings(T0))["1-0:1.8.0"]
+            sim.now = T0 + 86_400
+            second = _readings(await c.read_readings(T0 + 86_400))["1-0:1.8.0"]
+    model = LoadModel(SEED)
+    assert second - first == pytest.approx(float(model.register_wh(3, T0 + 86_400) - model.register_wh(3, T0)), abs=4)
+    assert second > first
