@@ -1,0 +1,254 @@
+"""``amiflow decode p1|iec62056-21|hdlc|dlms-apdu|modbus-map [FILE or -] [--hex]``: decode a capture for an engineer.
+
+Prints JSON in the readings payload shape: ``meter``, ``readings`` [{``obis``, ``ts``, ``value``, ``unit``}] (base
+units, ``ts`` ISO 8601 UTC), plus ``frames`` (what was found in the input) and ``issues`` ({``code``, ``detail``}).
+Exit 0 when everything decoded, 1 when a frame is bad (its issue is printed), 2 when the decoder is not available.
+``--hex`` reads the input as hex text (spaces, colons and newlines ignored).
+
+- ``p1``: one or more DSMR telegrams (CRC checked), split like a serial port stream.
+- ``iec62056-21``: a captured mode C exchange or just the readout (identification line, STX .. ETX BCC, checked);
+  plain data lines without framing are accepted too.
+- ``hdlc`` / ``dlms-apdu``: :func:`protocols.dlms.describe_hdlc` / :func:`protocols.dlms.describe_apdu`.
+- ``modbus-map``: a register map CSV (amiflow/Eastron format): its registers and the coalesced read requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from amiflow.commands import Command
+from amiflow.errors import AmiflowError, ConfigError
+from amiflow.settings import Settings
+from amiflow.types import Issue, ReadingBatch
+from protocols import iec62056_21, p1
+
+__all__ = ["DECODE", "KINDS", "decode_bytes"]
+
+KINDS = ("p1", "iec62056-21", "hdlc", "dlms-apdu", "modbus-map")
+
+
+class _NotBuilt(Exception):
+    pass
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _readings(batch: ReadingBatch) -> list[dict[str, Any]]:
+    return [
+        {"obis": str(o), "ts": _iso(int(t)), "value": float(v), "unit": str(u)}
+        for o, t, v, u in zip(batch.obis, batch.ts, batch.value, batch.unit, strict=True)
+    ]
+
+
+def _issues(issues: Sequence[Issue]) -> list[dict[str, Any]]:
+    return [{"code": i.code, "detail": i.detail, **({"meter": i.meter} if i.meter else {})} for i in issues]
+
+
+def _decode_p1(data: bytes) -> dict[str, Any]:
+    splitter = p1.P1Splitter()
+    splitter.receive_data(data if data.endswith(b"\n") else data + b"\r\n")
+    frames: list[dict[str, Any]] = []
+    readings: list[dict[str, Any]] = []
+    issues: list[Issue] = []
+    meter: str | None = None
+    while (telegram := splitter.next_event()) is not None:
+        batch, found = p1.parse_telegram(telegram)
+        issues += found
+        header = telegram[1 : telegram.find(b"\r")].decode("ascii", "replace") if b"\r" in telegram else ""
+        frames.append({"kind": "p1", "bytes": len(telegram), "header": header, "readings": len(batch)})
+        if len(batch):
+            meter = meter or str(batch.meter[0])
+            readings += _readings(batch)
+    if not frames:
+        issues.append(Issue("no_telegram", "no '/' ... '!' telegram in the input"))
+    return {"meter": meter, "readings": readings, "frames": frames, "issues": _issues(issues)}
+
+
+def _decode_iec(data: bytes) -> dict[str, Any]:
+    frames: list[dict[str, Any]] = []
+    issues: list[Issue] = []
+    for m in re.finditer(rb"/\?([ -~]*)!\r?\n", data):
+        frames.append({"kind": "sign_on", "address": m[1].decode("ascii")})
+    ident = None
+    for m in re.finditer(rb"/(?!\?)[^\r\n]*\r?\n?", data):
+        if data.find(bytes([iec62056_21.STX])) != -1 and m.start() > data.find(bytes([iec62056_21.STX])):
+            break
+        try:
+            ident = iec62056_21.parse_identification(m[0])
+        except AmiflowError:
+            continue
+        frames.append(
+            {
+                "kind": "identification",
+                "manufacturer": ident.manufacturer,
+                "baudrate": ident.baudrate,
+                "ident": ident.ident,
+                "text": ident.text,
+            }
+        )
+        break
+    for m in re.finditer(rb"\x06([0-9])([0-9])([0-9])\r\n", data):
+        frames.append(
+            {
+                "kind": "option_select",
+                "protocol": chr(m[1][0]),
+                "baudrate": iec62056_21.BAUD_RATES.get(chr(m[2][0]), 300),
+                "mode": chr(m[3][0]),
+            }
+        )
+    stx = data.find(bytes([iec62056_21.STX]))
+    block = data[stx:] if stx >= 0 else data
+    if stx < 0 and ident is not None:
+        block = data[data.find(b"\n", data.find(b"/")) + 1 :]
+    parsed = iec62056_21.parse_readout(block, meter=None)
+    if any(i.code == "no_meter_id" for i in parsed.issues):
+        parsed = iec62056_21.parse_readout(block, meter=ident.text if ident else "unknown")
+    issues += parsed.issues
+    frame: dict[str, Any] = {"kind": "readout", "bytes": len(block), "datasets": len(parsed.datasets)}
+    if stx >= 0:
+        frame["bcc_ok"] = not any(i.code == "bad_bcc" for i in parsed.issues)
+    if parsed.serial:
+        frame["serial"] = parsed.serial
+    if parsed.clock:
+        frame["clock"] = parsed.clock.strftime("%Y-%m-%dT%H:%M:%SZ")
+    frames.append(frame)
+    if not parsed.datasets and not any(i.code == "bad_bcc" for i in issues):
+        issues.append(Issue("no_data", "no data lines in the input"))
+    meter = parsed.serial or (str(parsed.readings.meter[0]) if len(parsed.readings) else None)
+    return {"meter": meter, "readings": _readings(parsed.readings), "frames": frames, "issues": _issues(issues)}
+
+
+def _dlms(name: str) -> Callable[[bytes], Any]:
+    try:
+        module = importlib.import_module("protocols.dlms")
+    except ImportError:
+        module = None
+    fn = getattr(module, name, None)
+    if fn is None:
+        raise _NotBuilt(f"protocols.dlms.{name} is missing")
+    return fn  # type: ignore[no-any-return]
+
+
+def _decode_dlms(data: bytes, name: str) -> dict[str, Any]:
+    fn = _dlms(name)
+    try:
+        described = fn(data)
+    except (AmiflowError, ValueError) as exc:
+        return {"meter": None, "readings": [], "frames": [], "issues": [{"code": "bad_frame", "detail": str(exc)}]}
+    frames = described if isinstance(described, list) else [described]
+    return {"meter": None, "readings": [], "frames": frames, "issues": []}
+
+
+def _decode_modbus_map(data: bytes, name: str) -> dict[str, Any]:
+    try:
+        from protocols.modbus.maps import read_map_csv
+    except ImportError:
+        raise _NotBuilt("protocols.modbus offers no map reader") from None
+    try:
+        regmap = read_map_csv(data.decode("utf-8"), name)
+        requests = regmap.plan()
+    except (AmiflowError, UnicodeDecodeError) as exc:
+        return {"meter": None, "readings": [], "frames": [], "issues": [{"code": "bad_map", "detail": str(exc)}]}
+    registers = [
+        {
+            "name": r.name,
+            "address": r.address,
+            "function_code": r.function_code,
+            "type": r.type,
+            "count": r.count,
+            "unit": r.unit,
+            "obis": r.obis,
+            "writable": r.writable,
+        }
+        for r in regmap.registers
+    ]
+    frames = [
+        {
+            "kind": "request",
+            "function_code": q.function_code,
+            "address": q.address,
+            "count": q.count,
+            "registers": [r.name for r in q.registers],
+        }
+        for q in requests
+    ]
+    return {"meter": None, "readings": [], "map": regmap.name, "registers": registers, "frames": frames, "issues": []}
+
+
+def decode_bytes(kind: str, data: bytes, *, name: str = "input") -> dict[str, Any]:
+    """Decode ``data`` as ``kind`` (one of :data:`KINDS`) into the JSON-able result the CLI prints.
+
+    Raises ConfigError for an unknown kind; a missing decoder of another package raises ``LookupError``.
+    """
+    try:
+        if kind == "p1":
+            return _decode_p1(data)
+        if kind == "iec62056-21":
+            return _decode_iec(data)
+        if kind == "hdlc":
+            return _decode_dlms(data, "describe_hdlc")
+        if kind == "dlms-apdu":
+            return _decode_dlms(data, "describe_apdu")
+        if kind == "modbus-map":
+            return _decode_modbus_map(data, name)
+    except _NotBuilt as exc:
+        raise LookupError(str(exc)) from None
+    raise ConfigError(f"decode: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def _from_hex(data: bytes) -> bytes:
+    text = re.sub(r"[\s:,]|0x", "", data.decode("ascii", errors="replace"))
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ConfigError("--hex: the input is not hex text") from None
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=KINDS, help="what the input holds")
+    # the rest by hand: argparse does not match an optional FILE that follows --hex
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="FILE", help="the capture (default - for stdin)")
+    p.add_argument("--hex", action="store_true", help="the input is hex text")
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    rest = [a for a in args.rest if a != "--hex"]
+    args.hex = args.hex or len(rest) < len(args.rest)
+    if len(rest) > 1 or (rest and rest[0].startswith("-") and rest[0] != "-"):
+        raise ConfigError(f"decode {args.kind}: expected one FILE or - (stdin), got {' '.join(args.rest)}")
+    args.file = rest[0] if rest else "-"
+    if args.file == "-":
+        data = sys.stdin.buffer.read()
+        name = "stdin"
+    else:
+        try:
+            with open(args.file, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise ConfigError(f"decode: cannot read {args.file}: {exc.strerror or exc}") from None
+        name = args.file.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if args.hex:
+        data = _from_hex(data)
+    try:
+        result = decode_bytes(args.kind, data, name=name)
+    except LookupError as exc:
+        print(f"decode {args.kind}: not built yet ({exc})", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 1 if result["issues"] else 0
+
+
+DECODE = Command(
+    help="decode a captured P1 telegram, IEC 62056-21 readout, HDLC frame, DLMS APDU or Modbus map",
+    add_arguments=_add_arguments,
+    run=_run,
+)
