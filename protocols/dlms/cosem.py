@@ -1,4 +1,4 @@
-"""COSEM object helpers (DLMS UA 1000-1 "Blue Book"): date-time, scaler_unit, units, selective access, profiles.
+"""COSEM interface-class helpers (DLMS UA 1000-1 "Blue Book"): date-time, scaler_unit, profiles, disconnect control.
 
 date-time octet-string(12) (Blue Book 4.1.6.1)::
 
@@ -6,21 +6,28 @@ date-time octet-string(12) (Blue Book 4.1.6.1)::
     hundredths (0xFF) | deviation i16 minutes (0x8000 unspecified) | clock status (bit 7 DST, bit 0 invalid,
     bit 1 doubtful)
 
-The sign of the deviation differs between meter makes. ``deviation_sign=+1`` (the default) reads it as
-``local = UTC + deviation`` (CET = +60); ``-1`` as ``local = UTC - deviation`` (CET = -60, the older Blue Book
-wording that several makes follow). An unspecified deviation is taken as UTC.
+The sign of the deviation differs between meter makes, so it is a per-meter setting (:class:`Deviation`):
+``blue-book`` reads ``local = UTC - deviation`` (CET = -60, the Blue Book wording most makes follow), ``iso`` reads
+``local = UTC + deviation`` (CET = +60). An unspecified deviation (0x8000) is taken as UTC.
 
-A register's value in the base unit is ``value * 10 ** scaler`` with the unit from :data:`UNITS`.
-A profile generic (class 7) buffer is an array of rows (structures), one column per capture object; a ``null-data``
-cell repeats the previous row's value, and a null clock is the previous clock plus the capture period. Pure code.
+Register (class 3) and extended register (4): value in the base unit = ``value * 10 ** scaler`` (:class:`ScalerUnit`).
+Profile generic (class 7): attribute 2 ``buffer`` is an array of rows, one structure per capture, one cell per
+capture object (attribute 3, :class:`CaptureObject`); a ``null-data`` cell repeats the previous row's cell, and a
+null clock is the previous clock plus the capture period (attribute 4). :func:`decode_profile` reads a buffer
+straight from its A-XDR bytes into numpy columns (the poller's hot path), bounded like :mod:`.axdr`.
+Disconnect control (class 70): :class:`ControlState`, :class:`ControlMode`. Pure code: no I/O, no clock.
 """
 
 from __future__ import annotations
 
+import enum
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
 
 from amiflow.errors import FrameError
 from amiflow.types import Obis, parse_obis
@@ -31,13 +38,16 @@ __all__ = [
     "CLOCK_OBIS",
     "UNITS",
     "CaptureObject",
-    "ProfileRows",
-    "decode_datetime",
-    "decode_profile_rows",
-    "encode_datetime",
+    "ControlMode",
+    "ControlState",
+    "DateTime",
+    "Deviation",
+    "ProfileColumns",
+    "ScalerUnit",
+    "decode_profile",
     "parse_capture_objects",
-    "parse_scaler_unit",
     "range_descriptor",
+    "unit_code",
     "unit_name",
 ]
 
@@ -46,7 +56,7 @@ STATUS_INVALID: Final = 0x01
 STATUS_DOUBTFUL: Final = 0x02
 STATUS_DST: Final = 0x80
 
-#: DLMS unit enumeration (Blue Book table "enumerated values for physical units"), the ones meters use.
+#: DLMS unit enumeration (Blue Book, "enumerated values for physical units"): the ones meters use.
 UNITS: Final = {
     1: "a",
     2: "mo",
@@ -68,9 +78,6 @@ UNITS: Final = {
     34: "C",
     35: "V",
     44: "Hz",
-    45: "1/(Wh)",
-    46: "1/(varh)",
-    47: "1/(VAh)",
     254: "other",
     255: "",
 }
@@ -91,81 +98,185 @@ def unit_code(name: str) -> int:
         raise ValueError(f"no DLMS unit code for {name!r}") from None
 
 
-def encode_datetime(when: datetime, *, deviation_min: int = 0, status: int = 0, deviation_sign: int = 1) -> bytes:
-    """12 bytes for an aware ``when``, expressed in local time ``UTC + deviation_min`` (0 = UTC)."""
-    if when.tzinfo is None:
-        raise ValueError("encode_datetime needs an aware datetime")
-    local = when.astimezone(UTC) + timedelta(minutes=deviation_min)
-    return _DT.pack(
-        local.year,
-        local.month,
-        local.day,
-        local.isoweekday(),
-        local.hour,
-        local.minute,
-        local.second,
-        local.microsecond // 10_000,
-        deviation_min * deviation_sign,
-        status,
-    )
+class Deviation(enum.Enum):
+    """How a make signs the date-time deviation (see the module docstring)."""
+
+    BLUE_BOOK = "blue-book"
+    ISO = "iso"
+
+    @property
+    def sign(self) -> int:
+        """``local = UTC + sign * deviation``."""
+        return -1 if self is Deviation.BLUE_BOOK else 1
 
 
 @dataclass(frozen=True, slots=True)
 class DateTime:
-    """A decoded date-time: ``at`` (aware UTC) and the clock ``status`` byte."""
+    """The fields of a date-time octet-string; ``None`` where unspecified."""
 
-    at: datetime
-    status: int
+    year: int | None
+    month: int | None
+    day: int | None
+    hour: int | None
+    minute: int | None
+    second: int | None
+    hundredths: int | None = None
+    deviation: int | None = 0
+    status: int = 0
+    weekday: int | None = None
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> DateTime:
+        """Decode; FrameError when shorter than 12 bytes. Bytes after the 12th are ignored (a firmware quirk)."""
+        if len(raw) < 12:
+            raise FrameError(f"date-time: {len(raw)} bytes, 12 expected")
+        year, month, day, wd, hour, minute, second, hund, dev, status = _DT.unpack_from(raw)
+
+        def opt(v: int) -> int | None:
+            return None if v == 0xFF else v
+
+        return cls(
+            None if year == 0xFFFF else year,
+            opt(month),
+            opt(day),
+            opt(hour),
+            opt(minute),
+            opt(second),
+            opt(hund),
+            None if dev == -0x8000 else dev,
+            status,
+            opt(wd),
+        )
+
+    def to_bytes(self) -> bytes:
+        def b(v: int | None) -> int:
+            return 0xFF if v is None else v
+
+        return _DT.pack(
+            0xFFFF if self.year is None else self.year,
+            b(self.month),
+            b(self.day),
+            b(self.weekday),
+            b(self.hour),
+            b(self.minute),
+            b(self.second),
+            b(self.hundredths),
+            -0x8000 if self.deviation is None else self.deviation,
+            self.status,
+        )
+
+    @classmethod
+    def from_datetime(
+        cls, when: datetime, *, deviation_min: int = 0, convention: Deviation = Deviation.BLUE_BOOK, status: int = 0
+    ) -> DateTime:
+        """``when`` (aware) as local time ``UTC + deviation_min`` (0: UTC), the deviation signed per ``convention``."""
+        if when.tzinfo is None:
+            raise ValueError("DateTime.from_datetime needs an aware datetime")
+        local = when.astimezone(UTC) + timedelta(minutes=deviation_min)
+        return cls(
+            local.year,
+            local.month,
+            local.day,
+            local.hour,
+            local.minute,
+            local.second,
+            local.microsecond // 10_000,
+            deviation_min * convention.sign,
+            status,
+            local.isoweekday(),
+        )
+
+    def to_datetime(self, convention: Deviation = Deviation.BLUE_BOOK) -> datetime:
+        """The instant (aware, UTC); FrameError when the date or time is unspecified or impossible."""
+        if None in (self.year, self.month, self.day, self.hour, self.minute):
+            raise FrameError(f"date-time {self.to_bytes().hex()}: date or time unspecified")
+        try:
+            local = datetime(
+                self.year or 0,
+                self.month or 0,
+                self.day or 0,
+                self.hour or 0,
+                self.minute or 0,
+                self.second or 0,
+                (self.hundredths or 0) * 10_000,
+                tzinfo=UTC,
+            )
+        except ValueError as exc:
+            raise FrameError(f"date-time {self.to_bytes().hex()}: {exc}") from exc
+        return local - timedelta(minutes=(self.deviation or 0) * convention.sign)
 
     @property
     def doubtful(self) -> bool:
+        """The clock status says invalid or doubtful."""
         return bool(self.status & (STATUS_INVALID | STATUS_DOUBTFUL))
 
 
-def decode_datetime(raw: bytes, *, deviation_sign: int = 1) -> DateTime:
-    """Decode a date-time octet-string; FrameError when it is not 12 bytes or has unspecified date/time fields.
+@dataclass(frozen=True, slots=True)
+class ScalerUnit:
+    """A register's scaler_unit (attribute 3): ``value * 10 ** scaler`` in ``unit`` (a DLMS unit code)."""
 
-    Some stacks append junk after the 12 bytes (a firmware quirk): only the first 12 are read, when present.
-    """
-    if len(raw) < 12:
-        raise FrameError(f"date-time: {len(raw)} bytes, 12 expected")
-    year, month, day, _wd, hour, minute, second, hundredths, deviation, status = _DT.unpack_from(raw)
-    if year == 0xFFFF or 0xFF in (month, day, hour, minute) or month > 12:
-        raise FrameError(f"date-time {raw[:12].hex()}: unspecified or out-of-range fields")
-    try:
-        local = datetime(
-            year,
-            month,
-            day,
-            hour,
-            minute,
-            0 if second == 0xFF else second,
-            0 if hundredths == 0xFF else hundredths * 10_000,
-            tzinfo=UTC,
-        )
-    except ValueError as exc:
-        raise FrameError(f"date-time {raw[:12].hex()}: {exc}") from exc
-    offset = 0 if deviation == -0x8000 else deviation * deviation_sign
-    return DateTime(local - timedelta(minutes=offset), status)
+    scaler: int = 0
+    unit: int = 255
+
+    @classmethod
+    def from_value(cls, value: Any) -> ScalerUnit:
+        """From the decoded structure {integer scaler, enum unit}; FrameError otherwise."""
+        if not isinstance(value, tuple) or len(value) != 2 or not all(isinstance(v, int) for v in value):
+            raise FrameError(f"scaler_unit: expected structure {{integer, enum}}, got {axdr.to_json(value)!r}")
+        if not -128 <= value[0] <= 127:
+            raise FrameError(f"scaler_unit: scaler {value[0]} out of range")
+        return cls(int(value[0]), int(value[1]))
+
+    def to_value(self) -> tuple[axdr.Integer, axdr.Enum]:
+        return (axdr.Integer(self.scaler), axdr.Enum(self.unit))
+
+    def apply(self, value: float) -> float:
+        return float(value) * 10.0**self.scaler
+
+    @property
+    def unit_text(self) -> str:
+        return unit_name(self.unit)
 
 
-def parse_scaler_unit(data: Any) -> tuple[int, int]:
-    """``(scaler, unit code)`` from a decoded scaler_unit structure {integer, enum}; FrameError otherwise."""
-    if not isinstance(data, tuple) or len(data) != 2 or not all(isinstance(v, int) for v in data):
-        raise FrameError(f"scaler_unit: expected structure {{integer, enum}}, got {axdr.to_json(data)!r}")
-    return int(data[0]), int(data[1])
+class ControlState(enum.IntEnum):
+    """Disconnect control attribute 3."""
+
+    DISCONNECTED = 0
+    CONNECTED = 1
+    READY_FOR_RECONNECTION = 2
+
+
+class ControlMode(enum.IntEnum):
+    """Disconnect control attribute 4 (Blue Book 4.5.8). In modes 2 and 4 a remote reconnect only arms the relay
+    (ready_for_reconnection); the customer closes it with the button. Mode 0 refuses every transition."""
+
+    NONE = 0
+    MODE_1 = 1
+    MODE_2 = 2
+    MODE_3 = 3
+    MODE_4 = 4
+    MODE_5 = 5
+    MODE_6 = 6
+
+    @property
+    def reconnect_arms(self) -> bool:
+        return self in (ControlMode.MODE_2, ControlMode.MODE_4)
 
 
 @dataclass(frozen=True, slots=True)
 class CaptureObject:
-    """One column of a profile: the captured object's class, logical name, attribute and data index."""
+    """One profile column: the captured object's class, logical name, attribute and data index."""
 
     class_id: int
     obis: Obis
     attribute: int
     data_index: int = 0
 
-    def to_axdr(self) -> tuple[Any, ...]:
+    @property
+    def is_clock(self) -> bool:
+        return self.class_id == 8 and self.attribute == 2
+
+    def to_value(self) -> tuple[Any, ...]:
         return (
             axdr.LongUnsigned(self.class_id),
             self.obis.to_bytes(),
@@ -174,76 +285,115 @@ class CaptureObject:
         )
 
 
-def parse_capture_objects(data: Any) -> list[CaptureObject]:
-    """Decode attribute 3 of a profile generic: array of {class_id, logical_name, attribute_index, data_index}."""
-    if not isinstance(data, list):
+def parse_capture_objects(value: Any) -> tuple[CaptureObject, ...]:
+    """Attribute 3 of a profile generic: array of {class_id, logical_name, attribute_index, data_index}."""
+    if not isinstance(value, list):
         raise FrameError("capture_objects: expected an array")
     out = []
-    for item in data:
+    for item in value:
         if not isinstance(item, tuple) or len(item) != 4 or not isinstance(item[1], bytes) or len(item[1]) != 6:
             raise FrameError(f"capture_objects: bad entry {axdr.to_json(item)!r}")
         out.append(CaptureObject(int(item[0]), Obis.from_bytes(item[1]), int(item[2]), int(item[3])))
-    return out
+    return tuple(out)
 
 
-def range_descriptor(start: datetime, end: datetime, *, columns: tuple[CaptureObject, ...] = ()) -> Any:
-    """Parameters of selector 1 (range_descriptor) restricting by the clock, ``start``..``end`` inclusive."""
+def range_descriptor(
+    start: datetime,
+    end: datetime,
+    *,
+    convention: Deviation = Deviation.BLUE_BOOK,
+    columns: tuple[CaptureObject, ...] = (),
+) -> Any:
+    """Selector 1 parameters: rows whose clock is in ``start..end`` (inclusive; the client filters ``start <``)."""
     return (
-        CaptureObject(8, CLOCK_OBIS, 2).to_axdr(),
-        encode_datetime(start),
-        encode_datetime(end),
-        [c.to_axdr() for c in columns],
+        CaptureObject(8, CLOCK_OBIS, 2).to_value(),
+        DateTime.from_datetime(start, convention=convention).to_bytes(),
+        DateTime.from_datetime(end, convention=convention).to_bytes(),
+        [c.to_value() for c in columns],
     )
 
 
 @dataclass(frozen=True, slots=True)
-class ProfileRows:
-    """Decoded profile rows: ``ts`` epoch seconds from the clock column, ``columns`` the other cells in order,
-    ``doubtful`` True where the row's clock status flags invalid or doubtful."""
+class ProfileColumns:
+    """A decoded profile buffer: ``ts`` (rows, epoch s of each row's clock) and ``values`` (rows x columns, float64;
+    NaN for cells that are not numbers, and in the clock column)."""
 
-    ts: list[int]
-    columns: list[list[Any]]
-    doubtful: list[bool]
+    ts: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
 
 
-def decode_profile_rows(
-    buffer: Any, *, clock_col: int, capture_period_s: int, deviation_sign: int = 1
-) -> ProfileRows:
-    """Rows of a decoded buffer (array of structures); null cells repeat the previous row (null clock: + period)."""
-    if not isinstance(buffer, list):
-        raise FrameError("profile buffer: expected an array of rows")
-    ts: list[int] = []
-    doubtful: list[bool] = []
-    columns: list[list[Any]] | None = None
-    previous: list[Any] = []
+_NUM: Final = {tag: struct.Struct(cls.fmt) for tag, cls in axdr._INT_TYPES.items()} | {
+    axdr.Tag.FLOAT32: struct.Struct(">f"),
+    axdr.Tag.FLOAT64: struct.Struct(">d"),
+}
+
+
+def decode_profile(
+    raw: bytes, clock_col: int, capture_period_s: int, convention: Deviation = Deviation.BLUE_BOOK
+) -> ProfileColumns:
+    """Decode a profile buffer's A-XDR bytes (array of structures) into columns in one pass.
+
+    Numbers are read in place without building Python values per cell; other cells (strings, nested values) fall
+    back to the generic decoder and become NaN. FrameError for truncated or inconsistent buffers.
+    """
+    data = memoryview(raw)
+    if not raw or raw[0] != axdr.Tag.ARRAY:
+        raise FrameError("profile buffer: expected an array")
+    nrows, pos = axdr.decode_length(data, 1)
+    if nrows > len(raw) - pos:
+        raise FrameError(f"profile buffer: {nrows} rows announced, {len(raw) - pos} bytes left")
+    ts = np.empty(nrows, dtype=np.int64)
+    width = -1
+    values = np.empty((0, 0))
+    previous: list[float] = []
     last_ts: int | None = None
-    for row in buffer:
-        if not isinstance(row, tuple) or not row or clock_col >= len(row):
-            raise FrameError(f"profile buffer: row {len(ts)} is not a structure with a clock column")
-        if columns is None:
-            columns = [[] for _ in range(len(row) - 1)]
-            previous = [None] * len(row)
-        elif len(row) != len(previous):
-            raise FrameError(f"profile buffer: row {len(ts)} has {len(row)} columns, {len(previous)} before")
-        clock = row[clock_col]
-        if clock is None:
-            if last_ts is None or capture_period_s <= 0:
-                raise FrameError("profile buffer: a null clock without a previous row or capture period")
-            last_ts += capture_period_s
-            doubtful.append(doubtful[-1])
-        elif isinstance(clock, bytes | axdr.Raw):
-            decoded = decode_datetime(clock if isinstance(clock, bytes) else clock.data, deviation_sign=deviation_sign)
-            last_ts = int(decoded.at.timestamp())
-            doubtful.append(decoded.doubtful)
-        else:
-            raise FrameError(f"profile buffer: clock cell {axdr.to_json(clock)!r} is not a date-time")
-        ts.append(last_ts)
-        k = 0
-        for i, cell in enumerate(row):
-            if i == clock_col:
+    for r in range(nrows):
+        if pos >= len(raw) or raw[pos] != axdr.Tag.STRUCTURE:
+            raise FrameError(f"profile buffer: row {r} is not a structure")
+        ncols, pos = axdr.decode_length(data, pos + 1)
+        if width < 0:
+            if not 0 <= clock_col < ncols or ncols > 256:
+                raise FrameError(f"profile buffer: {ncols} columns, clock column {clock_col}")
+            width = ncols
+            values = np.full((nrows, width), np.nan)
+            previous = [np.nan] * width
+        elif ncols != width:
+            raise FrameError(f"profile buffer: row {r} has {ncols} columns, {width} before")
+        row = values[r]
+        for c in range(width):
+            if pos >= len(raw):
+                raise FrameError(f"profile buffer: row {r} truncated")
+            tag = raw[pos]
+            if c == clock_col:
+                if tag == axdr.Tag.NULL:
+                    if last_ts is None or capture_period_s <= 0:
+                        raise FrameError("profile buffer: a null clock without a previous row or capture period")
+                    last_ts += capture_period_s
+                    pos += 1
+                else:
+                    cell, pos = axdr.decode_one(data, pos)
+                    if isinstance(cell, axdr.Raw):
+                        cell = cell.data
+                    if not isinstance(cell, bytes):
+                        raise FrameError(f"profile buffer: row {r} clock is not a date-time")
+                    last_ts = int(DateTime.from_bytes(cell).to_datetime(convention).timestamp())
+                ts[r] = last_ts
                 continue
-            value = previous[i] if cell is None else cell
-            previous[i] = value
-            columns[k].append(value)
-            k += 1
-    return ProfileRows(ts, columns or [], doubtful)
+            st = _NUM.get(tag)
+            if st is not None:
+                end = pos + 1 + st.size
+                if end > len(raw):
+                    raise FrameError(f"profile buffer: row {r} truncated")
+                v = float(st.unpack_from(raw, pos + 1)[0])
+                pos = end
+            elif tag == axdr.Tag.NULL:
+                v = previous[c]
+                pos += 1
+            else:
+                cell, pos = axdr.decode_one(data, pos)
+                v = float(cell) if isinstance(cell, int | float) else np.nan
+            row[c] = v
+            previous[c] = v
+    if pos != len(raw):
+        raise FrameError(f"profile buffer: {len(raw) - pos} trailing bytes")
+    return ProfileColumns(ts, values if width >= 0 else np.empty((0, 0)))
