@@ -208,7 +208,13 @@ class ModbusMeterClient:
         regs = tuple(r for p in parts for r in p.registers)
         identity = dict(parts[0].identity) if parts[0].identity else {}
         return RegisterMap(
-            f"sunspec:{mid}", regs, max_registers=125, even=False, max_gap=0, sunspec=True, identity=identity
+            f"sunspec:{mid}",
+            regs,
+            max_registers=125,
+            even=False,
+            max_gap=125,  # the whole chain is readable (SunSpec): a read may span unused points and model headers
+            sunspec=True,
+            identity=identity,
         )
 
     # -- reading ----------------------------------------------------------------------------------------------

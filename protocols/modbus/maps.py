@@ -239,7 +239,7 @@ def sunspec_model(model: int, start: int) -> RegisterMap:
         tuple(regs),
         max_registers=MAX_PDU_REGISTERS,
         even=False,
-        max_gap=0,
+        max_gap=MAX_PDU_REGISTERS,  # every offset of a model is defined (SunSpec): reads may span unused points
         sunspec=True,
         identity={"manufacturer": "Mn", "model": "Md", "firmware": "Vr", "serial": "SN"} if model == 1 else {},
     )

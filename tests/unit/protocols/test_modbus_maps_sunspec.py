@@ -155,7 +155,8 @@ def test_scale_factors_apply_and_a_missing_factor_leaves_the_value_out() -> None
     acc = by["TotWhImp"].address - 40070
     image[acc : acc + 2] = [0x0001, 0x86A0]  # 100000 Wh * 10^0
     out = decode_block(m, {(3, 40070): image})
-    assert out["A"] == 12.34 and out["W"] == -100.0  # exactly the decimal the meter means and out["TotWhImp"] == 100000.0
+    assert out["A"] == 12.34  # exactly the decimal the meter means
+    assert out["W"] == -100.0 and out["TotWhImp"] == 100000.0
     assert out["PhVphA"] is None
     assert out["TotWhExp"] is None  # acc32 0
 
@@ -266,7 +267,9 @@ async def test_sunspec_walk_finds_models_by_length_and_reads_scaled_values(
     assert chain[-1][1] == meter_at  # found by walking, not by a hard-coded offset
     ident = await client.identify()
     assert ident["manufacturer"] == "amiflow" and ident["serial"] == "SN-42" and ident["model"] == "SIM-203"
+    before = len(client.reads)
     batch = await client.read_readings(1_700_000_000)
+    assert len(client.reads) - before == 1  # one request spans the model's unused points
     got = dict(zip(batch.obis, batch.value, strict=True))
     assert got["1-0:32.7.0"] == pytest.approx(230.1, rel=1e-6)
     assert got["1-0:1.8.0"] == 123456.0 and got["1-0:1.7.0"] == 250.0
