@@ -430,7 +430,9 @@ class ModbusSimulator:
             return data[: max(1, len(data) // 2)]
         if self.kind == "pty":  # RTU: break the CRC
             return data[:-1] + bytes([data[-1] ^ 0xFF])
-        return data[:7] + bytes([data[7] | 0x80, 0x04]) + data[9:]  # TCP: a garbled function code
+        if len(data) > 9:  # TCP has no CRC: break the PDU's byte count so the frame contradicts itself
+            return data[:8] + bytes([(data[8] + 3) & 0xFF]) + data[9:]
+        return data[:4] + b"\xff\xff" + data[6:]  # or its MBAP length
 
     def _device(self) -> Any:
         from pymodbus.simulator import DataType, SimData, SimDevice
