@@ -482,6 +482,7 @@ class HdlcConnection:
     def _on_snrm(self, frame: HdlcFrame) -> Event | None:
         if self.role is Role.CLIENT:
             raise ProtocolError("HDLC: a server sent SNRM")
+        self._peer = frame.src  # a server serves whichever client SAP connects
         theirs = HdlcParameters.from_bytes(frame.info)
         self.params = HdlcParameters(
             min(self._proposed.max_info_tx, theirs.max_info_rx),
