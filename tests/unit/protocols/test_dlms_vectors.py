@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from amiflow.errors import ConnectError, FrameError, ProtocolError
@@ -13,9 +14,9 @@ from protocols.dlms import axdr
 from protocols.dlms.acse import Aare, Aarq, AssociationResult, InitiateRequest, InitiateResponse, Mechanism, Rlrq
 from protocols.dlms.cosem import (
     CaptureObject,
-    decode_datetime,
-    decode_profile_rows,
-    encode_datetime,
+    DateTime,
+    Deviation,
+    decode_profile,
     parse_capture_objects,
     range_descriptor,
 )
@@ -54,11 +55,10 @@ SNRM = bytes.fromhex("7EA0070321930F017E")
 DISC = bytes.fromhex("7EA00703215303C77E")
 AARQ_NONE = bytes.fromhex("601DA109060760857405080101BE10040E01000000065F1F0400007E1F04B0")
 AARQ_LLS = bytes.fromhex(
-    "6036A1090607608574050801018A0207808B0760857405080201AC0A80083132333435363738"
-    "BE10040E01000000065F1F0400007E1F04B0"
+    "6036A1090607608574050801018A0207808B0760857405080201AC0A80083132333435363738BE10040E01000000065F1F0400007E1F04B0"
 )
 AARE_OK = bytes.fromhex("6129A109060760857405080101A203020100A305A103020100BE10040E0800065F1F040000501F01F40007")
-GET_CLOCK = bytes.fromhex("C001C1000800000100FF0200")
+GET_CLOCK = bytes.fromhex("C001C100080000010000FF0200")
 
 
 def test_crc16_x25_check_value() -> None:
@@ -102,12 +102,12 @@ def test_get_request_and_responses() -> None:
     assert GetRequest(1, 0xC1, ((CLOCK, None),)).to_bytes() == GET_CLOCK
     assert parse_xdlms(GET_CLOCK) == GetRequest(1, 0xC1, ((CLOCK, None),))
     when = datetime(2026, 11, 1, 12, 30, 15, tzinfo=UTC)
-    value = axdr.encode(encode_datetime(when))
+    value = axdr.encode(DateTime.from_datetime(when).to_bytes())
     raw = bytes.fromhex("C401C100") + value
     response = parse_xdlms(raw)
     assert isinstance(response, GetResponse) and response.to_bytes() == raw
     cell = axdr.decode(response.results[0][0] or b"")
-    assert decode_datetime(cell).at == when
+    assert DateTime.from_bytes(cell).to_datetime() == when
     denied = parse_xdlms(bytes.fromhex("C401C10103"))
     assert isinstance(denied, GetResponse) and denied.results == ((None, 3),)
     block = GetResponse(2, 0xC1, ((b"\x01\x02", None),), last=False, block=1).to_bytes()
@@ -118,14 +118,14 @@ def test_get_request_and_responses() -> None:
 
 def test_action_set_and_exception() -> None:
     relay = AttributeDescriptor(70, parse_obis("0-0:96.3.10"), 1)
-    raw = bytes.fromhex("C301C100460000600300FF01010F00")
+    raw = bytes.fromhex("C301C10046000060030AFF01010F00")
     assert ActionRequest(0xC1, relay, axdr.encode(axdr.Integer(0))).to_bytes() == raw
     assert parse_xdlms(raw) == ActionRequest(0xC1, relay, b"\x0f\x00")
     assert parse_xdlms(bytes.fromhex("C701C10000")) == ActionResponse(0xC1, 0)
     assert parse_xdlms(bytes.fromhex("C701C10300")) == ActionResponse(0xC1, 3)
     exc = parse_xdlms(bytes.fromhex("D80101"))
     assert isinstance(exc, ExceptionResponse) and exc.describe() == "service-not-allowed, operation-not-possible"
-    new = axdr.encode(encode_datetime(datetime(2026, 1, 1, tzinfo=UTC)))
+    new = axdr.encode(DateTime.from_datetime(datetime(2026, 1, 1, tzinfo=UTC)).to_bytes())
     req = SetRequest(1, 0xC2, CLOCK, new)
     assert parse_xdlms(req.to_bytes()) == req
 
@@ -139,34 +139,44 @@ def test_selective_access_round_trip() -> None:
     assert back.items[0][1] is not None and back.items[0][1].selector == 1
 
 
-@pytest.mark.parametrize("sign", [1, -1])
-def test_datetime_deviation_sign_and_junk(sign: int) -> None:
+@pytest.mark.parametrize("convention", list(Deviation))
+def test_datetime_deviation_sign_and_junk(convention: Deviation) -> None:
     when = datetime(2026, 3, 29, 1, 15, tzinfo=UTC)
-    raw = encode_datetime(when, deviation_min=60, deviation_sign=sign)
-    assert raw[4] == 2  # 02:15 local time (CET)
-    assert decode_datetime(raw, deviation_sign=sign).at == when
-    assert decode_datetime(raw + b"\x00\x17", deviation_sign=sign).at == when  # trailing junk of some firmwares
+    raw = DateTime.from_datetime(when, deviation_min=60, convention=convention).to_bytes()
+    assert raw[5] == 2  # 02:15 local time (CET)
+    assert int.from_bytes(raw[9:11], "big", signed=True) == 60 * convention.sign
+    assert DateTime.from_bytes(raw).to_datetime(convention) == when
+    assert DateTime.from_bytes(raw + b"\x00\x17").to_datetime(convention) == when  # trailing junk (firmware quirk)
     with pytest.raises(FrameError):
-        decode_datetime(raw[:11])
+        DateTime.from_bytes(raw[:11])
     with pytest.raises(FrameError):
-        decode_datetime(b"\xff\xff" + raw[2:])
+        DateTime.from_bytes(b"\xff\xff" + raw[2:]).to_datetime(convention)
+    unspecified = DateTime.from_bytes(raw[:9] + b"\x80\x00\x00")
+    assert unspecified.deviation is None and unspecified.to_datetime(convention).hour == 2
 
 
 def test_profile_rows_with_null_compression() -> None:
     t0 = datetime(2026, 1, 1, 0, 15, tzinfo=UTC)
     rows = [
-        (encode_datetime(t0), axdr.DoubleLongUnsigned(100)),
-        (None, axdr.DoubleLongUnsigned(120)),
-        (None, None),
+        (DateTime.from_datetime(t0).to_bytes(), axdr.DoubleLongUnsigned(100), "x"),
+        (None, axdr.Long(-120), "y"),
+        (None, None, None),
     ]
-    decoded = decode_profile_rows(axdr.decode(axdr.encode(rows)), clock_col=0, capture_period_s=900)
+    decoded = decode_profile(axdr.encode(rows), 0, 900)
     start = int(t0.timestamp())
-    assert decoded.ts == [start, start + 900, start + 1800]
-    assert decoded.columns == [[100, 120, 120]]
+    assert decoded.ts.tolist() == [start, start + 900, start + 1800]
+    assert decoded.values[:, 1].tolist() == [100.0, -120.0, -120.0]
+    assert np.isnan(decoded.values[:, 2]).all() and np.isnan(decoded.values[:, 0]).all()
+    assert decode_profile(axdr.encode([]), 0, 900).ts.size == 0
     with pytest.raises(FrameError):
-        decode_profile_rows([(None, axdr.Unsigned(1))], clock_col=0, capture_period_s=900)
-    caps = [CaptureObject(8, parse_obis("0-0:1.0.0"), 2), CaptureObject(3, parse_obis("1-0:1.29.0"), 2)]
-    assert parse_capture_objects(axdr.decode(axdr.encode([c.to_axdr() for c in caps]))) == caps
+        decode_profile(axdr.encode([(None, axdr.Unsigned(1))]), 0, 900)
+    good = axdr.encode(rows)
+    for cut in range(len(good)):  # every truncation is a FrameError, never a hang or a wrong answer
+        with pytest.raises(FrameError):
+            decode_profile(good[:cut], 0, 900)
+    caps = (CaptureObject(8, parse_obis("0-0:1.0.0"), 2), CaptureObject(3, parse_obis("1-0:1.29.0"), 2))
+    assert parse_capture_objects(axdr.decode(axdr.encode([c.to_value() for c in caps]))) == caps
+    assert caps[0].is_clock and not caps[1].is_clock
 
 
 # -- streams -------------------------------------------------------------------------------------------------------
@@ -228,7 +238,7 @@ def test_hdlc_bad_fcs_raises_then_next_frame_parses() -> None:
     bad[-2] ^= 0xFF
     framer = HdlcFramer()
     framer.receive_data(bytes(bad) + DISC)
-    with pytest.raises(FrameError, match="FCS|HCS"):
+    with pytest.raises(FrameError, match=r"FCS|HCS"):
         framer.next_event()
     assert framer.next_event() == HdlcFrame.from_bytes(DISC)
 
