@@ -78,6 +78,9 @@ class Summary:
     faults: dict[str, int] = field(default_factory=dict)
     polls_ok: int | None = None
     polls_failed: int | None = None
+    polled_readings: int | None = None
+    polled_days: int = 0
+    commissioning: dict[str, str] = field(default_factory=dict)
     meters_billed: int = 0
     bills_issued: int = 0
     bills_total: dict[str, str] = field(default_factory=dict)
@@ -126,7 +129,11 @@ def format_summary(s: Summary) -> str:
     if s.polls_ok is None:
         lines.append("  polls ok/failed: not measured (see 'not built yet' below)")
     else:
-        lines.append(f"  polls ok {s.polls_ok}, failed {s.polls_failed}")
+        lines.append(
+            f"  polls ok {s.polls_ok}, failed {s.polls_failed} over {s.polled_days} days; polled readings stored"
+            f" {s.polled_readings};"
+            f" commissioning: {_kv(s.commissioning)}"
+        )
     total = ", ".join(f"{v} {k}" for k, v in sorted(s.bills_total.items())) or "0"
     lines += [
         f"  bills issued {s.bills_issued} for {s.meters_billed} meters billed, total {total}; "

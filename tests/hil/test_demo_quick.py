@@ -62,6 +62,14 @@ def test_demo_quick_summary_matches_the_database(
     )
     assert bills == s["bills_issued"] == s["meters_billed"] == METERS
     assert s["meters_by_protocol"]["mqtt"] == METERS
+    # --quick polls the polled meters for the month's last 2 days only: their bills are held back, not made up
+    polled = sum(n for p, n in s["meters_by_protocol"].items() if p != "mqtt")
+    assert s["bills_skipped"] == ({"too_much_estimated": polled} if polled else {})
+    if polled:
+        assert s["polls_ok"] > 0 and s["polled_days"] == 2
+        assert set(s["commissioning"].values()) == {"passed"}
+        polled_rows = scalar(db_conn, "SELECT count(*) FROM amiflow.readings WHERE source <> 1")
+        assert polled_rows == s["polled_readings"] > 0
     total = scalar(db_conn, "SELECT sum(total) FROM amiflow.v_bills WHERE status = 'issued'")
     assert f"{total:.2f}" == s["bills_total"]["USD"]
 
