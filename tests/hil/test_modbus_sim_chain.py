@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from amiflow.errors import ConfigError, ConnectError, ProtocolError, ReadTimeout
+from amiflow.errors import ConfigError, ConnectError, ProtocolError, ReadTimeout, TransportError
 from amiflow.uri import parse_meter_uri
 from protocols.modbus import ModbusMeterClient
 from simulators.load import LoadModel
-from simulators.modbus import ModbusSimulator
+from simulators.modbus import ModbusSimulator, parse_sim_faults
 
 T0 = 1_767_225_600 + 12 * 3600  # 2026-01-01 12:00 UTC
 SEED = 7
@@ -248,3 +248,34 @@ async def test_settable_now_and_pty_path() -> None:
     model = LoadModel(SEED)
     assert second - first == pytest.approx(float(model.register_wh(3, T0 + 86_400) - model.register_wh(3, T0)), abs=4)
     assert second > first
+
+
+@pytest.mark.parametrize("link", ["tcp://127.0.0.1:0", "pty"])
+@pytest.mark.parametrize("fault", ["timeout", "exception", "corrupt", "truncate"])
+async def test_the_same_connection_recovers_after_each_fault(link: str, fault: str) -> None:
+    """RTU and most TCP faults leave the connection usable. A TCP frame that contradicts its own length makes
+    pymodbus drop the connection: the client says so (TransportError) and a new connection reads again."""
+    outcomes: list[bool] = []
+    dropped = False
+    async with _sim(link, map_name="sdm120", faults=f"{fault}=0.5") as sim:
+        async with _client(sim, timeout_s=0.25) as c:
+            for _ in range(8):
+                try:
+                    got = _readings(await c.read_readings(T0))
+                except (ReadTimeout, ProtocolError):
+                    outcomes.append(False)
+                    continue
+                except TransportError as exc:
+                    assert sim.uri in str(exc) and link.startswith("tcp") and fault == "corrupt"
+                    dropped = True
+                    break
+                _check_plausible(got, float(LoadModel(SEED).register_wh(3, T0)))
+                outcomes.append(True)
+        assert False in outcomes or dropped
+        if dropped:
+            sim.faults = parse_sim_faults(None)
+            async with _client(sim) as fresh:
+                _check_plausible(_readings(await fresh.read_readings(T0)), float(LoadModel(SEED).register_wh(3, T0)))
+            return
+    first_failure = outcomes.index(False)
+    assert any(outcomes[first_failure:]), outcomes  # a good read after a fault, on the same connection
