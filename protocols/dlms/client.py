@@ -266,14 +266,18 @@ class DlmsClient:
         return event.apdu
 
     # -- generic services ------------------------------------------------------------------------------------------
-    async def get_raw(self, class_id: int, obis: str | Obis, attribute: int, access: AccessSelection | None = None) -> bytes:
+    async def get_raw(
+        self, class_id: int, obis: str | Obis, attribute: int, access: AccessSelection | None = None
+    ) -> bytes:
         """GET one attribute; its A-XDR bytes. ProtocolError naming the data-access-result when refused."""
         ln = parse_obis(obis) if isinstance(obis, str) else obis
         outcome = await self._request(self._assoc.get(AttributeDescriptor(class_id, ln, attribute), access))
         assert isinstance(outcome, GetResult)
         raw, err = outcome.items[0]
         if raw is None:
-            raise ProtocolError(f"{self.uri}: GET {ln} attribute {attribute}: {result_name(DataAccessResult, err or 0)}")
+            raise ProtocolError(
+                f"{self.uri}: GET {ln} attribute {attribute}: {result_name(DataAccessResult, err or 0)}"
+            )
         return raw
 
     async def get(self, class_id: int, obis: str | Obis, attribute: int, access: AccessSelection | None = None) -> Any:
@@ -301,7 +305,9 @@ class DlmsClient:
         outcome = await self._request(self._assoc.set(AttributeDescriptor(class_id, ln, attribute), axdr.encode(value)))
         assert isinstance(outcome, SetOutcome)
         if outcome.result != DataAccessResult.SUCCESS:
-            raise ProtocolError(f"{self.uri}: SET {ln} attribute {attribute}: {result_name(DataAccessResult, outcome.result)}")
+            raise ProtocolError(
+                f"{self.uri}: SET {ln} attribute {attribute}: {result_name(DataAccessResult, outcome.result)}"
+            )
 
     async def action(self, class_id: int, obis: str | Obis, method: int, params: Any = None) -> Any:
         ln = parse_obis(obis) if isinstance(obis, str) else obis
@@ -317,7 +323,10 @@ class DlmsClient:
         """Serial (0-0:96.1.0), model (0-0:96.1.1), firmware (1-0:0.2.0), logical device name (0-0:42.0.0) and the
         manufacturer (the FLAG id: the first three letters of the logical device name); None where absent."""
         values = await self.get_many([(c, o, 2) for _, c, o in _IDENTITY])
-        out = {name: (None if isinstance(v, DataAccessResult) else _text(v)) for (name, _, _), v in zip(_IDENTITY, values)}
+        out = {
+            name: (None if isinstance(v, DataAccessResult) else _text(v))
+            for (name, _, _), v in zip(_IDENTITY, values, strict=True)
+        }
         ldn = out.get("logical_device_name")
         out["manufacturer"] = ldn[:3] if ldn and len(ldn) >= 3 else None
         return out
@@ -341,7 +350,7 @@ class DlmsClient:
             raise ProtocolError(f"{self.uri}: {ln} value is not a number: {value!r}")
         scaler = ScalerUnit() if isinstance(su, DataAccessResult) else ScalerUnit.from_value(su)
         self._scalers[ln] = scaler
-        return scaler.apply(value), scaler.unit_text
+        return _scaled(float(value), scaler.scaler), scaler.unit_text
 
     async def read_clock(self) -> datetime:
         raw = await self.get(8, CLOCK_OBIS, 2)
@@ -383,8 +392,12 @@ class DlmsClient:
             if c == clock_col or obj.class_id not in (1, 3, 4) or obj.attribute != 2:
                 continue
             su = await self.scaler_unit(obj.obis, obj.class_id) if obj.class_id in (3, 4) else ScalerUnit()
-            base, factor = normalize_unit(su.unit_text) if su.unit_text in ("Wh", "W", "var", "varh", "V", "A", "Hz", "VA", "") else (su.unit_text, 1.0)
-            values = cols.values[:, c] * (10.0**su.scaler) * factor
+            base, factor = (
+                normalize_unit(su.unit_text)
+                if su.unit_text in ("Wh", "W", "var", "varh", "V", "A", "Hz", "VA", "")
+                else (su.unit_text, 1.0)
+            )
+            values = _scaled(cols.values[:, c], su.scaler) * factor
             mask = keep & ~np.isnan(values)
             batches.append(
                 ReadingBatch.from_columns(
@@ -418,11 +431,18 @@ class DlmsClient:
 
     async def read_disconnect_state(self) -> tuple[bool, int, int]:
         """(output_state, control_state, control_mode) of 0-0:96.3.10."""
-        out, state, mode = await self.get_many([(70, DISCONNECT_OBIS, 2), (70, DISCONNECT_OBIS, 3), (70, DISCONNECT_OBIS, 4)])
+        out, state, mode = await self.get_many(
+            [(70, DISCONNECT_OBIS, 2), (70, DISCONNECT_OBIS, 3), (70, DISCONNECT_OBIS, 4)]
+        )
         for v in (out, state, mode):
             if isinstance(v, DataAccessResult):
                 raise ProtocolError(f"{self.uri}: disconnect control: {result_name(DataAccessResult, v)}")
         return bool(out), ControlState(int(state)), int(mode)
+
+
+def _scaled(value: Any, scaler: int) -> Any:
+    """``value * 10**scaler``, dividing for negative scalers so 2286 at -1 is 228.6, not 228.60000000000002."""
+    return value / 10.0**-scaler if scaler < 0 else value * 10.0**scaler
 
 
 def _dar(err: int | None) -> DataAccessResult:

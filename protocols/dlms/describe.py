@@ -60,7 +60,7 @@ class _Describer:
             aarq = Aarq.from_bytes(data)
             out: dict[str, Any] = {"apdu": "AARQ", "context": aarq.context.name, "mechanism": aarq.mechanism.name}
             if aarq.auth_value is not None:
-                out["authentication_value"] = "(hidden, %d bytes)" % len(aarq.auth_value)
+                out["authentication_value"] = f"(hidden, {len(aarq.auth_value)} bytes)"
             if aarq.user_information[:1] == b"\x01":
                 init = InitiateRequest.from_bytes(aarq.user_information)
                 out.update(conformance=f"{init.conformance:06X}", max_pdu=init.max_pdu)
@@ -105,7 +105,7 @@ class _Describer:
 
     def _get_response(self, msg: GetResponse) -> dict[str, Any]:
         iid = msg.invoke_id & 0x0F
-        out: dict[str, Any] = {"apdu": f"GET-Response-{ {1: 'normal', 2: 'with-datablock', 3: 'with-list'}[msg.kind]}"}
+        out: dict[str, Any] = {"apdu": f"GET-Response-{ {1: 'normal', 2: 'with-datablock', 3: 'with-list'}[msg.kind] }"}
         out["invoke_id"] = iid
         if msg.kind == 2:
             out.update(block=msg.block, last=msg.last, bytes=len(msg.results[0][0] or b""))
