@@ -13,6 +13,7 @@ its pass 3/4 exchange, so asking for it is a ConfigError.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -168,7 +169,7 @@ class ClientAssociation:
     def get(self, desc: AttributeDescriptor, access: AccessSelection | None = None) -> bytes:
         return GetRequest(1, self._start("get"), ((desc, access),)).to_bytes()
 
-    def get_with_list(self, items: list[tuple[AttributeDescriptor, AccessSelection | None]]) -> bytes:
+    def get_with_list(self, items: Sequence[tuple[AttributeDescriptor, AccessSelection | None]]) -> bytes:
         return GetRequest(3, self._start("get"), tuple(items)).to_bytes()
 
     def set(self, desc: AttributeDescriptor, data: bytes, access: AccessSelection | None = None) -> bytes:
@@ -229,9 +230,7 @@ class ClientAssociation:
         if msg.kind == 2 and self._set_chunks:
             chunk = self._set_chunks.pop(0)
             block = msg.block + 1
-            return Continue(
-                SetRequest(3, self._iid, None, chunk, last=not self._set_chunks, block=block).to_bytes()
-            )
+            return Continue(SetRequest(3, self._iid, None, chunk, last=not self._set_chunks, block=block).to_bytes())
         self._op = None
         return SetOutcome(msg.result)
 

@@ -392,11 +392,10 @@ class DlmsClient:
             if c == clock_col or obj.class_id not in (1, 3, 4) or obj.attribute != 2:
                 continue
             su = await self.scaler_unit(obj.obis, obj.class_id) if obj.class_id in (3, 4) else ScalerUnit()
-            base, factor = (
-                normalize_unit(su.unit_text)
-                if su.unit_text in ("Wh", "W", "var", "varh", "V", "A", "Hz", "VA", "")
-                else (su.unit_text, 1.0)
-            )
+            try:
+                base, factor = normalize_unit(su.unit_text)
+            except ValueError:  # a unit amiflow has no base for (°C, %, ...): kept as the meter says
+                base, factor = su.unit_text, 1.0
             values = _scaled(cols.values[:, c], su.scaler) * factor
             mask = keep & ~np.isnan(values)
             batches.append(
