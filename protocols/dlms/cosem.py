@@ -33,6 +33,7 @@ from amiflow.errors import FrameError
 from amiflow.types import Obis, parse_obis
 
 from . import axdr
+from .xdlms import AccessSelection
 
 __all__ = [
     "CLOCK_OBIS",
@@ -46,6 +47,7 @@ __all__ = [
     "ScalerUnit",
     "decode_profile",
     "parse_capture_objects",
+    "parse_range_descriptor",
     "range_descriptor",
     "unit_code",
     "unit_name",
@@ -303,14 +305,31 @@ def range_descriptor(
     *,
     convention: Deviation = Deviation.BLUE_BOOK,
     columns: tuple[CaptureObject, ...] = (),
-) -> Any:
-    """Selector 1 parameters: rows whose clock is in ``start..end`` (inclusive; the client filters ``start <``)."""
-    return (
-        CaptureObject(8, CLOCK_OBIS, 2).to_value(),
-        DateTime.from_datetime(start, convention=convention).to_bytes(),
-        DateTime.from_datetime(end, convention=convention).to_bytes(),
-        [c.to_value() for c in columns],
+) -> AccessSelection:
+    """Selector 1 (range_descriptor): rows whose clock is in ``start..end`` (inclusive; the client filters
+    ``start <``), restricted by the clock (class 8, 0-0:1.0.0, attribute 2); ``columns`` empty = all columns."""
+    return AccessSelection(
+        1,
+        (
+            CaptureObject(8, CLOCK_OBIS, 2).to_value(),
+            DateTime.from_datetime(start, convention=convention).to_bytes(),
+            DateTime.from_datetime(end, convention=convention).to_bytes(),
+            [c.to_value() for c in columns],
+        ),
     )
+
+
+def parse_range_descriptor(
+    access: AccessSelection, convention: Deviation = Deviation.BLUE_BOOK
+) -> tuple[datetime, datetime]:
+    """(from, to) of a selector-1 access (the server side); FrameError when it is not a clock range."""
+    p = access.parameters
+    if access.selector != 1 or not isinstance(p, tuple) or len(p) != 4:
+        raise FrameError(f"range_descriptor: selector {access.selector} with {axdr.to_json(p)!r}")
+    ends = [v.data if isinstance(v, axdr.Raw) else v for v in p[1:3]]
+    if not all(isinstance(v, bytes) for v in ends):
+        raise FrameError("range_descriptor: from/to are not date-time values")
+    return DateTime.from_bytes(ends[0]).to_datetime(convention), DateTime.from_bytes(ends[1]).to_datetime(convention)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from protocols.dlms.cosem import (
     Deviation,
     decode_profile,
     parse_capture_objects,
+    parse_range_descriptor,
     range_descriptor,
 )
 from protocols.dlms.hdlc import (
@@ -131,12 +132,16 @@ def test_action_set_and_exception() -> None:
 
 
 def test_selective_access_round_trip() -> None:
-    params = range_descriptor(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+    lo, hi = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    access = range_descriptor(lo, hi)
     desc = AttributeDescriptor(7, parse_obis("1-0:99.1.0"), 2)
-    req = GetRequest(1, 0xC3, ((desc, AccessSelection(1, params)),))
+    req = GetRequest(1, 0xC3, ((desc, access),))
     back = parse_xdlms(req.to_bytes())
     assert isinstance(back, GetRequest) and back.to_bytes() == req.to_bytes()
-    assert back.items[0][1] is not None and back.items[0][1].selector == 1
+    got = back.items[0][1]
+    assert got is not None and got.selector == 1 and parse_range_descriptor(got) == (lo, hi)
+    with pytest.raises(FrameError):
+        parse_range_descriptor(AccessSelection(2, (axdr.DoubleLongUnsigned(1),)))
 
 
 @pytest.mark.parametrize("convention", list(Deviation))
