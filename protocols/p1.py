@@ -277,6 +277,10 @@ def build_telegram(header: str, lines: Iterable[str], *, crc: bool = True) -> by
     return raw + b"\r\n"
 
 
+_TRAILER_RE = re.compile(rb"[0-9A-Fa-f]{0,4}\r?\n")
+_TRAILER_PREFIX_RE = re.compile(rb"[0-9A-Fa-f]{0,4}\r?")
+
+
 class P1Splitter:
     """Streaming sans-I/O splitter for a P1 serial port: ``receive_data(chunk)``, then ``next_event()`` until it
     returns NEED_DATA. Each event is one complete telegram (``/`` .. CRC CR LF) as bytes; bytes before a ``/`` are
@@ -302,11 +306,8 @@ class P1Splitter:
             if start:
                 self.discarded += start
                 del self._buf[:start]
-            bang = self._buf.find(b"!")
+            bang = self._end_mark()
             nl = self._buf.find(b"\n", bang) if bang >= 0 else -1
-            if bang >= 0 and nl < 0 and len(self._buf) - bang > 8:  # '!' + 4 hex + CR LF at most: a stray '!'
-                self._drop_first()
-                continue
             if nl < 0:
                 if len(self._buf) > self.max_bytes:
                     self._drop_first()
@@ -320,6 +321,17 @@ class P1Splitter:
             telegram = bytes(self._buf[: nl + 1])
             del self._buf[: nl + 1]
             return telegram
+
+    def _end_mark(self) -> int:
+        """The first '!' followed by a CRC trailer (up to 4 hex digits, CR LF) or a prefix of one; -1 if none.
+        A '!' followed by anything else is stray (noise or a truncated telegram) and is passed over."""
+        bang = self._buf.find(b"!")
+        while bang >= 0:
+            tail = bytes(self._buf[bang + 1 : bang + 7])
+            if _TRAILER_RE.match(tail) or _TRAILER_PREFIX_RE.fullmatch(tail):
+                return bang
+            bang = self._buf.find(b"!", bang + 1)
+        return -1
 
     def _drop_first(self) -> None:
         self.discarded += 1
