@@ -141,8 +141,10 @@ def plan_reads(
     out: list[Request] = []
     by_fc: dict[int, list[Register]] = {}
     for r in registers:
-        if r.count > max_registers:
-            raise ConfigError(f"register {r.name}: {r.count} registers exceed the limit of {max_registers}")
+        # with ``even`` a value at an odd address is read from the even address before it, rounded to even
+        need = _even(r.end - (r.address - r.address % 2)) if even else r.count
+        if need > max_registers:
+            raise ConfigError(f"register {r.name}: {need} registers exceed the limit of {max_registers}")
         by_fc.setdefault(r.function_code, []).append(r)
     for fc, regs in sorted(by_fc.items()):
         regs.sort(key=lambda r: (r.address, r.count))

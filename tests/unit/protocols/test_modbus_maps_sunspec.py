@@ -305,3 +305,29 @@ async def test_eastron_read_readings_in_base_units_and_word_order_param() -> Non
     assert len(set(batch.obis)) == len(batch.obis)
     assert all(c % 2 == 0 and c <= 80 for _fc, _a, c in client.reads)
     assert not np.isnan(batch.value).any() and not math.isnan(sum(got.values()))
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 600), st.sampled_from([3, 4]), st.sampled_from(["float32", "uint16", "acc32"])),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(2, 125),
+    st.booleans(),
+    st.integers(0, 32),
+)
+def test_coalescing_invariants(rows: list[tuple[int, int, str]], limit: int, even: bool, gap: int) -> None:
+    regs = [Register(f"r{i}", a, fc, t, 2 if t != "uint16" else 1) for i, (a, fc, t) in enumerate(rows)]
+    if even and any(r.end - (r.address - r.address % 2) + (r.end % 2) > limit for r in regs):
+        with pytest.raises(ConfigError, match="exceed the limit"):  # cannot be read within the vendor limit
+            plan_reads(regs, max_registers=limit, even=even, max_gap=gap)
+        return
+    requests = plan_reads(regs, max_registers=limit, even=even, max_gap=gap)
+    _covers(requests, regs)
+    for q in requests:
+        assert 0 < q.count <= limit
+        assert all(r.function_code == q.function_code for r in q.registers)
+        if even:
+            assert q.count % 2 == 0 and q.address % 2 == 0
+    assert len(requests) <= len(regs)  # never more requests than values
