@@ -7,7 +7,7 @@ Map names (``?map=`` in a meter URI, ``--map`` on the command line):
                           from ``maps/sunspec_model_*.csv``
 ``breaker``               amiflow's demo contactor: one holding register (relay, see ``maps/amiflow_breaker.csv``)
 ``a+b``                   the union of two maps (``sdm630+breaker`` is an SDM630 with a contactor)
-a ``.csv`` path           a map in the amiflow format (docs/serial-modbus.md): columns ``address,function_code,
+a ``.csv`` path           a map in the amiflow format (maps/README.md, docs/modbus.md): columns ``address,function_code,
                           name,type`` and optionally ``registers,unit,scale,obis,access,description``; a line
                           ``# word_order=little max_registers=60 even=false max_gap=0`` sets the limits.
 
