@@ -24,7 +24,7 @@ codes (``bad_crc``, ``crc_missing``, ``no_telegram``, ``bad_line``, ``bad_timest
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from amiflow.types import Issue, ReadingBatch, Source, normalize_unit
+from amiflow.uri import MeterUri
 
 __all__ = [
     "MAX_TELEGRAM_BYTES",
@@ -46,6 +47,7 @@ __all__ = [
     "format_timestamp",
     "parse_telegram",
     "parse_timestamp",
+    "read_p1",
 ]
 
 MAX_TELEGRAM_BYTES: Final = 16_384  # DSMR 5 telegrams are ~1 KB; the longest with text messages stay well below
@@ -372,3 +374,25 @@ def dsmr5_telegram(
     if gas_m3 is not None:
         lines += ["0-1:24.1.0(003)", f"0-1:24.2.1({format_timestamp(gas_m3[1])})({gas_m3[0]:09.3f}*m3)"]
     return build_telegram(header, lines)
+
+
+async def read_p1(
+    uri: MeterUri, *, timeout_s: float, meter: str | None = None
+) -> AsyncIterator[tuple[bytes, ReadingBatch, list[Issue]]]:
+    """Telegrams from a P1 port (``p1:///dev/ttyUSB0``, 115200 8N1 by default, or ``p1+tcp://HOST:PORT`` behind a
+    serial-to-TCP bridge), each as (raw telegram, readings, issues), for as long as the caller iterates.
+
+    ``meter`` (or the URI's ``?meter=``) names the readings, else the equipment id does. ``timeout_s`` bounds the
+    silence between bytes (DSMR 5 sends every second, DSMR 4 every 10 s): ReadTimeout after it, TransportError when
+    the bridge hangs up, ConnectError when the port cannot be opened, each naming the URI.
+    """
+    from protocols.transport import open_link  # the codec above stays importable without the I/O layer
+
+    name = meter or uri.params.get("meter") or None
+    splitter = P1Splitter()
+    async with open_link(uri, timeout_s=timeout_s) as link:
+        while True:
+            splitter.receive_data(await link.read())
+            while (telegram := splitter.next_event()) is not NEED_DATA:
+                batch, issues = parse_telegram(telegram, meter=name)
+                yield telegram, batch, issues
