@@ -3,6 +3,7 @@
 ``--listen tcp://127.0.0.1:PORT`` serves Modbus TCP (port 0 picks one; the port is printed), ``--listen pty``
 serves Modbus RTU on a pseudo-terminal and prints the path a client opens (``modbus+rtu:///dev/pts/N``): the
 pymodbus RTU server sits on one pty and an in-process bridge copies bytes to a second pty, the client's end.
+``--listen rtu:///dev/ttyX`` serves RTU on an existing device (an RS-485 adapter, one end of a socat pty pair).
 
 Values come from the shared load model (:class:`simulators.load.LoadModel`, ``meter_index`` and ``seed``):
 the import/export energy registers are the model's cumulative registers at the time of the read (monotonic),
@@ -73,11 +74,19 @@ def parse_sim_faults(spec: str | None) -> SerialFaults:
 
 
 def parse_listen(text: str) -> tuple[str, str, int]:
-    """``tcp://HOST:PORT`` -> ("tcp", host, port); ``pty`` -> ("pty", "", 0). Only loopback hosts are allowed."""
-    if text == "pty":
+    """``tcp://HOST:PORT`` (also ``modbus+tcp://``) -> ("tcp", host, port); ``pty`` -> ("pty", "", 0);
+    ``rtu:///dev/ttyX`` (also ``modbus+rtu://``) -> ("serial", "/dev/ttyX", 0): RTU on an existing serial device,
+    such as one end of a socat pty pair or an RS-485 adapter. Only loopback hosts are allowed."""
+    if text in ("pty", "pty://"):
         return "pty", "", 0
-    if text.startswith("tcp://"):
-        host, _, port = text[6:].rpartition(":")
+    for prefix in ("rtu://", "modbus+rtu://"):
+        if text.startswith(prefix):
+            path = text[len(prefix) :].split("?", 1)[0]
+            if not path.startswith("/"):
+                raise ConfigError(f"--listen {text!r}: expected {prefix}/dev/ttyX (an absolute device path)")
+            return "serial", path, 0
+    if text.startswith(("tcp://", "modbus+tcp://")):
+        host, _, port = text.split("://", 1)[1].split("?", 1)[0].rpartition(":")
         host = host.strip("[]")
         if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
             raise ConfigError(f"--listen {text!r}: simulators listen on loopback addresses only")
@@ -85,7 +94,7 @@ def parse_listen(text: str) -> tuple[str, str, int]:
             return "tcp", host, int(port)
         except ValueError:
             raise ConfigError(f"--listen {text!r}: the port is not a number") from None
-    raise ConfigError(f"--listen {text!r}: expected tcp://127.0.0.1:PORT (0 = pick one) or pty")
+    raise ConfigError(f"--listen {text!r}: expected tcp://127.0.0.1:PORT (0 = pick one), pty, or rtu:///dev/ttyX")
 
 
 class PtyBridge:
@@ -268,7 +277,9 @@ class ModbusSimulator:
         self._regmap, self._image = self._build_map()
         self._server: Any = None
         self._bridge: PtyBridge | None = None
-        self.path = ""
+        self.path = self.host if self.kind == "serial" else ""
+        if self.kind == "serial":
+            self.host = ""
         self.requests = 0
         self.injected: dict[str, int] = {"timeout": 0, "corrupt": 0, "exception": 0, "truncate": 0}
         self._pending: str | None = None
@@ -428,7 +439,7 @@ class ModbusSimulator:
             return b""
         if kind == "truncate":
             return data[: max(1, len(data) // 2)]
-        if self.kind == "pty":  # RTU: break the CRC
+        if self.kind != "tcp":  # RTU: break the CRC
             return data[:-1] + bytes([data[-1] ^ 0xFF])
         if len(data) > 9:  # TCP has no CRC: break the PDU's byte count so the frame contradicts itself
             return data[:8] + bytes([(data[8] + 3) & 0xFF]) + data[9:]
@@ -471,13 +482,14 @@ class ModbusSimulator:
             await self._server.serve_forever(background=True)
             self.port = self._server.transport.sockets[0].getsockname()[1]
             return
-        self._bridge = PtyBridge()
-        self._bridge.open()
-        self.path = self._bridge.client_path
+        if self.kind == "pty":
+            self._bridge = PtyBridge()
+            self._bridge.open()
+            self.path = self._bridge.client_path
         self._server = ModbusSerialServer(
             device,
             framer=FramerType.RTU,
-            port=self._bridge.server_path,
+            port=self._bridge.server_path if self._bridge is not None else self.path,
             baudrate=9600,
             trace_packet=self._trace_packet,
         )
@@ -524,7 +536,11 @@ class ModbusSimulator:
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT (0 = pick one) or pty")
+    p.add_argument(
+        "--listen",
+        default="tcp://127.0.0.1:0",
+        help="tcp://127.0.0.1:PORT (0 = pick one), pty (prints the path), or rtu:///dev/ttyX (an existing device)",
+    )
     p.add_argument("--map", default="sdm630", help="sdm630, sdm120, sunspec, or with a relay: sdm630+breaker")
     p.add_argument("--unit", type=int, default=1, help="Modbus device id (default 1)")
     p.add_argument("--meter-index", type=int, default=0, help="which meter of the load model (default 0)")
@@ -547,7 +563,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             sunspec_base=args.sunspec_base,
         )
         async with sim:
-            where = f"port {sim.port}" if sim.kind == "tcp" else f"pty {sim.path}"
+            where = f"port {sim.port}" if sim.kind == "tcp" else f"{sim.kind} {sim.path}"
             print(f"modbus simulator ({args.map}, unit {args.unit}) listening on {where}: {sim.uri}", flush=True)
             await asyncio.Event().wait()
 

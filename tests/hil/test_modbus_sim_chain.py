@@ -279,3 +279,24 @@ async def test_the_same_connection_recovers_after_each_fault(link: str, fault: s
             return
     first_failure = outcomes.index(False)
     assert any(outcomes[first_failure:]), outcomes  # a good read after a fault, on the same connection
+
+
+async def test_rtu_on_an_existing_serial_device_and_listen_forms() -> None:
+    from simulators.modbus import PtyBridge, parse_listen
+
+    assert parse_listen("modbus+tcp://127.0.0.1:0?unit=1") == ("tcp", "127.0.0.1", 0)
+    assert parse_listen("rtu:///dev/ttyUSB0") == ("serial", "/dev/ttyUSB0", 0)
+    for bad in ("tcp://10.0.0.5:502", "rtu://ttyUSB0", "udp://127.0.0.1:1"):
+        with pytest.raises(ConfigError):
+            parse_listen(bad)
+    cable = PtyBridge()  # a null-modem cable: the simulator opens one end, the client the other
+    cable.open()
+    try:
+        async with _sim(f"rtu://{cable.server_path}", map_name="sdm630") as sim:
+            assert sim.kind == "serial" and sim.path == cable.server_path
+            uri = f"modbus+rtu://{cable.client_path}?unit=1&map=sdm630"
+            async with ModbusMeterClient(parse_meter_uri(uri), timeout_s=2.0) as c:
+                got = _readings(await c.read_readings(T0))
+    finally:
+        cable.close()
+    _check_plausible(got, float(LoadModel(SEED).register_wh(3, T0)))
