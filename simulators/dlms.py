@@ -7,8 +7,8 @@ frames with HDLC instead of the wrapper (always HDLC on a pty). The meter (serve
 0-0:1.0.0       8      clock (settable by the management client; ``clock_drift`` offsets it)
 0-0:96.1.0      1      serial number; 0-0:96.1.1 model; 1-0:0.2.0 firmware; 0-0:42.0.0 logical device name
 1-0:1.8.0/2.8.0 3      import / export energy registers, Wh (scaler 0)
-1-0:1.7.0       3      active power W (the current interval's mean); 1-0:32/52/72.7.0 voltages (0.1 V),
-                       1-0:31/51/71.7.0 currents (0.01 A)
+1-0:1.7.0       3      active power W (the current interval's mean); 1-0:32.7.0 voltage (0.1 V) and 1-0:31.7.0
+                       current (0.01 A) of L1, with ``--phases 3`` also L2/L3 (52/51, 72/71) sharing the load
 1-0:1.29.0      3      import energy of the last interval, Wh; 1-0:2.29.0 export
 1-0:99.1.0      7      15-minute load profile: clock + 1-0:1.29.0 + 1-0:2.29.0 (``--profile registers``: clock +
                        1-0:1.8.0 + 1-0:2.8.0), range and entry selective access, long answers in GET blocks
@@ -115,7 +115,11 @@ class DlmsMeter:
         register_profile: bool = False,
         profile_entries: int = 96 * 62,
         compress_rows: bool = False,
+        phases: int = 1,
     ) -> None:
+        if phases not in (1, 3):
+            raise ConfigError(f"phases {phases}: a meter has 1 or 3")
+        self.phases = phases
         self.serial = serial
         self.load = LoadModel(seed)
         self.meter_index = meter_index
@@ -211,21 +215,19 @@ class DlmsMeter:
         wh, v, a, w = ScalerUnit(0, 30), ScalerUnit(-1, 35), ScalerUnit(-2, 33), ScalerUnit(0, 27)
 
         def amps(i: int) -> axdr.LongUnsigned:
-            return axdr.LongUnsigned(round(power / 3 / (volts[i] / 10) * 100))
+            return axdr.LongUnsigned(round(power / self.phases / (volts[i] / 10) * 100))
 
-        return {
+        registers = {
             "1-0:1.8.0": (lambda: axdr.DoubleLongUnsigned(int(self.register_wh(now)) % 2**32), wh),
             "1-0:2.8.0": (lambda: axdr.DoubleLongUnsigned(int(self.register_wh(now, True)) % 2**32), wh),
             "1-0:1.7.0": (lambda: axdr.DoubleLong(round(power)), w),
             "1-0:1.29.0": (lambda: axdr.DoubleLongUnsigned(int(self.interval_wh(last)[0])), wh),
             "1-0:2.29.0": (lambda: axdr.DoubleLongUnsigned(int(self.interval_wh(last, True)[0])), wh),
-            "1-0:32.7.0": (lambda: axdr.LongUnsigned(volts[0]), v),
-            "1-0:52.7.0": (lambda: axdr.LongUnsigned(volts[1]), v),
-            "1-0:72.7.0": (lambda: axdr.LongUnsigned(volts[2]), v),
-            "1-0:31.7.0": (lambda: amps(0), a),
-            "1-0:51.7.0": (lambda: amps(1), a),
-            "1-0:71.7.0": (lambda: amps(2), a),
         }
+        for i, (vc, ac) in enumerate((("32", "31"), ("52", "51"), ("72", "71"))[: self.phases]):
+            registers[f"1-0:{vc}.7.0"] = (lambda i=i: axdr.LongUnsigned(volts[i]), v)  # type: ignore[misc]
+            registers[f"1-0:{ac}.7.0"] = (lambda i=i: amps(i), a)  # type: ignore[misc]
+        return registers
 
     def _capture_objects(self, obis: Obis) -> list[CaptureObject]:
         clock = CaptureObject(8, CLOCK_OBIS, 2)
@@ -361,6 +363,7 @@ class DlmsSimulator:
         control_mode: int = 1,
         register_profile: bool = False,
         compress_rows: bool = False,
+        phases: int = 1,
         max_pdu: int = 1024,
     ) -> None:
         self.kind, self.host, self.port = parse_listen(listen)
@@ -382,6 +385,7 @@ class DlmsSimulator:
             control_mode=control_mode,
             register_profile=register_profile,
             compress_rows=compress_rows,
+            phases=phases,
         )
         self.max_pdu = max_pdu
         self.pty_path: str | None = None
@@ -616,6 +620,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", default=None, help="ISO time the load profile starts (default 10 days ago)")
     p.add_argument("--faults", default=None, help="e.g. timeout=0.05,bad_crc=0.05,exception=0.02,clock_drift=120")
     p.add_argument("--control-mode", type=int, default=1, choices=range(7), help="disconnect control_mode (1)")
+    p.add_argument("--phases", type=int, default=1, choices=(1, 3), help="1 (L1 only) or 3 phases (default 1)")
     p.add_argument("--profile", default="deltas", choices=("deltas", "registers"), help="profile columns")
 
 
@@ -640,6 +645,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         faults=args.faults,
         control_mode=args.control_mode,
         register_profile=args.profile == "registers",
+        phases=args.phases,
     )
 
     async def main() -> None:

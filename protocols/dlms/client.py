@@ -206,6 +206,9 @@ class DlmsClient:
                 return await self._wrapper_apdu(timeout)
             except ReadTimeout:
                 self._broken = "a timeout"
+                if self._framer.buffered:
+                    n = self._framer.buffered
+                    raise ReadTimeout(f"{self.uri}: incomplete answer ({n} bytes of a frame, then silence)") from None
                 raise
         frame = self._hdlc.send(apdu)
         await self._link.write(frame)

@@ -68,8 +68,9 @@ class WrapperFramer:
         if len(buf) < 2:
             return NEED_DATA
         if buf[0] != 0 or buf[1] != VERSION:
+            version = bytes(buf[:2]).hex()
             self._resync()
-            raise FrameError(f"wrapper: bad version {bytes(buf[:2]).hex()} (expected 0001)")
+            raise FrameError(f"wrapper: bad version {version} (expected 0001)")
         if len(buf) < HEADER.size:
             return NEED_DATA
         _, source, dest, length = HEADER.unpack_from(buf)

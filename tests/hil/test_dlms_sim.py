@@ -148,8 +148,8 @@ async def test_hdlc_recovers_from_every_fault_by_retransmission() -> None:
     ("faults", "error", "pattern"),
     [
         ("timeout=1", ReadTimeout, "no answer"),
-        ("truncate=1", ReadTimeout, "no answer"),
-        ("bad_crc=1", FrameError, "wrapper: bad version"),
+        ("truncate=1", ReadTimeout, "incomplete answer"),
+        ("bad_crc=1", FrameError, "wrapper: bad version 0002"),
     ],
 )
 async def test_wrapper_faults_are_one_line_errors(faults: str, error: type[Exception], pattern: str) -> None:
