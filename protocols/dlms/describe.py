@@ -8,7 +8,7 @@ rows (named by the capture_objects when those were read too). A malformed frame 
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from amiflow.errors import FrameError
@@ -42,6 +42,7 @@ class _Describer:
         self.issues: list[dict[str, Any]] = []
         self._requests: dict[int, list[tuple[int, Obis, int]]] = {}
         self._values: list[tuple[int, Obis, int, Any]] = []
+        self._blocks: dict[int, bytearray] = {}
 
     def result(self) -> dict[str, Any]:
         self._make_readings()
@@ -79,7 +80,8 @@ class _Describer:
         msg = parse_xdlms(data)
         if isinstance(msg, GetRequest):
             items = [(d.class_id, d.obis, d.index) for d, _ in msg.items]
-            self._requests[msg.invoke_id & 0x0F] = items
+            if msg.kind != 2:  # a GET-Request-Next continues the request before it
+                self._requests[msg.invoke_id & 0x0F] = items
             kind = {1: "normal", 2: "next", 3: "with-list"}[msg.kind]
             out = {"apdu": f"GET-Request-{kind}", "invoke_id": msg.invoke_id & 0x0F}
             if msg.kind == 2:
@@ -107,12 +109,21 @@ class _Describer:
         iid = msg.invoke_id & 0x0F
         out: dict[str, Any] = {"apdu": f"GET-Response-{ {1: 'normal', 2: 'with-datablock', 3: 'with-list'}[msg.kind] }"}
         out["invoke_id"] = iid
+        results: list[dict[str, Any]] = []
+        items = msg.results
         if msg.kind == 2:
-            out.update(block=msg.block, last=msg.last, bytes=len(msg.results[0][0] or b""))
-            return out
+            raw_block, err_block = msg.results[0]
+            out.update(block=msg.block, last=msg.last, bytes=len(raw_block or b""))
+            if raw_block is None:
+                self._blocks.pop(iid, None)
+                out["error"] = result_name(DataAccessResult, err_block or 0)
+                return out
+            self._blocks.setdefault(iid, bytearray()).extend(raw_block)
+            if not msg.last:
+                return out
+            items = ((bytes(self._blocks.pop(iid)), None),)  # the reassembled long answer
         requests = self._requests.get(iid, [])
-        results = []
-        for i, (raw, err) in enumerate(msg.results):
+        for i, (raw, err) in enumerate(items):
             if raw is None:
                 results.append({"error": result_name(DataAccessResult, err or 0)})
                 continue
@@ -126,11 +137,12 @@ class _Describer:
     def _make_readings(self) -> None:
         scalers = {o: v for c, o, a, v in self._values if c in (3, 4) and a == 3}
         captures = {o: v for c, o, a, v in self._values if c == 7 and a == 3}
+        periods = {o: int(v) for c, o, a, v in self._values if c == 7 and a == 4 and isinstance(v, int)}
         for class_id, obis, attr, value in self._values:
             if attr != 2:
                 continue
             if class_id == 7 and isinstance(value, list):
-                self._profile_readings(obis, value, captures.get(obis))
+                self._profile_readings(obis, value, captures.get(obis), periods.get(obis), scalers)
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 su = ScalerUnit.from_value(scalers[obis]) if obis in scalers else None
                 self.readings.append(
@@ -142,27 +154,52 @@ class _Describer:
                     }
                 )
 
-    def _profile_readings(self, obis: Obis, rows: list[Any], capture: Any) -> None:
+    def _profile_readings(
+        self, obis: Obis, rows: list[Any], capture: Any, period_s: int | None, scalers: dict[Obis, Any]
+    ) -> None:
         objects: tuple[CaptureObject, ...] = ()
         if capture is not None:
             try:
                 objects = parse_capture_objects(capture)
             except FrameError as exc:
                 self.issues.append({"code": "bad_capture_objects", "detail": str(exc)})
+        clock_col = next((i for i, o in enumerate(objects) if o.is_clock), None)
+        prev_ts: datetime | None = None
+        prev: dict[int, Any] = {}
         for row in rows:
             if not isinstance(row, tuple):
                 continue
-            ts = None
-            for cell in row:
-                if isinstance(cell, bytes) and len(cell) == 12:
-                    try:
-                        ts = DateTime.from_bytes(cell).to_datetime().astimezone(UTC).isoformat()
-                    except ValueError:
-                        ts = None
-            for c, cell in enumerate(row):
-                if isinstance(cell, int | float) and not isinstance(cell, bool):
-                    name = str(objects[c].obis) if c < len(objects) else f"{obis}[{c}]"
-                    self.readings.append({"obis": name, "ts": ts, "value": float(cell), "unit": None})
+            if clock_col is None:
+                clock_col = next((i for i, v in enumerate(row) if isinstance(v, bytes) and len(v) == 12), None)
+            cell = row[clock_col] if clock_col is not None and clock_col < len(row) else None
+            if isinstance(cell, bytes):
+                try:
+                    prev_ts = DateTime.from_bytes(cell).to_datetime()
+                except (ValueError, FrameError) as exc:
+                    self.issues.append({"code": "bad_clock", "detail": str(exc)})
+                    prev_ts = None
+            elif cell is None and prev_ts is not None and period_s:
+                prev_ts += timedelta(seconds=period_s)  # null clock: the previous row's time + capture_period
+            else:
+                prev_ts = None
+            ts = prev_ts.astimezone(UTC).isoformat() if prev_ts is not None else None
+            for c, value in enumerate(row):
+                if c == clock_col:
+                    continue
+                value = prev.get(c) if value is None else value  # null-data: same as the row before
+                prev[c] = value
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    continue
+                name = objects[c].obis if c < len(objects) else None
+                su = ScalerUnit.from_value(scalers[name]) if name in scalers else None
+                self.readings.append(
+                    {
+                        "obis": str(name) if name is not None else f"{obis}[{c}]",
+                        "ts": ts,
+                        "value": su.apply(value) if su else float(value),
+                        "unit": su.unit_text if su else None,
+                    }
+                )
 
 
 def describe_apdu(data: bytes) -> dict[str, Any]:
