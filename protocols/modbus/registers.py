@@ -15,10 +15,11 @@ Layout facts (Modbus Application Protocol v1.1b3; Eastron SDM630/SDM120 protocol
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from amiflow.errors import ConfigError, FrameError
 
@@ -197,8 +198,11 @@ def decode_value(
         raise FrameError(f"register {reg.name}: expected {width} words, got {len(words)}")
     raw = _words_to_int(words, word_order)
     if reg.type == "float32":
-        value = float(struct.unpack(">f", raw.to_bytes(4, "big"))[0])
-        return None if math.isnan(value) else value
+        f32 = np.frombuffer(raw.to_bytes(4, "big"), dtype=">f4")[0]
+        if not np.isfinite(f32):
+            return None  # NaN: not implemented; an infinity is no measurement either
+        # the shortest decimal that is this float32 is what the meter means: 230.8, not 230.8000030517578
+        return float(np.format_float_positional(f32, unique=True, trim="-"))
     if sunspec and (_NOT_IMPLEMENTED.get(reg.type) == raw or _NOT_IMPLEMENTED32.get(reg.type) == raw):
         return None
     if reg.type in ("int16", "sunssf"):

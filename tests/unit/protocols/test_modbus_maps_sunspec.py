@@ -118,9 +118,17 @@ def test_float32_word_orders_are_distinct_and_decode_known_bytes() -> None:
         decode_value(F32, [1])
 
 
-@given(st.floats(width=32, allow_nan=False), st.sampled_from(["big", "little"]))
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False), st.sampled_from(["big", "little"]))
 def test_float32_round_trip(value: float, order: str) -> None:
-    assert decode_value(F32, encode_value(F32, value, word_order=order), word_order=order) == value
+    decoded = decode_value(F32, encode_value(F32, value, word_order=order), word_order=order)
+    assert decoded is not None and np.float32(decoded) == np.float32(value)  # the same float32 comes back
+    assert len(repr(decoded)) <= len(repr(value))  # as its shortest decimal
+
+
+def test_float32_decodes_to_the_decimal_the_meter_means() -> None:
+    assert decode_value(F32, encode_value(F32, 230.8)) == 230.8  # not 230.8000030517578
+    assert decode_value(F32, encode_value(F32, 149277.84)) == 149277.84
+    assert decode_value(F32, [0x7F80, 0x0000]) is None  # +inf is no measurement
 
 
 @given(st.integers(0, 0xFFFF_FFFE), st.sampled_from(["big", "little"]))
