@@ -35,7 +35,7 @@ from typing import Any
 from amiflow.commands import Command
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
-from protocols.modbus.maps import load_map, sunspec_model
+from protocols.modbus.maps import SUNSPEC_METER_MODELS, load_map, sunspec_model
 from protocols.modbus.registers import Register, RegisterMap, encode_value
 
 __all__ = ["SIM_MODBUS", "ModbusSimulator", "PtyBridge", "SerialFaults", "parse_listen", "parse_sim_faults"]
@@ -548,6 +548,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--faults", default="", help="timeout=R,corrupt=R,exception=R,truncate=R,drift=SECONDS")
     p.add_argument("--word-order", choices=("big", "little"), default="big", help="float32 word order")
     p.add_argument("--sunspec-base", type=int, default=40000, choices=(0, 40000, 50000))
+    p.add_argument(
+        "--sunspec-model",
+        type=int,
+        default=203,
+        choices=SUNSPEC_METER_MODELS,
+        help="SunSpec meter model: 201-204 int16/acc32 with scale factors, 211-214 float32 (default 203)",
+    )
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -561,6 +568,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             faults=args.faults,
             word_order=args.word_order,
             sunspec_base=args.sunspec_base,
+            sunspec_meter_model=args.sunspec_model,
         )
         async with sim:
             where = f"port {sim.port}" if sim.kind == "tcp" else f"{sim.kind} {sim.path}"
