@@ -38,11 +38,11 @@ from .cosem import (
     DateTime,
     Deviation,
     ScalerUnit,
-    decode_profile,
     parse_capture_objects,
     range_descriptor,
 )
 from .hdlc import NEED_DATA, Connected, Data, Disconnected, HdlcAddress, HdlcConnection, Role
+from .profile import decode_profile_fast
 from .wrapper import WrapperFrame, WrapperFramer
 from .xdlms import AccessSelection, ActionResult, AttributeDescriptor, DataAccessResult, result_name
 
@@ -386,7 +386,7 @@ class DlmsClient:
             raise ProtocolError(f"{self.uri}: profile {ln} has no clock column")
         raw = await self.get_raw(7, ln, 2, range_descriptor(start, end, convention=self.deviation))
         try:
-            cols = decode_profile(raw, clock_col, period, self.deviation)
+            cols = decode_profile_fast(raw, clock_col, period, self.deviation)
         except FrameError as exc:
             raise FrameError(f"{self.uri}: profile {ln}: {exc}") from exc
         keep = (cols.ts > int(start.timestamp())) & (cols.ts <= int(end.timestamp()))
@@ -414,7 +414,7 @@ class DlmsClient:
         objects, period = await self._profile_layout(ln)
         clock_col = next((i for i, o in enumerate(objects) if o.is_clock), 0)
         raw = await self.get_raw(7, ln, 2, range_descriptor(start, end, convention=self.deviation))
-        cols = decode_profile(raw, clock_col, period, self.deviation)
+        cols = decode_profile_fast(raw, clock_col, period, self.deviation)
         code_col = next((i for i in range(len(objects)) if i != clock_col), None)
         out = []
         for i, ts in enumerate(cols.ts.tolist()):
