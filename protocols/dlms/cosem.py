@@ -21,9 +21,10 @@ Disconnect control (class 70): :class:`ControlState`, :class:`ControlMode`. Pure
 from __future__ import annotations
 
 import enum
+import math
 import struct
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
@@ -347,13 +348,39 @@ _NUM: Final = {tag: struct.Struct(cls.fmt) for tag, cls in axdr._INT_TYPES.items
 }
 
 
+def _epoch_day(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to the date (proleptic Gregorian); ValueError for impossible dates."""
+    return date(year, month, day).toordinal() - _EPOCH_ORDINAL
+
+
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+
+
+def _clock_cell(raw: bytes, pos: int, sign: int, days: dict[int, int]) -> tuple[int, int] | None:
+    """Fast path for an octet-string(12) clock cell: (epoch s, next pos), or None to take the generic path."""
+    if pos + 14 > len(raw) or raw[pos + 1] != 12:
+        return None
+    year, month, day, _wd, hour, minute, second, _h, dev, _st = _DT.unpack_from(raw, pos + 2)
+    if year == 0xFFFF or month > 12 or day > 31 or hour > 23 or minute > 59 or (second > 59 and second != 0xFF):
+        return None
+    key = (year << 9) | (month << 5) | day
+    epoch_day = days.get(key)
+    if epoch_day is None:
+        try:
+            epoch_day = days[key] = _epoch_day(year, month, day)
+        except ValueError:
+            return None
+    offset = 0 if dev == -0x8000 else dev * sign * 60
+    return epoch_day * 86400 + hour * 3600 + minute * 60 + (0 if second == 0xFF else second) - offset, pos + 14
+
+
 def decode_profile(
     raw: bytes, clock_col: int, capture_period_s: int, convention: Deviation = Deviation.BLUE_BOOK
 ) -> ProfileColumns:
     """Decode a profile buffer's A-XDR bytes (array of structures) into columns in one pass.
 
-    Numbers are read in place without building Python values per cell; other cells (strings, nested values) fall
-    back to the generic decoder and become NaN. FrameError for truncated or inconsistent buffers.
+    Numbers and clocks are read in place without building Python values per cell; other cells (strings, nested
+    values) go through the generic decoder and become NaN. FrameError for truncated or inconsistent buffers.
     """
     data = memoryview(raw)
     if not raw or raw[0] != axdr.Tag.ARRAY:
@@ -361,11 +388,14 @@ def decode_profile(
     nrows, pos = axdr.decode_length(data, 1)
     if nrows > len(raw) - pos:
         raise FrameError(f"profile buffer: {nrows} rows announced, {len(raw) - pos} bytes left")
-    ts = np.empty(nrows, dtype=np.int64)
+    ts: list[int] = []
+    flat: list[float] = []
     width = -1
-    values = np.empty((0, 0))
     previous: list[float] = []
     last_ts: int | None = None
+    sign = convention.sign
+    days: dict[int, int] = {}
+    num = _NUM
     for r in range(nrows):
         if pos >= len(raw) or raw[pos] != axdr.Tag.STRUCTURE:
             raise FrameError(f"profile buffer: row {r} is not a structure")
@@ -374,11 +404,9 @@ def decode_profile(
             if not 0 <= clock_col < ncols or ncols > 256:
                 raise FrameError(f"profile buffer: {ncols} columns, clock column {clock_col}")
             width = ncols
-            values = np.full((nrows, width), np.nan)
-            previous = [np.nan] * width
+            previous = [math.nan] * width
         elif ncols != width:
             raise FrameError(f"profile buffer: row {r} has {ncols} columns, {width} before")
-        row = values[r]
         for c in range(width):
             if pos >= len(raw):
                 raise FrameError(f"profile buffer: row {r} truncated")
@@ -390,15 +418,15 @@ def decode_profile(
                     last_ts += capture_period_s
                     pos += 1
                 else:
-                    cell, pos = axdr.decode_one(data, pos)
-                    if isinstance(cell, axdr.Raw):
-                        cell = cell.data
-                    if not isinstance(cell, bytes):
-                        raise FrameError(f"profile buffer: row {r} clock is not a date-time")
-                    last_ts = int(DateTime.from_bytes(cell).to_datetime(convention).timestamp())
-                ts[r] = last_ts
+                    fast = _clock_cell(raw, pos, sign, days) if tag == axdr.Tag.OCTET_STRING else None
+                    if fast is not None:
+                        last_ts, pos = fast
+                    else:
+                        last_ts, pos = _slow_clock(data, pos, r, convention)
+                ts.append(last_ts)
+                flat.append(math.nan)
                 continue
-            st = _NUM.get(tag)
+            st = num.get(tag)
             if st is not None:
                 end = pos + 1 + st.size
                 if end > len(raw):
@@ -410,9 +438,19 @@ def decode_profile(
                 pos += 1
             else:
                 cell, pos = axdr.decode_one(data, pos)
-                v = float(cell) if isinstance(cell, int | float) else np.nan
-            row[c] = v
+                v = float(cell) if isinstance(cell, int | float) else math.nan
+            flat.append(v)
             previous[c] = v
     if pos != len(raw):
         raise FrameError(f"profile buffer: {len(raw) - pos} trailing bytes")
-    return ProfileColumns(ts, values if width >= 0 else np.empty((0, 0)))
+    values = np.array(flat, dtype=np.float64).reshape(nrows, max(width, 0)) if width >= 0 else np.empty((0, 0))
+    return ProfileColumns(np.array(ts, dtype=np.int64), values)
+
+
+def _slow_clock(data: memoryview, pos: int, row: int, convention: Deviation) -> tuple[int, int]:
+    cell, pos = axdr.decode_one(data, pos)
+    if isinstance(cell, axdr.Raw):
+        cell = cell.data
+    if not isinstance(cell, bytes):
+        raise FrameError(f"profile buffer: row {row} clock is not a date-time")
+    return int(DateTime.from_bytes(cell).to_datetime(convention).timestamp()), pos

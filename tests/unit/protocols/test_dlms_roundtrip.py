@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from amiflow.errors import FrameError
 from amiflow.types import Obis
 from protocols.dlms import axdr
-from protocols.dlms.cosem import DateTime
+from protocols.dlms.cosem import DateTime, Deviation, decode_profile
 from protocols.dlms.hdlc import NEED_DATA, HdlcAddress, HdlcFrame, HdlcFramer
 from protocols.dlms.wrapper import WrapperFrame, WrapperFramer
 from protocols.dlms.xdlms import AccessSelection, AttributeDescriptor, GetRequest, GetResponse, parse_xdlms
@@ -184,3 +184,32 @@ def test_datetime_round_trip(when: Any, deviation: int) -> None:
     dt = DateTime.from_datetime(when, deviation_min=deviation)
     assert DateTime.from_bytes(dt.to_bytes()) == dt
     assert dt.to_datetime() == when
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)),
+            st.integers(-720, 720) | st.just(None),
+            st.integers(0, 2**32 - 1),
+        ),
+        max_size=20,
+    ),
+    st.sampled_from(list(Deviation)),
+)
+@settings(max_examples=200, deadline=None)
+def test_profile_fast_path_agrees_with_the_generic_decoder(
+    rows: list[tuple[datetime, int | None, int]], convention: Deviation
+) -> None:
+    cells = []
+    for when, dev, value in rows:
+        dt = DateTime.from_datetime(when, deviation_min=dev or 0, convention=convention)
+        if dev is None:
+            dt = DateTime(dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.hundredths, None, 0, dt.weekday)
+        cells.append((dt.to_bytes(), axdr.DoubleLongUnsigned(value)))
+    got = decode_profile(axdr.encode(cells), 0, 900, convention)
+    want = [int(DateTime.from_bytes(c[0]).to_datetime(convention).timestamp()) for c in cells]
+    assert got.ts.tolist() == want
+    assert got.values.shape == ((len(rows), 2) if rows else (0, 0))  # no rows: the column count is unknown
+    if rows:
+        assert got.values[:, 1].tolist() == [float(v) for _, _, v in rows]
