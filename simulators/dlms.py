@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from amiflow.commands import Command
-from amiflow.errors import ConfigError, FrameError
+from amiflow.errors import ConfigError, FrameError, ProtocolError
 from amiflow.settings import Settings
 from protocols.dlms.acse import Mechanism
 from protocols.dlms.hdlc import NEED_DATA, Data, Disconnected, HdlcAddress, HdlcConnection, Role
@@ -188,7 +188,7 @@ class DlmsSimulator:
                     event = conn.next_event()
                 except FrameError:
                     continue
-                except Exception:  # a frame out of sequence: answer with DM and wait for a new SNRM
+                except ProtocolError:  # a frame out of sequence: drop the link and wait for a new SNRM
                     conn = HdlcConnection(Role.SERVER, client=HdlcAddress(16), server=HdlcAddress(1))
                     break
                 finally:
@@ -202,7 +202,7 @@ class DlmsSimulator:
                     assoc = None
                 elif isinstance(event, Data):
                     if assoc is None or event.apdu[:1] == b"\x60":
-                        sap = conn._peer.logical
+                        sap = conn.peer.logical
                         assoc = ServerAssociation(self.meter, self.policy(sap), max_pdu=self.max_pdu)
                     answer = self._answer(assoc, event.apdu)
                     if answer is not None:

@@ -425,6 +425,11 @@ class HdlcConnection:
         self._rx = bytearray()
         self.frames_rejected = 0
 
+    @property
+    def peer(self) -> HdlcAddress:
+        """The other station's address (for a server: the client that sent the last SNRM)."""
+        return self._peer
+
     # -- input ---------------------------------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
         self._framer.receive_data(data)
