@@ -33,8 +33,11 @@ def _capture() -> bytes:
 
     pump(client, server, client.connect())
     columns = [CaptureObject(8, parse_obis("0-0:1.0.0"), 2), CaptureObject(3, parse_obis("1-0:1.29.0"), 2)]
-    items = ((AttributeDescriptor(7, PROFILE, 3), None), (AttributeDescriptor(7, PROFILE, 4), None))
-    items += ((AttributeDescriptor(3, parse_obis("1-0:1.29.0"), 3), None),)
+    items: tuple[tuple[AttributeDescriptor, None], ...] = (
+        (AttributeDescriptor(7, PROFILE, 3), None),
+        (AttributeDescriptor(7, PROFILE, 4), None),
+        (AttributeDescriptor(3, parse_obis("1-0:1.29.0"), 3), None),
+    )
     pump(client, server, client.send(GetRequest(3, 0xC1, items).to_bytes()))
     answers = (
         axdr.encode([c.to_value() for c in columns]),
@@ -42,7 +45,7 @@ def _capture() -> bytes:
         axdr.encode(ScalerUnit(-1, 30).to_value()),
     )
     pump(server, client, server.send(GetResponse(3, 0xC1, tuple((a, None) for a in answers)).to_bytes()))
-    rows = [(DateTime.from_datetime(T0).to_bytes(), axdr.DoubleLongUnsigned(1234))]
+    rows: list[tuple[object, object]] = [(DateTime.from_datetime(T0).to_bytes(), axdr.DoubleLongUnsigned(1234))]
     rows += [(None, axdr.DoubleLongUnsigned(1000 + i)) for i in range(40)] + [(None, None)]
     data = axdr.encode(rows)
     pump(client, server, client.send(GetRequest(1, 0xC2, ((AttributeDescriptor(7, PROFILE, 2), None),)).to_bytes()))

@@ -25,7 +25,7 @@ NUMBERS = [
 ]
 
 
-def _same(a: np.ndarray, b: np.ndarray) -> bool:  # type: ignore[type-arg]
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a, b, equal_nan=True))
 
 
