@@ -100,6 +100,7 @@ class DlmsMeter:
         self.compress_rows = compress_rows
         self.outages: list[list[float]] = []  # [off_ts, on_ts or inf] of a disconnected relay
         self.events: list[tuple[int, int]] = [(self.start_ts, EV_POWER_UP)]
+        self._power_cache: tuple[tuple[int, int] | None, float] = (None, 0.0)
 
     # -- values ------------------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -125,10 +126,14 @@ class DlmsMeter:
         return total
 
     def power_w(self) -> float:
+        """Mean power of the interval in progress (zero while the relay is open); cached per interval."""
         if self.control_state is not ControlState.CONNECTED:
             return 0.0
-        end = np.array([(int(self.clock()) // PERIOD_S + 1) * PERIOD_S])
-        return float(self.interval_wh(end)[0]) * 3600 / PERIOD_S
+        end = (int(self.clock()) // PERIOD_S + 1) * PERIOD_S
+        key = (end, len(self.outages))
+        if self._power_cache[0] != key:
+            self._power_cache = (key, float(self.interval_wh(np.array([end]))[0]) * 3600 / PERIOD_S)
+        return self._power_cache[1]
 
     def _profile_ts(self) -> np.ndarray[Any, Any]:
         last = int(self.clock()) // PERIOD_S * PERIOD_S
@@ -163,9 +168,11 @@ class DlmsMeter:
             }
             if key in texts:
                 return texts[key].encode()
-        if class_id == 3 and attr in (2, 3) and key in self._registers():
-            raw, su = self._registers()[key]
-            return raw() if attr == 2 else su.to_value()
+        if class_id == 3 and attr in (2, 3):
+            registers = self._registers()
+            if key in registers:
+                raw, su = registers[key]
+                return raw() if attr == 2 else su.to_value()
         if class_id == 7 and obis in (PROFILE, EVENT_LOG):
             return self._profile_attr(obis, attr, access)
         if class_id == 70 and obis == DISCONNECT and attr in (2, 3, 4):
@@ -175,18 +182,18 @@ class DlmsMeter:
 
     def _registers(self) -> dict[str, tuple[Callable[[], Any], ScalerUnit]]:
         now = self.clock()
-        power = self.power_w()
+        power = self.power_w
         last = np.array([int(now) // PERIOD_S * PERIOD_S])
         volts = [2300 + (self.meter_index * 7 + i * 13 + int(now) // 60) % 41 - 20 for i in range(3)]
         wh, v, a, w = ScalerUnit(0, 30), ScalerUnit(-1, 35), ScalerUnit(-2, 33), ScalerUnit(0, 27)
 
         def amps(i: int) -> axdr.LongUnsigned:
-            return axdr.LongUnsigned(round(power / self.phases / (volts[i] / 10) * 100))
+            return axdr.LongUnsigned(round(power() / self.phases / (volts[i] / 10) * 100))
 
         registers = {
             "1-0:1.8.0": (lambda: axdr.DoubleLongUnsigned(int(self.register_wh(now)) % 2**32), wh),
             "1-0:2.8.0": (lambda: axdr.DoubleLongUnsigned(int(self.register_wh(now, True)) % 2**32), wh),
-            "1-0:1.7.0": (lambda: axdr.DoubleLong(round(power)), w),
+            "1-0:1.7.0": (lambda: axdr.DoubleLong(round(power())), w),
             "1-0:1.29.0": (lambda: axdr.DoubleLongUnsigned(int(self.interval_wh(last)[0])), wh),
             "1-0:2.29.0": (lambda: axdr.DoubleLongUnsigned(int(self.interval_wh(last, True)[0])), wh),
         }
