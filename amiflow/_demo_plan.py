@@ -80,6 +80,7 @@ class Summary:
     polls_failed: int | None = None
     polled_readings: int | None = None
     polled_days: int = 0
+    poll_faults: dict[str, int] = field(default_factory=dict)
     commissioning: dict[str, str] = field(default_factory=dict)
     meters_billed: int = 0
     bills_issued: int = 0
@@ -133,6 +134,9 @@ def format_summary(s: Summary) -> str:
             f"  polls ok {s.polls_ok}, failed {s.polls_failed} over {s.polled_days} days; polled readings stored"
             f" {s.polled_readings};"
             f" commissioning: {_kv(s.commissioning)}"
+        )
+        lines.append(
+            f"  faults injected by the polled simulators: {_kv({k: v for k, v in s.poll_faults.items() if v})}"
         )
     total = ", ".join(f"{v} {k}" for k, v in sorted(s.bills_total.items())) or "0"
     lines += [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,14 +20,15 @@ from tqdm import tqdm
 
 from amiflow._demo_plan import DemoPlan, Summary, tariff_for
 from amiflow.db.registry import MeterRecord, add_meter
+from amiflow.errors import AmiflowError
 from amiflow.uri import parse_meter_uri
 
-__all__ = ["MODBUS_FAULTS", "MODBUS_METERS", "PolledMeter", "SimClock", "poll_month"]
+__all__ = ["MODBUS_FAULTS", "MODBUS_METERS", "PollThread", "PolledMeter", "SimClock", "poll_month"]
 
 MODBUS_METERS = 2
 #: Per-request faults of the Modbus simulators (simulators/modbus.py): a poll that meets one retries, and a poll
 #: whose retries fail too is a failed poll (its interval is derived again once two boundary reads line up).
-MODBUS_FAULTS = "timeout=0.0005,corrupt=0.001,exception=0.001"
+MODBUS_FAULTS = "timeout=0.0002,corrupt=0.001,exception=0.001"
 IEC_FAULTS = ("timeout", "bad_bcc", "noise")
 IEC_FAULT_RATE = 0.003  # per readout session
 POLL_OFFSET_S = 5.0  # seconds after each boundary the demo polls (the poller derives intervals near boundaries)
@@ -95,7 +97,14 @@ async def _register(conn: psycopg.Connection[Any], meters: list[PolledMeter], se
 
 
 async def _poll_month(
-    url: str, plan: DemoPlan, parts: Sequence[str], days: int, seed: int, summary: Summary, progress: bool
+    url: str,
+    plan: DemoPlan,
+    parts: Sequence[str],
+    days: int,
+    seed: int,
+    summary: Summary,
+    progress: bool,
+    stop: threading.Event,
 ) -> None:
     from ingest._poll_store import PollStore
     from ingest.poller import Poller, PollerConfig
@@ -109,37 +118,91 @@ async def _poll_month(
             stack.push_async_callback(m.sim.stop)
         conn = stack.enter_context(psycopg.connect(url, autocommit=True))
         await _register(conn, meters, seed, clock, summary)
-        cfg = PollerConfig(timeout_s=1.0, retries=1, retry_base_s=0.05, breaker_cooldown_s=3600.0)
-        poller = Poller(PollStore(conn), cfg, clock=clock)
-        rows = await poller.meters()
+        cfg = PollerConfig(timeout_s=0.5, retries=1, retry_base_s=0.05, breaker_cooldown_s=3600.0)
+        # One poller (and database connection) per meter: their database round trips overlap, as the separate
+        # buses of a real deployment would; the meters are on separate simulated links anyway.
+        rows = PollStore(conn).meters()
+        pollers = []
+        for row in rows:
+            own = stack.enter_context(psycopg.connect(url, autocommit=True))
+            pollers.append((Poller(PollStore(own), cfg, clock=clock), [row]))
         steps = range(start, start + days * 86_400 + 1, cfg.interval_s)
-        for boundary in tqdm(steps, desc="poll month", unit="interval", disable=not progress):
+        for boundary in tqdm(steps, desc="poll month", unit="interval", disable=not progress, position=1):
+            if stop.is_set():
+                break
             clock.now = boundary + POLL_OFFSET_S
-            await poller.poll_all(clock.now, rows)
-        summary.polls_ok = poller.counters["ok"]
-        summary.polls_failed = poller.counters["failed"]
-        row = conn.execute(
+            await asyncio.gather(*(p.poll_all(clock.now, r) for p, r in pollers))
+        for m in meters:
+            injected = getattr(m.sim, "injected", None) or getattr(m.sim, "faults_injected", {})
+            for kind, n in injected.items():
+                key = f"{m.protocol}:{kind}"
+                summary.poll_faults[key] = summary.poll_faults.get(key, 0) + int(n)
+        summary.polls_ok = sum(p.counters["ok"] for p, _ in pollers)
+        summary.polls_failed = sum(p.counters["failed"] for p, _ in pollers)
+        stored = conn.execute(
             "SELECT count(*) FROM amiflow.readings r JOIN amiflow.meters m ON m.id = r.meter_id"
             " WHERE m.protocol = ANY(%s)",
             (list(parts),),
         ).fetchone()
-        summary.polled_readings = int(row[0]) if row else 0
+        summary.polled_readings = int(stored[0]) if stored else 0
 
 
 def poll_month(
-    url: str, plan: DemoPlan, parts: Sequence[str], days: int, seed: int, summary: Summary, *, progress: bool
+    url: str,
+    plan: DemoPlan,
+    parts: Sequence[str],
+    days: int,
+    seed: int,
+    summary: Summary,
+    *,
+    progress: bool,
+    stop: threading.Event | None = None,
 ) -> float:
     """Commission, register and poll the simulated meters of ``parts`` (protocols: ``modbus``, ``iec62056-21``)
     through the last ``days`` days of the simulated span;
     returns the seconds it took. pymodbus's own error log (the last frames of every injected fault) is kept off
-    the terminal meanwhile: the poller counts and logs failed polls itself."""
+    the terminal meanwhile: the poller counts and logs failed polls itself. ``stop`` ends the polling early."""
     t0 = time.perf_counter()
     pymodbus_log = logging.getLogger("pymodbus")
     level = pymodbus_log.level
     pymodbus_log.setLevel(logging.CRITICAL)
     try:
-        asyncio.run(_poll_month(url, plan, parts, min(days, plan.days), seed, summary, progress))
+        n = min(days, plan.days)
+        asyncio.run(_poll_month(url, plan, parts, n, seed, summary, progress, stop or threading.Event()))
     finally:
         pymodbus_log.setLevel(level)
     summary.polled_days = min(days, plan.days)
     return time.perf_counter() - t0
+
+
+class PollThread:
+    """:func:`poll_month` in a thread of its own (its own event loop), so polling runs while the MQTT month is
+    ingested, as in a head-end; ``join()`` re-raises its failure, ``stop()`` ends it at the next boundary."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._run, args=args, kwargs=kwargs, name="demo-poll", daemon=True)
+
+    def _run(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            self.seconds = poll_month(*args, **kwargs, stop=self._stop)
+        except BaseException as exc:  # re-raised by join()
+            self.error = exc
+
+    def start(self) -> PollThread:
+        """Start polling."""
+        self._thread.start()
+        return self
+
+    def join(self) -> None:
+        """Wait for the end of the polling; raise what it raised."""
+        self._thread.join()
+        if self.error is not None:
+            raise AmiflowError(f"demo: polling failed: {self.error}") from self.error
+
+    def stop(self) -> None:
+        """Stop at the next boundary and wait (idempotent)."""
+        self._stop.set()
+        self._thread.join(30)

@@ -16,7 +16,6 @@ import importlib.util
 import json
 import logging
 import secrets
-import shutil
 import signal
 import sys
 import time
@@ -86,12 +85,18 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-class _RefusedProbeFilter(logging.Filter):
-    """amqtt logs a traceback on the asyncio logger when it refuses the ingest worker's MQTT 5 CONNECT (the worker
-    then falls back to 3.1.1, as it says in its own warning); the demo keeps that noise off the user's terminal."""
+class _KnownNoiseFilter(logging.Filter):
+    """Tracebacks third-party libraries log on the asyncio logger for faults the demo injects on purpose and the
+    head-end handles: amqtt refusing the ingest worker's MQTT 5 CONNECT (the worker falls back to 3.1.1 and says
+    so), and pymodbus failing to decode a garbled frame from the Modbus simulator's ``corrupt`` fault (the poller
+    retries; the summary counts the injected faults)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Unhandled exception in client_connected_cb")
+        message = record.getMessage()
+        if message.startswith("Unhandled exception in client_connected_cb"):
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (message.startswith("Fatal error: protocol.data_received()") and "Modbus" in type(exc).__name__)
 
 
 def _missing(modules: tuple[str, ...]) -> list[str]:
@@ -156,6 +161,9 @@ def run_demo(
     progress = sys.stderr.isatty()
     fleets: list[FleetRun] = []
     with contextlib.ExitStack() as stack:
+        quiet = _KnownNoiseFilter()
+        logging.getLogger("asyncio").addFilter(quiet)
+        stack.callback(logging.getLogger("asyncio").removeFilter, quiet)
         _step(1, "starting PostgreSQL, the MQTT broker and the billing receiver")
         with warnings.catch_warnings():  # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset (containers)
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
@@ -167,10 +175,6 @@ def run_demo(
             from amiflow.broker import EmbeddedBroker
 
             broker = EmbeddedBroker()
-            if shutil.which("mosquitto") is None:
-                quiet = _RefusedProbeFilter()
-                logging.getLogger("asyncio").addFilter(quiet)
-                stack.callback(logging.getLogger("asyncio").removeFilter, quiet)
             broker.start()
             stack.callback(broker.stop)
             mqtt_url, prefix = broker.url, "ami/v1"
@@ -202,14 +206,18 @@ def run_demo(
         summary.not_built += [f"polled {what}" for what in UNWIRED_PARTS.values()]
 
         _step(3, f"ingesting {plan.days} simulated days of {plan.period_text} with faults ({FLEET_FAULTS})")
-        fleet_stats = [ingest_month(worker, config, mqtt_url, fleets.append, progress=progress)]
-
+        poll = None
         if parts:
-            from amiflow._demo_polled import poll_month
+            from amiflow._demo_polled import PollThread
 
             n = min(poll_days, plan.days)
-            print(f"      commissioning and polling the {' and '.join(parts)} simulators through {n} days", flush=True)
-            poll_month(db.url, plan, parts, n, seed, summary, progress=progress)
+            print(f"      meanwhile: commissioning and polling the {' and '.join(parts)} simulators through {n} days"
+                  " on a simulated clock", flush=True)  # fmt: skip
+            poll = PollThread(db.url, plan, parts, n, seed, summary, progress=progress).start()
+            stack.callback(poll.stop)
+        fleet_stats = [ingest_month(worker, config, mqtt_url, fleets.append, progress=progress)]
+        if poll is not None:
+            poll.join()
 
         _step(4, f"VEE and the billing run for {plan.period_text}; delivering bills to {receiver.url}")
         run_bills(db.url, plan, summary, progress=progress)
