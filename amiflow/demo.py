@@ -36,7 +36,7 @@ from amiflow.commands import Command
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
 
-__all__ = ["DEMO", "POLLED_PARTS", "QUICK_POLL_DAYS", "UNWIRED_PARTS", "run_demo"]
+__all__ = ["DEMO", "POLLED_PARTS", "QUICK_POLL_DAYS", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,8 @@ QUICK_POLL_DAYS = 2
 POLLED_PARTS = {
     "modbus": ("simulators.modbus", "protocols.modbus"),
     "iec62056-21": ("simulators.iec62056_21", "protocols.iec62056_21"),
+    "dlms": ("simulators.dlms", "protocols.dlms"),
 }
-#: Polled parts the demo does not drive yet (reported on every run until they are wired in).
-UNWIRED_PARTS = {"dlms": "2 DLMS meters: simulators.dlms has not landed"}
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -203,7 +202,6 @@ def run_demo(
                 summary.not_built.append(f"polled {part} meters: {', '.join(missing)} not in this build")
             else:
                 parts.append(part)
-        summary.not_built += [f"polled {what}" for what in UNWIRED_PARTS.values()]
 
         _step(3, f"ingesting {plan.days} simulated days of {plan.period_text} with faults ({FLEET_FAULTS})")
         poll = None
