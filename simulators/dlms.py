@@ -20,7 +20,9 @@ frames with HDLC instead of the wrapper (always HDLC on a pty). The meter (serve
 
 Associations: the public client (SAP 16) needs no authentication and may only read; the management client
 (SAP 1) may SET and ACTION, after LLS with ``--password`` when ``--auth lls`` (a wrong password is refused with
-authentication-failure). ``--auth hls-gmac`` is refused (HLS is not served yet). Values come from the shared load
+authentication-failure), or after HLS-GMAC with security suite 0 when ``--auth hls-gmac`` (keys ``--keys EK:AK``,
+default the Green Book example keys; system title ``AMF`` + the last 5 characters of the serial; every APDU then
+glo-ciphered, client invocation counters checked against replay across associations). Values come from the shared load
 model (:class:`simulators.load.LoadModel`). Faults (``--faults timeout=0.05,bad_crc=0.05,exception=0.02,
 clock_drift=120,truncate=0.02``), decided per answer with a seeded RNG: ``timeout`` no answer, ``bad_crc`` a
 corrupted FCS (HDLC) or wrapper version (TCP wrapper), ``truncate`` half an answer, ``exception`` an
@@ -44,13 +46,19 @@ from amiflow.commands import Command
 from amiflow.errors import ConfigError, FrameError, ProtocolError
 from amiflow.settings import Settings
 from protocols.dlms.acse import Mechanism
+from protocols.dlms.ciphering import Ciphering
+from protocols.dlms.counters import MemoryCounterStore
 from protocols.dlms.hdlc import NEED_DATA, Data, Disconnected, HdlcAddress, HdlcConnection, Role
+from protocols.dlms.security import SecurityKeys
 from protocols.dlms.server import AccessLevel, ClientPolicy, ServerAssociation
 from protocols.dlms.wrapper import WrapperFrame, WrapperFramer
 from protocols.dlms.xdlms import ExceptionResponse
 from simulators._dlms_meter import DlmsFaults, DlmsMeter, parse_dlms_faults
 
-__all__ = ["SIM_DLMS", "DlmsFaults", "DlmsMeter", "DlmsSimulator", "parse_dlms_faults"]
+# the Green Book's example keys: a simulator's default only, never a real meter's
+DEFAULT_KEYS = SecurityKeys(bytes(range(16)), bytes(range(0xD0, 0xE0)))
+
+__all__ = ["DEFAULT_KEYS", "SIM_DLMS", "DlmsFaults", "DlmsMeter", "DlmsSimulator", "parse_dlms_faults"]
 
 
 class DlmsSimulator:
@@ -75,6 +83,7 @@ class DlmsSimulator:
         compress_rows: bool = False,
         phases: int = 1,
         max_pdu: int = 1024,
+        keys: SecurityKeys | None = None,
     ) -> None:
         self.kind, self.host, self.port = parse_listen(listen)
         self.hdlc = hdlc or self.kind == "pty"
@@ -98,6 +107,11 @@ class DlmsSimulator:
             phases=phases,
         )
         self.max_pdu = max_pdu
+        serial = self.meter.serial.encode()[-5:].rjust(5, b"0")
+        self.system_title = b"AMF" + serial
+        self.keys = keys or DEFAULT_KEYS
+        self.ciphering = Ciphering(self.system_title, self.keys, MemoryCounterStore())
+        self._peer_counters: dict[bytes, int] = {}
         self.pty_path: str | None = None
         self.faults_injected: dict[str, int] = {}
         self.requests = 0
@@ -121,6 +135,17 @@ class DlmsSimulator:
         mechanism = {"none": Mechanism.NONE, "lls": Mechanism.LLS, "hls-gmac": Mechanism.HLS_GMAC}[self.auth]
         return ClientPolicy(mechanism, self.password, AccessLevel.MANAGE)
 
+    def association(self, client_sap: int) -> ServerAssociation:
+        """A new association for ``client_sap`` (HLS-GMAC gets a fresh random StoC)."""
+        return ServerAssociation(
+            self.meter,
+            self.policy(client_sap),
+            max_pdu=self.max_pdu,
+            ciphering=self.ciphering,
+            challenge=os.urandom(16),
+            peer_counters=self._peer_counters,
+        )
+
     # -- faults --------------------------------------------------------------------------------------------------
     def _hit(self, kind: str) -> bool:
         rate = float(getattr(self.faults, kind))
@@ -131,7 +156,11 @@ class DlmsSimulator:
 
     def _answer(self, assoc: ServerAssociation, apdu: bytes) -> bytes | None:
         self.requests += 1
-        if apdu[:1] in (b"\xc0", b"\xc1", b"\xc3") and assoc.associated and self._hit("exception"):
+        if (
+            apdu[:1] in (b"\xc0", b"\xc1", b"\xc3", b"\xc8", b"\xc9", b"\xcb")
+            and assoc.associated
+            and self._hit("exception")
+        ):
             assoc.handle(apdu)  # keep long-transfer state consistent, answer with an exception instead
             return ExceptionResponse(1, 1).to_bytes()
         return assoc.handle(apdu)
@@ -167,9 +196,7 @@ class DlmsSimulator:
                     continue
                 assoc = assocs.get(frame.source)
                 if assoc is None or frame.apdu[:1] == b"\x60":
-                    assoc = assocs[frame.source] = ServerAssociation(
-                        self.meter, self.policy(frame.source), max_pdu=self.max_pdu
-                    )
+                    assoc = assocs[frame.source] = self.association(frame.source)
                 answer = self._answer(assoc, frame.apdu)
                 if answer is not None:
                     out = self._damage(WrapperFrame(1, frame.source, answer).to_bytes())
@@ -203,7 +230,7 @@ class DlmsSimulator:
                 elif isinstance(event, Data):
                     if assoc is None or event.apdu[:1] == b"\x60":
                         sap = conn.peer.logical
-                        assoc = ServerAssociation(self.meter, self.policy(sap), max_pdu=self.max_pdu)
+                        assoc = self.association(sap)
                     answer = self._answer(assoc, event.apdu)
                     if answer is not None:
                         out = self._damage(conn.send(answer))
@@ -330,8 +357,19 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", default=None, help="ISO time the load profile starts (default 10 days ago)")
     p.add_argument("--faults", default=None, help="e.g. timeout=0.05,bad_crc=0.05,exception=0.02,clock_drift=120")
     p.add_argument("--control-mode", type=int, default=1, choices=range(7), help="disconnect control_mode (1)")
+    p.add_argument("--keys", default=None, help="HLS-GMAC EK:AK in hex (default the Green Book example keys)")
     p.add_argument("--phases", type=int, default=1, choices=(1, 3), help="1 (L1 only) or 3 phases (default 1)")
     p.add_argument("--profile", default="deltas", choices=("deltas", "registers"), help="profile columns")
+
+
+def _keys(text: str | None) -> SecurityKeys | None:
+    if not text:
+        return None
+    ek, _, ak = text.partition(":")
+    try:
+        return SecurityKeys(bytes.fromhex(ek), bytes.fromhex(ak))
+    except ValueError:
+        raise ConfigError("--keys: expected EK:AK, two 16-byte keys in hex") from None
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -356,6 +394,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         control_mode=args.control_mode,
         register_profile=args.profile == "registers",
         phases=args.phases,
+        keys=_keys(args.keys),
     )
 
     async def main() -> None:

@@ -17,6 +17,7 @@ access, malformed frames).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -30,7 +31,8 @@ from amiflow.uri import MeterUri
 from protocols.transport import Link, open_link
 
 from . import axdr
-from .association import ActionOutcome, ClientAssociation, Continue, GetResult, SetOutcome, Stale
+from .association import ActionOutcome, AssociationState, ClientAssociation, Continue, GetResult, SetOutcome, Stale
+from .ciphering import Ciphering
 from .cosem import (
     CLOCK_OBIS,
     CaptureObject,
@@ -88,19 +90,25 @@ class DlmsClient:
         timeout_s: float = 5.0,
         retries: int = 2,
         link: Link | None = None,
+        security: Ciphering | None = None,
     ) -> None:
         if uri.protocol != "dlms":
             raise ConnectError(f"{uri}: not a DLMS URI")
         self.uri = uri
         self.timeout_s = timeout_s
         self.retries = retries
-        self.client_sap = uri.int_param("client", 1 if password is not None else 16)
+        self.client_sap = uri.int_param("client", 1 if password is not None or security is not None else 16)
         self.server_sap = uri.int_param("server", 1)
         physical = uri.params.get("physical")
         self.meter = uri.params.get("meter") or uri.text
         self.deviation = Deviation(uri.params.get("deviation", Deviation.BLUE_BOOK.value))
         self._link = link
-        self._assoc = ClientAssociation(password=password)
+        self._assoc = ClientAssociation(
+            password=password,
+            ciphering=security,
+            counter_key=f"{self.meter}:{self.client_sap}",
+            challenge=os.urandom(16) if security is not None else None,
+        )
         self._hdlc: HdlcConnection | None = None
         if uri.hdlc:
             server = HdlcAddress.server(self.server_sap, int(physical, 0) if physical else None)
@@ -123,6 +131,8 @@ class DlmsClient:
             answer = await self._exchange_raw(self._assoc.aarq())
             try:
                 self._assoc.on_aare(answer)
+                if self._assoc.state is AssociationState.AWAITING_HLS:
+                    self._assoc.on_hls_answer(await self._exchange_raw(self._assoc.hls_reply()))
             except ConnectError as exc:
                 raise ConnectError(f"{self.uri}: {exc}") from None
             except FrameError as exc:

@@ -13,8 +13,9 @@ import enum
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from amiflow.errors import FrameError
+from amiflow.errors import FrameError, ProtocolError
 
+from . import axdr
 from .acse import (
     Aare,
     Aarq,
@@ -26,6 +27,7 @@ from .acse import (
     Mechanism,
     Rlre,
 )
+from .ciphering import Ciphering, CipherSession
 from .xdlms import (
     AccessSelection,
     ActionRequest,
@@ -75,7 +77,25 @@ class ObjectModel(Protocol):
 class ServerAssociation:
     """One client's association with a server logical device."""
 
-    def __init__(self, model: ObjectModel, policy: ClientPolicy | None, *, max_pdu: int = 1024) -> None:
+    def __init__(
+        self,
+        model: ObjectModel,
+        policy: ClientPolicy | None,
+        *,
+        max_pdu: int = 1024,
+        ciphering: Ciphering | None = None,
+        challenge: bytes = b"",
+        peer_counters: dict[bytes, int] | None = None,
+    ) -> None:
+        """``ciphering`` (our system title, keys, counter store) serves HLS-GMAC clients; ``challenge`` is the
+        StoC of this association (8..64 random bytes from the caller); ``peer_counters`` remembers each client
+        system title's last invocation counter across associations (replay protection)."""
+        self._ciphering = ciphering
+        self._challenge = challenge
+        self._peer_counters = peer_counters if peer_counters is not None else {}
+        self._session: CipherSession | None = None
+        self._client_challenge = b""
+        self._hls_pending = False
         self.model = model
         self.policy = policy
         self.max_pdu = max_pdu
@@ -95,6 +115,18 @@ class ServerAssociation:
         if tag == 0x62:
             self.associated = False
             return Rlre(0).to_bytes()
+        session = self._session
+        if session is not None and (self.associated or self._hls_pending):
+            try:
+                apdu = session.unwrap(apdu)
+            except ProtocolError as exc:
+                return ExceptionResponse(1, 6 if "invocation-counter" in str(exc) else 5).to_bytes()
+            except FrameError:
+                return ExceptionResponse(2, 2).to_bytes()
+            if session.peer_title is not None and session.peer_last_counter is not None:
+                self._peer_counters[session.peer_title] = session.peer_last_counter
+        if self._hls_pending:
+            return self._on_hls_reply(apdu)
         if not self.associated:
             return ExceptionResponse(1, 1).to_bytes()
         try:
@@ -102,12 +134,14 @@ class ServerAssociation:
         except FrameError:
             return ExceptionResponse(2, 2).to_bytes()
         if isinstance(msg, GetRequest):
-            return self._on_get(msg)
-        if isinstance(msg, SetRequest):
-            return self._on_set(msg)
-        if isinstance(msg, ActionRequest):
-            return self._on_action(msg)
-        return ExceptionResponse(2, 2).to_bytes()
+            answer = self._on_get(msg)
+        elif isinstance(msg, SetRequest):
+            answer = self._on_set(msg)
+        elif isinstance(msg, ActionRequest):
+            answer = self._on_action(msg)
+        else:
+            return ExceptionResponse(2, 2).to_bytes()
+        return session.wrap(answer) if session is not None else answer
 
     # -- association -----------------------------------------------------------------------------------------------
     def _on_aarq(self, apdu: bytes) -> bytes:
@@ -118,7 +152,8 @@ class ServerAssociation:
         policy = self.policy
         if policy is None:
             return self._refuse(AcseDiagnostic.NO_REASON_GIVEN, "unknown client SAP")
-        if aarq.context is not ContextName.LN:
+        hls = policy.mechanism is Mechanism.HLS_GMAC and aarq.mechanism is Mechanism.HLS_GMAC
+        if aarq.context is not (ContextName.LN_CIPHERED if hls else ContextName.LN):
             return self._refuse(AcseDiagnostic.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED, "context")
         if policy.mechanism is Mechanism.LLS:
             if aarq.mechanism is not Mechanism.LLS or aarq.auth_value is None:
@@ -128,7 +163,9 @@ class ServerAssociation:
         elif policy.mechanism is not Mechanism.NONE:
             if aarq.mechanism is not policy.mechanism:
                 return self._refuse(AcseDiagnostic.AUTHENTICATION_MECHANISM_NAME_REQUIRED, "HLS required")
-            return self._refuse(AcseDiagnostic.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED, "HLS not served")
+            if policy.mechanism is not Mechanism.HLS_GMAC or self._ciphering is None:
+                return self._refuse(AcseDiagnostic.AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNISED, "HLS not served")
+            return self._on_hls_aarq(aarq, self._ciphering)
         try:
             initiate = InitiateRequest.from_bytes(aarq.user_information)
         except FrameError:
@@ -144,6 +181,57 @@ class ServerAssociation:
             mechanism=aarq.mechanism if policy.mechanism is not Mechanism.NONE else Mechanism.NONE,
             user_information=InitiateResponse(max_pdu=self.max_pdu).to_bytes(),
         ).to_bytes()
+
+    def _on_hls_aarq(self, aarq: Aarq, ciphering: Ciphering) -> bytes:
+        """HLS-GMAC passes 1/2: check the client's title and challenge, decipher its InitiateRequest, send StoC."""
+        title, challenge = aarq.calling_ap_title, aarq.auth_value
+        if title is None or len(title) != 8 or challenge is None or not 8 <= len(challenge) <= 64:
+            return self._refuse(AcseDiagnostic.NO_REASON_GIVEN, "HLS-GMAC needs a system title and a challenge")
+        if not 8 <= len(self._challenge) <= 64:
+            return self._refuse(AcseDiagnostic.NO_REASON_GIVEN, "no server challenge")
+        session = CipherSession(ciphering, f"server:{title.hex()}", peer_last_counter=self._peer_counters.get(title))
+        session.peer_title = title
+        try:
+            initiate = InitiateRequest.from_bytes(session.unwrap(aarq.user_information))
+        except (FrameError, ProtocolError):
+            return self._refuse(AcseDiagnostic.AUTHENTICATION_FAILURE, "deciphering-error")  # wrong key or replay
+        if session.peer_last_counter is not None:
+            self._peer_counters[title] = session.peer_last_counter
+        self.client_max_pdu = min(initiate.max_pdu or 0xFFFF, self.max_pdu) if initiate.max_pdu >= 64 else 64
+        self._session, self._client_challenge, self._hls_pending = session, challenge, True
+        self.associated, self.refusal = False, None
+        return Aare(
+            AssociationResult.ACCEPTED,
+            AcseDiagnostic.AUTHENTICATION_REQUIRED,
+            ContextName.LN_CIPHERED,
+            Mechanism.HLS_GMAC,
+            responding_ap_title=ciphering.system_title,
+            auth_value=self._challenge,
+            user_information=session.wrap(InitiateResponse(max_pdu=self.max_pdu).to_bytes()),
+        ).to_bytes()
+
+    def _on_hls_reply(self, apdu: bytes) -> bytes:
+        """HLS-GMAC passes 3/4: only reply_to_HLS_authentication is served until the client proved the keys."""
+        assert self._session is not None
+        try:
+            msg = parse_xdlms(apdu)
+        except FrameError:
+            return ExceptionResponse(1, 1).to_bytes()
+        d = msg.descriptor if isinstance(msg, ActionRequest) else None
+        if d is None or (d.class_id, str(d.obis), d.index) != (15, "0-0:40.0.0", 1):
+            return ExceptionResponse(1, 1).to_bytes()
+        assert isinstance(msg, ActionRequest)
+        try:
+            proof = axdr.decode(msg.data or b"")
+            if not isinstance(proof, bytes):
+                raise ProtocolError("f(StoC) is not an octet-string")
+            self._session.check(proof, self._challenge)
+        except (FrameError, ProtocolError):
+            self._hls_pending, self.refusal = False, "HLS-GMAC authentication failure"
+            return self._session.wrap(ActionResponse(msg.invoke_id, ActionResult.OTHER_REASON).to_bytes())
+        self._hls_pending, self.associated = False, True
+        answer = axdr.encode(self._session.prove(self._client_challenge))
+        return self._session.wrap(ActionResponse(msg.invoke_id, ActionResult.SUCCESS, answer).to_bytes())
 
     def _refuse(self, diagnostic: AcseDiagnostic, why: str) -> bytes:
         self.associated = False

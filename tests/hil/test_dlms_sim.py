@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +20,11 @@ from amiflow.errors import ConnectError, FrameError, ProtocolError, ReadTimeout,
 from amiflow.types import Source
 from amiflow.uri import parse_meter_uri
 from protocols.dlms import ControlState, DlmsClient, axdr
+from protocols.dlms.ciphering import Ciphering
+from protocols.dlms.counters import FileCounterStore, MemoryCounterStore
 from protocols.dlms.disconnect import Trigger
-from simulators.dlms import DlmsSimulator
+from protocols.dlms.security import SecurityKeys
+from simulators.dlms import DEFAULT_KEYS, DlmsSimulator
 from simulators.load import LoadModel
 
 pytestmark = pytest.mark.timeout(60)
@@ -214,3 +218,31 @@ def test_cli_prints_its_port_and_serves() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_hls_gmac_ciphered_session_and_persisted_counters(tmp_path: Path) -> None:
+    store = FileCounterStore(tmp_path / "invocation-counters.json")
+    security = Ciphering(b"AMFHEAD1", DEFAULT_KEYS, store)
+    async with DlmsSimulator(auth="hls-gmac", start=START, clock=_clock, max_pdu=256) as sim:
+        uri = parse_meter_uri(_uri(sim, client="1"))
+        async with DlmsClient(uri, security=security, timeout_s=2) as meter:
+            assert (await meter.identify())["serial"] == sim.meter.serial
+            batch = await meter.read_profile("1-0:99.1.0", START, START + timedelta(days=1))  # ciphered GET blocks
+            assert len(batch) == 2 * 96
+            await meter.disconnect()
+            assert (await meter.read_disconnect_state())[1] == ControlState.DISCONNECTED
+        # a new client process with the same file continues above the counters the meter has seen
+        again = Ciphering(b"AMFHEAD1", DEFAULT_KEYS, FileCounterStore(tmp_path / "invocation-counters.json"))
+        async with DlmsClient(uri, security=again, timeout_s=2) as meter:
+            await meter.reconnect()
+        forgetful = Ciphering(b"AMFHEAD1", DEFAULT_KEYS, MemoryCounterStore())  # counters restart at 0: replay
+        with pytest.raises(ConnectError, match=r"association refused .*authentication-failure"):
+            async with DlmsClient(uri, security=forgetful, timeout_s=2):
+                pass
+        wrong = Ciphering(b"AMFHEAD2", SecurityKeys(bytes(16), bytes(16)), MemoryCounterStore())
+        with pytest.raises(ConnectError, match=r"association refused .*authentication-failure"):
+            async with DlmsClient(uri, security=wrong, timeout_s=2):
+                pass
+        with pytest.raises(ConnectError, match="authentication-mechanism-name-required"):
+            async with DlmsClient(uri, password=b"secret", timeout_s=2):
+                pass
