@@ -17,7 +17,7 @@ from typing import Final
 
 from amiflow.errors import FrameError
 
-from .hdlc import NEED_DATA, _NeedData
+from .hdlc_frame import NEED_DATA, _NeedData
 
 __all__ = ["HEADER", "WrapperFrame", "WrapperFramer"]
 
