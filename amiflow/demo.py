@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import secrets
+import shutil
 import signal
 import sys
 import time
@@ -31,7 +32,16 @@ import psycopg
 
 from amiflow._demo_collect import run_collections
 from amiflow._demo_plan import Summary, format_summary, plan_demo
-from amiflow._demo_steps import FLEET_FAULTS, FleetRun, deliver, import_tariffs, ingest_month, register_fleet, run_bills
+from amiflow._demo_steps import (
+    FLEET_FAULTS,
+    FleetRun,
+    deliver,
+    import_tariffs,
+    ingest_month,
+    register_fleet,
+    run_bills,
+    scalar,
+)
 from amiflow.commands import Command
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
@@ -164,6 +174,9 @@ def run_demo(
         logging.getLogger("asyncio").addFilter(quiet)
         stack.callback(logging.getLogger("asyncio").removeFilter, quiet)
         _step(1, "starting PostgreSQL, the MQTT broker and the billing receiver")
+        if settings.database_url is None and (out / "data").exists():
+            print(f"      removing the previous demo's data in {out / 'data'}", flush=True)
+            shutil.rmtree(out / "data")
         with warnings.catch_warnings():  # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset (containers)
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
             db = open_database(settings.model_copy(update={"data_dir": out / "data"}))
@@ -194,6 +207,10 @@ def run_demo(
         config = FleetConfig(meters=meters, start=plan.sim_start, days=plan.days, seed=seed, faults=FLEET_FAULTS,
                              prefix=prefix, per_message=96, client_id=f"demo-fleet-{run_tag}")  # fmt: skip
         with psycopg.connect(db.url, autocommit=True) as conn:
+            if scalar(conn, "SELECT count(*) FROM amiflow.meters"):
+                raise ConfigError(
+                    "the database of AMIFLOW_DATABASE_URL already holds meters: the demo needs an empty database"
+                )
             import_tariffs(conn)
             register_fleet(conn, config, summary)
         parts = []

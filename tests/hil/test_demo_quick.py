@@ -102,3 +102,20 @@ def test_demo_quick_summary_matches_the_database(
     report = Path(s["report"])
     assert report.is_file() and report.parent == out
     assert "<html" in report.read_text(encoding="utf-8").lower()
+
+
+def test_demo_refuses_a_database_that_already_holds_meters(
+    db_url: str, db_conn: psycopg.Connection[Any], mqtt_url: str, tmp_path: Path
+) -> None:
+    db_conn.execute("INSERT INTO amiflow.meters (name, protocol) VALUES ('EXISTING', 'mqtt')")
+    env = {**os.environ, "AMIFLOW_DATABASE_URL": db_url, "AMIFLOW_MQTT_URL": mqtt_url}
+    proc = subprocess.run(
+        [sys.executable, "-m", "amiflow.cli", "demo", "--quick", "--out", str(tmp_path / "o")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2  # a configuration error
+    assert "already holds meters" in proc.stderr + proc.stdout
+    assert scalar(db_conn, "SELECT count(*) FROM amiflow.meters") == 1  # nothing added
