@@ -25,7 +25,7 @@ come from the caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hmac
 from dataclasses import dataclass
 from typing import Final
 
@@ -33,28 +33,21 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from amiflow.errors import FrameError, ProtocolError
-from amiflow.types import parse_obis
 
 from . import axdr
-from .acse import Aare, Aarq, ContextName, InitiateRequest, InitiateResponse, Mechanism
 
 __all__ = [
-    "ASSOCIATION_LN",
     "GLO_TAGS",
     "SC_AUTHENTICATED",
     "SC_AUTHENTICATED_ENCRYPTED",
     "SC_ENCRYPTED",
     "TAG_LEN",
-    "CipheringContext",
     "Deciphered",
     "SecurityKeys",
     "cipher_apdu",
     "decipher_apdu",
     "gmac_tag",
-    "hls_gmac_aare",
-    "hls_gmac_aarq",
     "hls_gmac_response",
-    "is_ciphered",
     "verify_hls_gmac_response",
 ]
 
@@ -63,8 +56,6 @@ SC_ENCRYPTED: Final = 0x20
 SC_AUTHENTICATED_ENCRYPTED: Final = 0x30
 TAG_LEN: Final = 12
 MAX_INVOCATION_COUNTER: Final = 0xFFFFFFFF
-#: the current association object (class 15); method 1 reply_to_HLS_authentication carries pass 3/4
-ASSOCIATION_LN: Final = parse_obis("0-0:40.0.0")
 
 #: plain APDU tag -> its global-ciphering tag
 GLO_TAGS: Final = {0x01: 0x21, 0x08: 0x28, 0xC0: 0xC8, 0xC1: 0xC9, 0xC3: 0xCB, 0xC4: 0xCC, 0xC5: 0xCD, 0xC7: 0xCF}
@@ -191,13 +182,8 @@ def decipher_apdu(
 
 
 def _same(a: bytes, b: bytes) -> bool:
-    """Constant-time comparison."""
-    if len(a) != len(b):
-        return False
-    diff = 0
-    for x, y in zip(a, b, strict=True):
-        diff |= x ^ y
-    return diff == 0
+    """Constant-time comparison (a tag check must not leak how many bytes matched)."""
+    return hmac.compare_digest(a, b)
 
 
 def gmac_tag(challenge: bytes, *, system_title: bytes, invocation_counter: int, keys: SecurityKeys) -> bytes:
@@ -233,97 +219,3 @@ def verify_hls_gmac_response(
     if not _same(expected, response[5:]):
         raise ProtocolError("HLS-GMAC: authentication failure (the peer does not hold the keys)")
     return ic
-
-
-def is_ciphered(apdu: bytes) -> bool:
-    """True for a glo-ciphered APDU (one :func:`decipher_apdu` takes)."""
-    return bool(apdu) and apdu[0] in _PLAIN_TAGS
-
-
-class CipheringContext:
-    """One side of a ciphered (HLS-GMAC) association, sans-I/O: protects what it sends, checks what it receives.
-
-    ``next_counter`` hands out this side's invocation counters (a persisted store on the client:
-    ``lambda: store.next(key)``); the peer's system title is learnt from the AARQ/AARE. Received counters must rise.
-    """
-
-    def __init__(
-        self,
-        *,
-        own_title: bytes,
-        keys: SecurityKeys,
-        next_counter: Callable[[], int],
-        peer_title: bytes | None = None,
-        security: int = SC_AUTHENTICATED_ENCRYPTED,
-    ) -> None:
-        _check(own_title, 0, security)
-        self.own_title = own_title
-        self.keys = keys
-        self.next_counter = next_counter
-        self.peer_title = peer_title
-        self.security = security
-        self.last_peer_counter: int | None = None
-
-    def protect(self, apdu: bytes) -> bytes:
-        """``apdu`` glo-ciphered with this side's next invocation counter."""
-        return cipher_apdu(
-            apdu,
-            system_title=self.own_title,
-            invocation_counter=self.next_counter(),
-            keys=self.keys,
-            security=self.security,
-        )
-
-    def unprotect(self, data: bytes) -> bytes:
-        """The plain APDU of the peer's glo-ciphered ``data``; ProtocolError when it does not verify or replays."""
-        if self.peer_title is None:
-            raise ProtocolError("ciphered APDU before the peer's system title is known")
-        got = decipher_apdu(
-            data, system_title=self.peer_title, keys=self.keys, last_invocation_counter=self.last_peer_counter
-        )
-        self.last_peer_counter = got.invocation_counter
-        return got.apdu
-
-    def prove(self, challenge: bytes) -> bytes:
-        """f(challenge) from this side: pass 3 (client, over StoC) or pass 4 (server, over CtoS)."""
-        return hls_gmac_response(
-            challenge, system_title=self.own_title, invocation_counter=self.next_counter(), keys=self.keys
-        )
-
-    def verify(self, response: bytes, challenge: bytes) -> None:
-        """Check the peer's f(challenge); ProtocolError naming an authentication failure."""
-        if self.peer_title is None:
-            raise ProtocolError("HLS-GMAC: the peer's system title is unknown")
-        self.last_peer_counter = verify_hls_gmac_response(
-            response, challenge, system_title=self.peer_title, keys=self.keys, last_invocation_counter=None
-        )
-
-    def __repr__(self) -> str:
-        return f"CipheringContext(own_title={self.own_title.hex()}, peer_title={(self.peer_title or b'').hex()})"
-
-
-def hls_gmac_aarq(ctx: CipheringContext, challenge: bytes, initiate: InitiateRequest | None = None) -> bytes:
-    """The AARQ of an HLS-GMAC association: ciphered LN context, mechanism 5, the client's system title, the
-    challenge CtoS (8..64 bytes) and a glo-initiate-request."""
-    if not 8 <= len(challenge) <= 64:
-        raise ValueError(f"an HLS challenge has 8..64 bytes, got {len(challenge)}")
-    return Aarq(
-        context=ContextName.LN_CIPHERED,
-        mechanism=Mechanism.HLS_GMAC,
-        auth_value=challenge,
-        calling_ap_title=ctx.own_title,
-        user_information=ctx.protect((initiate or InitiateRequest()).to_bytes()),
-    ).to_bytes()
-
-
-def hls_gmac_aare(aare: Aare, ctx: CipheringContext) -> tuple[bytes, InitiateResponse]:
-    """From an accepted HLS-GMAC AARE: learn the server's system title; returns (StoC, the deciphered
-    InitiateResponse). ProtocolError when the AARE lacks them or does not verify."""
-    if aare.responding_ap_title is None or len(aare.responding_ap_title) != 8 or not aare.auth_value:
-        raise ProtocolError("HLS-GMAC: the AARE carries no server system title or challenge")
-    ctx.peer_title = aare.responding_ap_title
-    try:
-        initiate = InitiateResponse.from_bytes(ctx.unprotect(aare.user_information))
-    except FrameError as exc:
-        raise ProtocolError(f"HLS-GMAC: bad glo-initiate-response: {exc}") from exc
-    return aare.auth_value, initiate

@@ -13,19 +13,16 @@ from hypothesis import strategies as st
 
 from amiflow.errors import FrameError, ProtocolError, StorageError
 from protocols.dlms.acse import Aare, Aarq, ContextName, InitiateRequest, InitiateResponse, Mechanism
+from protocols.dlms.ciphering import Ciphering, CipherSession
 from protocols.dlms.counters import FileCounterStore, MemoryCounterStore
 from protocols.dlms.security import (
     SC_AUTHENTICATED,
     SC_AUTHENTICATED_ENCRYPTED,
     SC_ENCRYPTED,
-    CipheringContext,
     SecurityKeys,
     cipher_apdu,
     decipher_apdu,
-    hls_gmac_aare,
-    hls_gmac_aarq,
     hls_gmac_response,
-    is_ciphered,
     verify_hls_gmac_response,
 )
 
@@ -140,35 +137,41 @@ def test_corrupt_counter_file_is_a_storage_error(tmp_path: Path) -> None:
 
 
 def test_hls_gmac_association_sans_io() -> None:
-    """Both sides of an HLS-GMAC association: AARQ/AARE with titles and challenges, pass 3 and 4, ciphered GET."""
-    client_counters, server_counters = MemoryCounterStore(), MemoryCounterStore()
-    client = CipheringContext(
-        own_title=b"AMF\x00\x00\x00\x00\x01", keys=KEYS, next_counter=lambda: client_counters.next("c")
-    )
-    server = CipheringContext(own_title=SYSTEM_TITLE, keys=KEYS, next_counter=lambda: server_counters.next("s"))
+    """Both sides of an HLS-GMAC association with protocols.dlms.ciphering on top of security.py: titles and
+    challenges in AARQ/AARE, a glo-initiate exchange, pass 3 and 4, a ciphered GET, replay and impostor refused."""
+    client = CipherSession(Ciphering(b"AMF\x00\x00\x00\x00\x01", KEYS, MemoryCounterStore()), "meter:1")
+    server = CipherSession(Ciphering(SYSTEM_TITLE, KEYS, MemoryCounterStore()), "server")
     ctos, stoc = b"C" * 16, b"S" * 16
-    aarq = Aarq.from_bytes(hls_gmac_aarq(client, ctos))
-    assert (aarq.context, aarq.mechanism, aarq.auth_value) == (ContextName.LN_CIPHERED, Mechanism.HLS_GMAC, ctos)
-    server.peer_title = aarq.calling_ap_title
-    assert InitiateRequest.from_bytes(server.unprotect(aarq.user_information)) == InitiateRequest()
+    aarq = Aarq(
+        context=ContextName.LN_CIPHERED,
+        mechanism=Mechanism.HLS_GMAC,
+        auth_value=ctos,
+        calling_ap_title=client.ciphering.system_title,
+        user_information=client.wrap(InitiateRequest().to_bytes()),
+    )
+    got = Aarq.from_bytes(aarq.to_bytes())
+    server.peer_title = got.calling_ap_title
+    assert InitiateRequest.from_bytes(server.unwrap(got.user_information)) == InitiateRequest()
     aare = Aare(
         context=ContextName.LN_CIPHERED,
         mechanism=Mechanism.HLS_GMAC,
-        responding_ap_title=server.own_title,
+        responding_ap_title=server.ciphering.system_title,
         auth_value=stoc,
-        user_information=server.protect(InitiateResponse().to_bytes()),
+        user_information=server.wrap(InitiateResponse().to_bytes()),
     )
-    got_stoc, initiate = hls_gmac_aare(Aare.from_bytes(aare.to_bytes()), client)
-    assert (got_stoc, initiate) == (stoc, InitiateResponse())
-    server.verify(client.prove(got_stoc), stoc)  # pass 3: the client holds the keys
-    client.verify(server.prove(ctos), ctos)  # pass 4: the server holds the keys
-    request = client.protect(GET_CLOCK)
-    assert is_ciphered(request) and not is_ciphered(GET_CLOCK)
-    assert server.unprotect(request) == GET_CLOCK
+    answer = Aare.from_bytes(aare.to_bytes())
+    client.peer_title = answer.responding_ap_title
+    assert InitiateResponse.from_bytes(client.unwrap(answer.user_information)) == InitiateResponse()
+    server.check(client.prove(answer.auth_value or b""), stoc)  # pass 3: the client holds the keys
+    client.check(server.prove(ctos), ctos)  # pass 4: the server holds the keys
+    request = client.wrap(GET_CLOCK)
+    assert server.unwrap(request) == GET_CLOCK
     with pytest.raises(ProtocolError, match="invocation-counter-error"):
-        server.unprotect(request)  # the same APDU again is a replay
-    impostor = CipheringContext(
-        own_title=client.own_title, keys=SecurityKeys(KEYS.ek, bytes(16)), next_counter=lambda: 99
+        server.unwrap(request)  # the same APDU again is a replay
+    with pytest.raises(ProtocolError, match="unciphered"):
+        server.unwrap(GET_CLOCK)
+    impostor = CipherSession(
+        Ciphering(client.ciphering.system_title, SecurityKeys(KEYS.ek, bytes(16)), MemoryCounterStore()), "x"
     )
     with pytest.raises(ProtocolError, match="authentication failure"):
-        server.verify(impostor.prove(stoc), stoc)
+        server.check(impostor.prove(stoc), stoc)
