@@ -221,7 +221,8 @@ class Poller:
             profile_last: datetime | None = None
             if session.has_profile:
                 oldest = boundary - cfg.backfill_max_s
-                after = cursor.last_profile_ts.timestamp() if cursor.last_profile_ts else boundary - cfg.interval_s
+                # a meter polled for the first time gives everything it holds within the backfill horizon
+                after = cursor.last_profile_ts.timestamp() if cursor.last_profile_ts else oldest
                 after = max(after, oldest)
                 if after < boundary:
                     profile = await session.read_profile(_epoch_dt(after), _epoch_dt(boundary))

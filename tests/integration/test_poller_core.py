@@ -80,7 +80,8 @@ class FakeSession:
     async def read_profile(self, after: datetime, until: datetime) -> ReadingBatch:
         # the meter only holds intervals up to its own "now"
         hi = min(int(until.timestamp()), int(self.meter.now // STEP * STEP))
-        ts = np.arange(int(after.timestamp()) + STEP, hi + 1, STEP, dtype=np.int64)
+        lo = max(int(after.timestamp()), T0)  # the meter was installed at T0
+        ts = np.arange(lo + STEP, hi + 1, STEP, dtype=np.int64)
         return ReadingBatch.from_columns(
             self.meter.name, "1-0:1.29.0", ts, self.meter.energy(ts), unit="Wh", source=Source.DLMS
         )
