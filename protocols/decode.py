@@ -144,6 +144,8 @@ def _decode_dlms(data: bytes, name: str) -> dict[str, Any]:
         described = fn(data)
     except (AmiflowError, ValueError) as exc:
         return {"meter": None, "readings": [], "frames": [], "issues": [{"code": "bad_frame", "detail": str(exc)}]}
+    if isinstance(described, dict) and "readings" in described:
+        return {"meter": None, "readings": [], "frames": [], "issues": [], **described}  # already payload-shaped
     frames = described if isinstance(described, list) else [described]
     return {"meter": None, "readings": [], "frames": frames, "issues": []}
 
