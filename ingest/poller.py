@@ -188,6 +188,10 @@ class Poller:
             except AmiflowError as exc:  # a storage or configuration failure: not worth retrying
                 last_error = f"{type(exc).__name__}: {exc}"
                 break
+            except Exception as exc:  # a bug in an adapter for one meter must not stop the poller (supervisor)
+                log.exception("poll of %s: unexpected error", row.name, extra={"meter": row.name})
+                last_error = f"internal error: {type(exc).__name__}: {exc}"
+                break
             if attempt < self._config.retries:
                 delay = self._config.retry_base_s * 2**attempt
                 await asyncio.sleep(delay * (0.5 + self._rng.random()))

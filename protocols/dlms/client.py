@@ -399,6 +399,8 @@ class DlmsClient:
             cols = decode_profile_fast(raw, clock_col, period, self.deviation)
         except FrameError as exc:
             raise FrameError(f"{self.uri}: profile {ln}: {exc}") from exc
+        if not len(cols.ts):  # no row in the range (the meter holds nothing there): no columns to read
+            return ReadingBatch()
         keep = (cols.ts > int(start.timestamp())) & (cols.ts <= int(end.timestamp()))
         batches = []
         for c, obj in enumerate(objects):
