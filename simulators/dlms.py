@@ -54,6 +54,7 @@ from protocols.dlms.server import AccessLevel, ClientPolicy, ServerAssociation
 from protocols.dlms.wrapper import WrapperFrame, WrapperFramer
 from protocols.dlms.xdlms import ExceptionResponse
 from simulators._dlms_meter import DlmsFaults, DlmsMeter, parse_dlms_faults
+from simulators._listen import parse_listen as _parse_listen
 
 # the Green Book's example keys: a simulator's default only, never a real meter's
 DEFAULT_KEYS = SecurityKeys(bytes(range(16)), bytes(range(0xD0, 0xE0)))
@@ -336,14 +337,8 @@ class DlmsSimulator:
 
 
 def parse_listen(text: str) -> tuple[str, str, int]:
-    """``tcp://HOST:PORT`` (also ``dlms+tcp://``) -> ("tcp", host, port); ``pty`` -> ("pty", "", 0)."""
-    if text in ("pty", "pty://"):
-        return "pty", "", 0
-    scheme, sep, rest = text.partition("://")
-    host, _, port = rest.rpartition(":")
-    if sep and scheme in ("tcp", "dlms+tcp", "dlms+hdlc+tcp") and host and port.isdigit():
-        return "tcp", host.strip("[]"), int(port)
-    raise ConfigError(f"--listen {text!r}: expected tcp://127.0.0.1:PORT (0 = pick one) or pty")
+    """The simulator's ``--listen`` (see :func:`simulators._listen.parse_listen`)."""
+    return _parse_listen(text, tcp_schemes=("dlms+tcp", "dlms+hdlc+tcp"))
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:

@@ -30,7 +30,6 @@ import tty
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Final
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -46,6 +45,7 @@ from protocols.iec62056_21 import (
     build_identification,
     build_readout,
 )
+from simulators._listen import parse_listen as _parse_listen
 from simulators.load import LoadModel
 
 __all__ = ["FAULTS", "SIM_IEC62056_21", "IecSimulator", "parse_listen"]
@@ -53,22 +53,11 @@ __all__ = ["FAULTS", "SIM_IEC62056_21", "IecSimulator", "parse_listen"]
 log = logging.getLogger(__name__)
 FAULTS: Final = ("bad_bcc", "garbage", "noise", "timeout", "truncate")
 _SILENCE_S: Final = 1.5
-_LOOPBACK: Final = ("127.0.0.1", "localhost", "::1")
 
 
 def parse_listen(text: str) -> tuple[str, str, int]:
-    """``tcp://HOST:PORT`` or ``iec62056-21+tcp://HOST:PORT`` -> ("tcp", host, port); ``pty`` -> ("pty", "", 0)."""
-    if text in ("pty", "pty://"):
-        return "pty", "", 0
-    parts = urlsplit(text)
-    if parts.scheme in ("tcp", "iec62056-21+tcp") and parts.hostname:
-        if parts.hostname not in _LOOPBACK and not parts.hostname.startswith("127."):
-            raise ConfigError(f"--listen {text!r}: simulators listen on loopback addresses only")
-        try:
-            return "tcp", parts.hostname, parts.port or 0
-        except ValueError:
-            raise ConfigError(f"--listen {text!r}: the port is not a number") from None
-    raise ConfigError(f"--listen {text!r}: expected tcp://127.0.0.1:PORT (0 = pick one) or pty")
+    """The simulator's ``--listen`` (see :func:`simulators._listen.parse_listen`)."""
+    return _parse_listen(text, tcp_schemes=("iec62056-21+tcp",))
 
 
 Recv = Callable[[float | None], Awaitable[bytes]]

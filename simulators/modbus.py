@@ -37,6 +37,7 @@ from amiflow.errors import ConfigError
 from amiflow.settings import Settings
 from protocols.modbus.maps import SUNSPEC_METER_MODELS, load_map, sunspec_model
 from protocols.modbus.registers import Register, RegisterMap, encode_value
+from simulators._listen import parse_listen as _parse_listen
 
 __all__ = ["SIM_MODBUS", "ModbusSimulator", "PtyBridge", "SerialFaults", "parse_listen", "parse_sim_faults"]
 
@@ -74,27 +75,8 @@ def parse_sim_faults(spec: str | None) -> SerialFaults:
 
 
 def parse_listen(text: str) -> tuple[str, str, int]:
-    """``tcp://HOST:PORT`` (also ``modbus+tcp://``) -> ("tcp", host, port); ``pty`` -> ("pty", "", 0);
-    ``rtu:///dev/ttyX`` (also ``modbus+rtu://``) -> ("serial", "/dev/ttyX", 0): RTU on an existing serial device,
-    such as one end of a socat pty pair or an RS-485 adapter. Only loopback hosts are allowed."""
-    if text in ("pty", "pty://"):
-        return "pty", "", 0
-    for prefix in ("rtu://", "modbus+rtu://"):
-        if text.startswith(prefix):
-            path = text[len(prefix) :].split("?", 1)[0]
-            if not path.startswith("/"):
-                raise ConfigError(f"--listen {text!r}: expected {prefix}/dev/ttyX (an absolute device path)")
-            return "serial", path, 0
-    if text.startswith(("tcp://", "modbus+tcp://")):
-        host, _, port = text.split("://", 1)[1].split("?", 1)[0].rpartition(":")
-        host = host.strip("[]")
-        if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
-            raise ConfigError(f"--listen {text!r}: simulators listen on loopback addresses only")
-        try:
-            return "tcp", host, int(port)
-        except ValueError:
-            raise ConfigError(f"--listen {text!r}: the port is not a number") from None
-    raise ConfigError(f"--listen {text!r}: expected tcp://127.0.0.1:PORT (0 = pick one), pty, or rtu:///dev/ttyX")
+    """The simulator's ``--listen`` (see :func:`simulators._listen.parse_listen`)."""
+    return _parse_listen(text, tcp_schemes=("modbus+tcp",), serial_schemes=("rtu", "modbus+rtu"))
 
 
 class PtyBridge:
