@@ -193,10 +193,15 @@ def test_disconnect_and_reconnect_commands(mqtt_url: str, topic_prefix: str, sub
     def values(doc: dict[str, Any], obis: str) -> float:
         return float(next(r["value"] for r in doc["readings"] if r["obis"] == obis))
 
+    # up to two messages may already be on their way when a command's result is seen (per_message=1, fast speed)
+    in_flight = 2
     off = docs[after_off:after_on]
-    assert len(off) >= 4 and all(values(d, "1-0:1.29.0") == 0.0 for d in off)
+    first_zero = next(i for i, d in enumerate(off) if values(d, "1-0:1.29.0") == 0.0)
+    assert first_zero <= in_flight
+    off = off[first_zero:]
+    assert len(off) >= 4 - in_flight and all(values(d, "1-0:1.29.0") == 0.0 for d in off)
     assert len({values(d, "1-0:1.8.0") for d in off}) == 1
-    assert all(values(d, "1-0:1.29.0") > 0 for d in docs[after_on + 1 :])
+    assert all(values(d, "1-0:1.29.0") > 0 for d in docs[after_on + in_flight :])
     assert values(docs[-1], "1-0:1.8.0") > values(off[-1], "1-0:1.8.0")
     codes = [e["code"] for p in subscriber.of("events", meter) for e in json.loads(p)["events"]]
     assert "relay_open" in codes and "relay_closed" in codes
