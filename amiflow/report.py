@@ -84,6 +84,13 @@ def collect(conn: psycopg.Connection[Any], period: str, *, meter: str | None = N
         (str(r[0]), int(r[1]))
         for r in conn.execute("SELECT reason, count(*) FROM amiflow.v_quarantine GROUP BY 1 ORDER BY 2 DESC").fetchall()
     ]
+    if meter is None and _exists(conn, "amiflow.v_vee_intervals"):
+        row = conn.execute(
+            "SELECT meter FROM amiflow.v_vee_intervals WHERE ts > %s AND ts <= %s GROUP BY meter"
+            " ORDER BY count(*) DESC, meter LIMIT 1",
+            (start, end),
+        ).fetchone()
+        meter = row[0] if row else None
     if meter is None:
         row = conn.execute(
             "SELECT m.name FROM amiflow.meters m JOIN amiflow.readings r ON r.meter_id = m.id AND r.channel_id = 1"
@@ -102,8 +109,29 @@ def collect(conn: psycopg.Connection[Any], period: str, *, meter: str | None = N
                 (meter, start, end),
             ).fetchall()
         ]
+        _add_vee_flags(conn, data, meter, start, end)
     _collect_billing(conn, data, start, end)
     return data
+
+
+def _add_vee_flags(conn: psycopg.Connection[Any], data: ReportData, meter: str, start: datetime, end: datetime) -> None:
+    """Mark the curve's intervals with the VEE rules that fired and the estimation method used (pre/post kept)."""
+    if not _exists(conn, "amiflow.v_vee_intervals"):
+        return
+    found: dict[datetime, tuple[float | None, list[str]]] = {}
+    for ts, post, rules, method in conn.execute(
+        "SELECT ts, post_value, rules, method FROM amiflow.v_vee_intervals WHERE meter = %s AND obis = '1-0:1.29.0'"
+        " AND ts > %s AND ts <= %s",
+        (meter, start, end),
+    ).fetchall():
+        found[ts] = (post, [*rules, *([f"estimated ({method})"] if method != "none" else [])])
+    if not found:
+        return
+    stored = {t for t, _, _ in data.curve}
+    curve = [(t, v, sorted({*q, *found.get(t, (None, []))[1]})) for t, v, q in data.curve]
+    # intervals that were missing and estimated appear with their estimated value
+    curve += [(t, float(post), labels) for t, (post, labels) in found.items() if t not in stored and post is not None]
+    data.curve = sorted(curve, key=lambda c: c[0])
 
 
 def _collect_billing(conn: psycopg.Connection[Any], data: ReportData, start: datetime, end: datetime) -> None:
