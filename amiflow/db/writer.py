@@ -7,8 +7,8 @@ COPY, so conflicts are handled only where they can occur:
    channels created), non-finite values are quarantined;
 2. the batch is sorted by (meter, channel, ts) (COPY of meter-sorted rows is ~2x faster) and duplicates inside the
    batch are removed in numpy: same value = duplicate, different value = conflict (kept in reading_conflicts);
-3. one index probe per (meter, channel) run asks whether the database already holds any reading in the run's time
-   span; runs that do not overlap go straight in by binary COPY, the overlapping ones through the staging table and
+3. one backward index probe per (meter, channel) run finds the newest stored reading within the run's time span;
+   rows after it go straight in by binary COPY, only the rows at or before it through the staging table and
    ``ON CONFLICT DO NOTHING``, with stored-vs-new conflicts recorded;
 4. if a concurrent writer wins a race and the optimistic COPY hits the unique key, that COPY is rolled back to its
    savepoint and its rows take the staging path.
@@ -299,13 +299,16 @@ class BatchWriter:
     def _overlapping_rows(
         self, mid: npt.NDArray[np.int32], ch: npt.NDArray[np.int16], ts: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
-        """True for the rows of (meter, channel) runs whose time span already holds a stored reading."""
+        """True for the rows that may already be stored: per (meter, channel) run, one backward index probe finds the
+        newest stored reading within the run's span; only rows at or before it can be duplicates or conflicts (the
+        usual re-send is of older intervals, while the new ones are newer than anything stored)."""
         starts = np.flatnonzero(np.r_[True, (mid[1:] != mid[:-1]) | (ch[1:] != ch[:-1])])
         ends = np.r_[starts[1:], len(ts)]
         rows = self._conn.execute(
-            "SELECT g.i FROM unnest(%s::int4[], %s::int2[], %s::int8[], %s::int8[]) WITH ORDINALITY"
-            " AS g(m, c, lo, hi, i) WHERE EXISTS (SELECT 1 FROM amiflow.readings r WHERE r.meter_id = g.m"
-            " AND r.channel_id = g.c AND r.ts BETWEEN to_timestamp(g.lo) AND to_timestamp(g.hi))",
+            "SELECT g.i, s.newest FROM unnest(%s::int4[], %s::int2[], %s::int8[], %s::int8[]) WITH ORDINALITY"
+            " AS g(m, c, lo, hi, i) CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM max(r.ts)))::int8 AS newest"
+            " FROM amiflow.readings r WHERE r.meter_id = g.m AND r.channel_id = g.c"
+            " AND r.ts BETWEEN to_timestamp(g.lo) AND to_timestamp(g.hi)) s WHERE s.newest IS NOT NULL",
             (
                 _array_literal(mid[starts]),
                 _array_literal(ch[starts]),
@@ -313,10 +316,10 @@ class BatchWriter:
                 _array_literal(ts[ends - 1]),
             ),
         ).fetchall()
-        hit = np.zeros(len(starts), dtype=bool)
+        newest = np.full(len(starts), np.iinfo(np.int64).min, dtype=np.int64)
         if rows:
-            hit[np.asarray([r[0] for r in rows], dtype=np.int64) - 1] = True
-        return np.repeat(hit, ends - starts)
+            newest[np.asarray([r[0] for r in rows], dtype=np.int64) - 1] = [r[1] for r in rows]
+        return np.asarray(ts <= np.repeat(newest, ends - starts))
 
     def _stage_insert(self, cols: dict[str, npt.NDArray[Any]]) -> tuple[int, int, int]:
         if not self._stage_ready:

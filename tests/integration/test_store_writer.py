@@ -28,8 +28,11 @@ def _day(names: list[str], day: int = 0, seed: int = 1, obis: str = "1-0:1.29.0"
     ts = T0 + day * 86400 + 900 * np.arange(1, 97)
     rng = np.random.default_rng(seed)
     return ReadingBatch.from_columns(
-        np.repeat(np.array(names, dtype=object), 96), obis, np.tile(ts, len(names)),
-        rng.uniform(10, 500, 96 * len(names)), unit="Wh",
+        np.repeat(np.array(names, dtype=object), 96),
+        obis,
+        np.tile(ts, len(names)),
+        rng.uniform(10, 500, 96 * len(names)),
+        unit="Wh",
     )
 
 
@@ -88,8 +91,11 @@ def test_unknown_meters_and_non_finite_values_are_quarantined_not_dropped(db_con
     _register(db_conn, 1)
     writer = BatchWriter(db_conn, source_name="test")
     batch = ReadingBatch.from_columns(
-        ["M00000", "GHOST", "GHOST", "M00000"], "1-0:1.29.0",
-        [T0 + 900, T0 + 900, T0 + 1800, T0 + 1800], [1.0, 2.0, 3.0, float("nan")], unit="Wh",
+        ["M00000", "GHOST", "GHOST", "M00000"],
+        "1-0:1.29.0",
+        [T0 + 900, T0 + 900, T0 + 1800, T0 + 1800],
+        [1.0, 2.0, 3.0, float("nan")],
+        unit="Wh",
     )
     assert writer.write(batch) == WriteResult(inserted=1, quarantined=3)
     rows = db_conn.execute("SELECT reason, meter, raw, source FROM amiflow.v_quarantine ORDER BY reason").fetchall()
@@ -104,7 +110,8 @@ def test_unknown_channels_are_created_with_their_kind(db_conn: psycopg.Connectio
     batch = ReadingBatch.from_columns(["M00000"], "1-0:3.7.0", [T0], [12.5], unit="var")
     assert writer.write(batch) == WriteResult(inserted=1, channels_created=1)
     assert db_conn.execute("SELECT unit, kind FROM amiflow.channels WHERE obis = '1-0:3.7.0'").fetchone() == (
-        "var", "instantaneous",
+        "var",
+        "instantaneous",
     )
     bad = ReadingBatch.from_columns(["M00000"], "not-obis", [T0], [1.0], unit="W")
     assert writer.write(bad) == WriteResult(quarantined=1)
@@ -113,8 +120,13 @@ def test_unknown_channels_are_created_with_their_kind(db_conn: psycopg.Connectio
 def test_quality_and_source_are_stored_and_shown_by_name(db_conn: psycopg.Connection[Any]) -> None:
     _register(db_conn, 1)
     batch = ReadingBatch.from_columns(
-        ["M00000"], "1-0:1.29.0", [T0 + 900], [5.0], unit="Wh",
-        quality=int(QualityFlag.ESTIMATED | QualityFlag.OUTAGE), source=Source.DLMS,
+        ["M00000"],
+        "1-0:1.29.0",
+        [T0 + 900],
+        [5.0],
+        unit="Wh",
+        quality=int(QualityFlag.ESTIMATED | QualityFlag.OUTAGE),
+        source=Source.DLMS,
     )
     BatchWriter(db_conn).write(batch)
     row = db_conn.execute("SELECT meter, obis, value, unit, quality, source FROM amiflow.v_readings").fetchone()
@@ -164,7 +176,9 @@ def test_old_data_gets_its_partition(db_conn: psycopg.Connection[Any]) -> None:
 
 
 @pytest.mark.timescaledb
-def test_hypertable_with_compression_and_continuous_aggregate(db_conn: psycopg.Connection[Any], timescaledb: None) -> None:
+def test_hypertable_with_compression_and_continuous_aggregate(
+    db_conn: psycopg.Connection[Any], timescaledb: None
+) -> None:
     names = _register(db_conn, 3)
     BatchWriter(db_conn).write(_day(names))
     info = db_conn.execute(
@@ -178,3 +192,24 @@ def test_hypertable_with_compression_and_continuous_aggregate(db_conn: psycopg.C
         "SELECT view_name FROM timescaledb_information.continuous_aggregates WHERE view_schema = 'amiflow'"
     ).fetchall()
     assert caggs == [("energy_hourly",)]
+
+
+def test_resent_older_rows_mixed_with_new_ones(db_conn: psycopg.Connection[Any]) -> None:
+    names = _register(db_conn, 3)
+    writer = BatchWriter(db_conn)
+    writer.write(_day(names, day=0))
+    old_half = _day(names, day=0).take(np.arange(3 * 96) % 96 < 48)
+    mixed = ReadingBatch.concat([_day(names, day=1), old_half])
+    assert writer.write(mixed) == WriteResult(inserted=3 * 96, duplicates=3 * 48)
+    # a stored reading in the middle of a run: rows before it may clash, rows after it cannot
+    one = ReadingBatch.from_columns(["M00000"], "1-0:1.29.0", [T0 + 5 * 86400 + 900 * 5], [7.0], unit="Wh")
+    writer.write(one)
+    run = ReadingBatch.from_columns(
+        "M00000",
+        "1-0:1.29.0",
+        T0 + 5 * 86400 + 900 * np.arange(1, 11),
+        [7.0 if i == 5 else 1.0 for i in range(1, 11)],
+        unit="Wh",
+    )
+    assert writer.write(run) == WriteResult(inserted=9, duplicates=1)
+    assert _count(db_conn, "readings") == 3 * 96 * 2 + 10
