@@ -52,6 +52,11 @@ def template_db(pg_server_url: str) -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         migrate(with_database(pg_server_url, name))
+        with _admin(pg_server_url) as conn:
+            # TimescaleDB's background workers connect to every database with the extension; a template must have
+            # no sessions for CREATE DATABASE ... TEMPLATE to copy it
+            conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
         yield name
     finally:
         with _admin(pg_server_url) as conn:
