@@ -531,9 +531,8 @@ class DlmsRelayDriver:
         self._password, self._timeout_s = password, timeout_s
 
     def _client(self, meter: MeterRecord) -> Any:
-        from protocols.dlms import DlmsClient  # type: ignore[import-not-found,unused-ignore]
-
         from amiflow.uri import parse_meter_uri
+        from protocols.dlms import DlmsClient  # type: ignore[import-not-found,unused-ignore]
 
         return DlmsClient(parse_meter_uri(meter.uri or ""), password=self._password, timeout_s=self._timeout_s)
 
@@ -557,9 +556,8 @@ class ModbusRelayDriver:
         self._timeout_s = timeout_s
 
     def _client(self, meter: MeterRecord) -> Any:
-        from protocols.modbus import ModbusMeterClient  # type: ignore[import-not-found,unused-ignore]
-
         from amiflow.uri import parse_meter_uri
+        from protocols.modbus import ModbusMeterClient  # type: ignore[import-not-found,unused-ignore]
 
         return ModbusMeterClient(parse_meter_uri(meter.uri or ""), timeout_s=self._timeout_s)
 

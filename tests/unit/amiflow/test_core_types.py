@@ -120,9 +120,18 @@ def test_batch_columns_must_agree_and_take_concat_work() -> None:
 FIELDS = (("a", "i4"), ("b", "i2"), ("c", "i8"), ("d", "f8"))
 
 
-@given(st.lists(st.tuples(st.integers(-(2**31), 2**31 - 1), st.integers(-(2**15), 2**15 - 1),
-                          st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False)), max_size=50),
-       st.integers(1, 7))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-(2**31), 2**31 - 1),
+            st.integers(-(2**15), 2**15 - 1),
+            st.integers(-(2**63), 2**63 - 1),
+            st.floats(allow_nan=False),
+        ),
+        max_size=50,
+    ),
+    st.integers(1, 7),
+)
 def test_binary_copy_round_trip(rows: list[tuple[int, int, int, float]], chunk: int) -> None:
     cols = {name: np.array([r[i] for r in rows], dtype=kind) for i, (name, kind) in enumerate(FIELDS)}
     data = b"".join(encode_rows(FIELDS, cols, chunk_rows=chunk))
@@ -136,6 +145,6 @@ def test_binary_copy_rejects_nulls_and_garbage() -> None:
     data = bytearray(b"".join(encode_rows(FIELDS, cols)))
     with pytest.raises(StorageError, match="signature"):
         decode_rows(b"junk" + bytes(data), FIELDS)
-    data[19 + 2: 19 + 6] = (-1).to_bytes(4, "big", signed=True)  # the first field's length -> NULL
+    data[19 + 2 : 19 + 6] = (-1).to_bytes(4, "big", signed=True)  # the first field's length -> NULL
     with pytest.raises(StorageError):
         decode_rows(bytes(data), FIELDS)
