@@ -9,11 +9,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from amiflow.errors import ConfigError
 
-__all__ = ["PROTOCOLS", "SCHEMES", "MeterUri", "parse_meter_uri"]
+__all__ = ["PROTOCOLS", "SCHEMES", "MeterUri", "MqttTarget", "parse_meter_uri", "parse_mqtt_url"]
 
 # scheme -> (protocol, link) where link is "tcp" or "serial" or "mqtt"
 SCHEMES: dict[str, tuple[str, str]] = {
@@ -94,3 +94,29 @@ def parse_meter_uri(text: str) -> MeterUri:
     if port is None:
         raise ConfigError(f"meter URI {text!r}: a port is required")
     return MeterUri(text, scheme, protocol, link, host=parts.hostname, port=port, params=params)
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTarget:
+    """A broker to connect to, from ``mqtt://`` or ``mqtts://user:pass@host:port`` (AMIFLOW_MQTT_URL)."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_mqtt_url(url: str) -> MqttTarget:
+    """Parse an MQTT URL; raises ConfigError naming the problem."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ConfigError(f"AMIFLOW_MQTT_URL: expected mqtt://host:port or mqtts://user:pass@host:port, got {url!r}")
+    tls = parts.scheme == "mqtts"
+    return MqttTarget(
+        parts.hostname,
+        parts.port or (8883 if tls else 1883),
+        tls,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+    )

@@ -18,9 +18,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,6 +28,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from amiflow.errors import AmiflowError, ConfigError, StorageError
 from amiflow.settings import Settings
+from amiflow.uri import MqttTarget, parse_mqtt_url
 from ingest._pipeline import BatchBuilder, Message, Prepared, QuarantineRow
 from ingest._store import BatchOutcome, DatabaseDown, IngestStore
 from ingest.metrics import IngestMetrics
@@ -44,32 +43,6 @@ log = logging.getLogger(__name__)
 _LINGER_S = 0.02  # close a batch when no message arrived for this long (low latency when the stream is thin)
 _REPLAY_MESSAGES = 5000
 _PROBE_EVERY_S = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class MqttTarget:
-    """Where the broker is: from ``mqtt://`` or ``mqtts://user:pass@host:port``."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-
-def parse_mqtt_url(url: str) -> MqttTarget:
-    """Parse an MQTT URL; raises ConfigError naming the problem."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError(f"AMIFLOW_MQTT_URL: expected mqtt://host:port or mqtts://user:pass@host:port, got {url!r}")
-    tls = parts.scheme == "mqtts"
-    return MqttTarget(
-        parts.hostname,
-        parts.port or (8883 if tls else 1883),
-        tls,
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password else None,
-    )
 
 
 class IngestWorker:

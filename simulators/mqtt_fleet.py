@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -48,6 +47,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from amiflow.commands import Command
 from amiflow.errors import ConfigError, ConnectError
 from amiflow.settings import Settings
+from amiflow.uri import parse_mqtt_url
 from simulators._fleet_gen import Generated, MessageGenerator
 from simulators.faults import parse_faults
 from simulators.load import REFERENCE_TS, LoadModel
@@ -158,29 +158,6 @@ class FleetStats:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-
-def _parse_url(url: str) -> _Target:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError(f"MQTT URL: expected mqtt://host:port or mqtts://user:pass@host:port, got {url!r}")
-    tls = parts.scheme == "mqtts"
-    return _Target(
-        parts.hostname,
-        parts.port or (8883 if tls else 1883),
-        tls,
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password else None,
-    )
-
-
 class _Connection:
     """One paho client publishing for meters ``lo..hi-1``: an ordered backlog and a bounded in-flight window."""
 
@@ -254,7 +231,7 @@ class MqttFleet:
 
     def __init__(self, config: FleetConfig, mqtt_url: str) -> None:
         self.config = config
-        self._target = _parse_url(mqtt_url)
+        self._target = parse_mqtt_url(mqtt_url)
         self.stats = FleetStats(meters=config.meters)
         self._model = LoadModel(config.seed, pv_share=config.pv_share, commercial_share=config.commercial_share)
         self._gen = MessageGenerator(config, self._model, parse_faults(config.faults), self.stats)
