@@ -38,7 +38,6 @@ import os
 import random
 import signal
 import time
-import tty
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -55,6 +54,7 @@ from protocols.dlms.wrapper import WrapperFrame, WrapperFramer
 from protocols.dlms.xdlms import ExceptionResponse
 from simulators._dlms_meter import DlmsFaults, DlmsMeter, parse_dlms_faults
 from simulators._listen import parse_listen as _parse_listen
+from simulators._server import ByteServer
 
 # the Green Book's example keys: a simulator's default only, never a real meter's
 DEFAULT_KEYS = SecurityKeys(bytes(range(16)), bytes(range(0xD0, 0xE0)))
@@ -62,7 +62,7 @@ DEFAULT_KEYS = SecurityKeys(bytes(range(16)), bytes(range(0xD0, 0xE0)))
 __all__ = ["DEFAULT_KEYS", "SIM_DLMS", "DlmsFaults", "DlmsMeter", "DlmsSimulator", "parse_dlms_faults"]
 
 
-class DlmsSimulator:
+class DlmsSimulator(ByteServer):
     """One simulated meter served over TCP or a pty: ``await sim.start()``, then ``sim.uri`` (``sim.port`` or
     ``sim.pty_path``); ``await sim.stop()``. ``sim.meter`` is the :class:`DlmsMeter` (its clock, relay, events)."""
 
@@ -117,9 +117,7 @@ class DlmsSimulator:
         self.faults_injected: dict[str, int] = {}
         self.requests = 0
         self._rng = random.Random(seed * 1_000_003 + meter_index)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._fds: tuple[int, int] | None = None
+        self._init_server()
 
     @property
     def uri(self) -> str:
@@ -239,58 +237,8 @@ class DlmsSimulator:
                             await send(out)
 
     # -- serving -------------------------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Listen (TCP) or open the pty, and serve in the background."""
-        if self.kind == "tcp":
-            self._server = await asyncio.start_server(self._on_tcp, self.host, self.port)
-            self.port = self._server.sockets[0].getsockname()[1]
-            return
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._fds = (master, slave)
-        self.pty_path = os.ttyname(slave)
-        self._spawn(self._serve_pty(master))
-
-    async def stop(self) -> None:
-        """Close the listener or pty and end every session."""
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
-            self._server = None
-        if self._fds is not None:
-            master, slave = self._fds
-            self._fds = None
-            with contextlib.suppress(OSError, RuntimeError):
-                asyncio.get_running_loop().remove_reader(master)
-            for fd in (master, slave):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-
-    async def __aenter__(self) -> DlmsSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._adopt_current_task()
 
         async def recv() -> bytes:
             data = await reader.read(4096)

@@ -26,7 +26,6 @@ import os
 import random
 import signal
 import time
-import tty
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Final
@@ -46,6 +45,7 @@ from protocols.iec62056_21 import (
     build_readout,
 )
 from simulators._listen import parse_listen as _parse_listen
+from simulators._server import ByteServer
 from simulators.load import LoadModel
 
 __all__ = ["FAULTS", "SIM_IEC62056_21", "IecSimulator", "parse_listen"]
@@ -64,7 +64,7 @@ Recv = Callable[[float | None], Awaitable[bytes]]
 Send = Callable[[bytes], Awaitable[None]]
 
 
-class IecSimulator:
+class IecSimulator(ByteServer):
     """One simulated meter; ``await sim.start()``, then ``sim.uri`` (and ``sim.port`` or ``sim.pty_path``)."""
 
     def __init__(
@@ -107,9 +107,7 @@ class IecSimulator:
         self.readouts = 0
         self.faults_injected: dict[str, int] = {}
         self._rng = random.Random(seed * 1_000_003 + meter_index)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._fds: tuple[int, int] | None = None
+        self._init_server()
 
     # -- the meter ---------------------------------------------------------------------------------------------
 
@@ -212,58 +210,8 @@ class IecSimulator:
 
     # -- serving -------------------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen (TCP) or open the pty, and serve in the background."""
-        if self.kind == "tcp":
-            self._server = await asyncio.start_server(self._on_tcp, self.host, self.port)
-            self.port = self._server.sockets[0].getsockname()[1]
-            return
-        master, slave = os.openpty()
-        tty.setraw(slave)  # bytes through unchanged: no echo, no CR/LF translation
-        os.set_blocking(master, False)
-        self._fds = (master, slave)  # the slave stays open here so the master never sees EIO between clients
-        self.pty_path = os.ttyname(slave)
-        self._spawn(self._serve_pty(master))
-
-    async def stop(self) -> None:
-        """Close the listener or pty and end every session."""
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
-            self._server = None
-        if self._fds is not None:
-            master, slave = self._fds
-            self._fds = None
-            with contextlib.suppress(OSError):
-                asyncio.get_running_loop().remove_reader(master)
-            for fd in (master, slave):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-
-    async def __aenter__(self) -> IecSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._adopt_current_task()
 
         async def recv(timeout: float | None) -> bytes:
             return await asyncio.wait_for(reader.read(4096), timeout)
