@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -340,17 +339,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         keys=_keys(args.keys),
     )
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        async with sim:
-            where = f"port {sim.port}" if sim.kind == "tcp" else f"pty {sim.pty_path}"
-            print(f"dlms simulator (meter {sim.meter.serial}) listening on {where}: {sim.uri}", flush=True)
-            await stop.wait()
-
-    asyncio.run(main())
+    sim.serve_until_signalled(f"dlms simulator (meter {sim.meter.serial})")
     return 0
 
 

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import random
-import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -298,17 +297,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         fault_rate=args.fault_rate,
     )
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        async with sim:
-            where = f"port {sim.port}" if sim.kind == "tcp" else f"pty {sim.pty_path}"
-            print(f"iec62056-21 simulator (serial {sim.serial}) listening on {where}: {sim.uri}", flush=True)
-            await stop.wait()
-
-    asyncio.run(main())
+    sim.serve_until_signalled(f"iec62056-21 simulator (serial {sim.serial})")
     return 0
 
 
