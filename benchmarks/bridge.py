@@ -121,7 +121,7 @@ def main() -> int:
         cmd = [
             sys.executable,
             "-m",
-            "amiflow.cli",
+            "amiflow_app.cli",
             "bridge",
             "run",
             "--concurrency",

@@ -9,10 +9,10 @@ import signal
 import sys
 from pathlib import Path
 
-from amiflow.commands import Command
 from amiflow.db import open_database
 from amiflow.errors import ConfigError, StorageError
 from amiflow.settings import Settings
+from amiflow_app.command import Command
 from billing_bridge.dispatcher import DispatchConfig, Dispatcher
 from billing_bridge.payments import import_csv
 from billing_bridge.sinks import CimSink, FileDropSink, Sink, WebhookSink

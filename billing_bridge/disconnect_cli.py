@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from amiflow.commands import Command
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
+from amiflow_app.command import Command
 
 __all__ = ["ARREARS_REPORT", "DISCONNECT_PLAN", "DISCONNECT_RUN"]
 

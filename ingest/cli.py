@@ -8,9 +8,9 @@ import signal
 import threading
 from typing import Any
 
-from amiflow.commands import Command
 from amiflow.db import open_database
 from amiflow.settings import Settings
+from amiflow_app.command import Command
 from ingest.metrics import MetricsServer
 from ingest.mqtt_worker import IngestWorker
 

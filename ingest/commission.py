@@ -25,11 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from amiflow.commands import Command
 from amiflow.errors import AmiflowError, ConfigError
 from amiflow.settings import Settings
 from amiflow.types import ReadingBatch
 from amiflow.uri import MeterUri, parse_meter_uri
+from amiflow_app.command import Command
 from ingest._poll_sessions import SessionFactory, open_session
 
 __all__ = ["COMMISSION", "Check", "CommissioningReport", "commission"]

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from amiflow.commands import Command
 from amiflow.errors import AmiflowError, ConfigError, ProtocolError, TransportError
 from amiflow.settings import Settings
 from amiflow.types import QualityFlag, ReadingBatch, Source
 from amiflow.uri import MeterUri, parse_meter_uri
+from amiflow_app.command import Command
 from ingest._poll_sessions import SessionFactory, open_session
 from ingest._poll_store import PolledMeterRow, PollStore
 from protocols.transport import BusLock, CircuitBreaker

@@ -23,10 +23,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from amiflow.commands import Command
 from amiflow.errors import AmiflowError, ConfigError
 from amiflow.settings import Settings
 from amiflow.types import Issue, ReadingBatch
+from amiflow_app.command import Command
 from protocols import iec62056_21, p1
 
 __all__ = ["DECODE", "KINDS", "decode_bytes"]

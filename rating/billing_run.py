@@ -30,9 +30,9 @@ from typing import Any
 
 import psycopg
 
-from amiflow.commands import Command
 from amiflow.errors import ConfigError, StorageError
 from amiflow.settings import Settings
+from amiflow_app.command import Command
 from rating import _bill_store as store
 from rating._bill_block import BlockTask, run_block
 from rating.vee import VeeConfig

@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import numpy.typing as npt
 
-from amiflow.commands import Command
 from amiflow.errors import ConfigError, RatingError
 from amiflow.settings import Settings
+from amiflow_app.command import Command
 from rating.bill import bill_json
 from rating.compile import compile_tariff
 from rating.engine import build_axis, local_midnight_ts, rate_block

@@ -40,9 +40,9 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from amiflow.commands import Command
 from amiflow.errors import ConfigError, FrameError, ProtocolError
 from amiflow.settings import Settings
+from amiflow_app.command import Command
 from protocols.dlms.acse import Mechanism
 from protocols.dlms.ciphering import Ciphering
 from protocols.dlms.counters import MemoryCounterStore

@@ -32,9 +32,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from amiflow.commands import Command
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
+from amiflow_app.command import Command
 from protocols.iec62056_21 import (
     Break,
     IecMeter,

@@ -32,9 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from amiflow.commands import Command
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
+from amiflow_app.command import Command
 from protocols.modbus.maps import SUNSPEC_METER_MODELS, load_map, sunspec_model
 from protocols.modbus.registers import Register, RegisterMap, encode_value
 from simulators._listen import parse_listen as _parse_listen

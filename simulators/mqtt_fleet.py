@@ -44,10 +44,10 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from amiflow.commands import Command
 from amiflow.errors import ConfigError, ConnectError
 from amiflow.settings import Settings
 from amiflow.uri import parse_mqtt_url
+from amiflow_app.command import Command
 from simulators._fleet_gen import Generated, MessageGenerator
 from simulators.faults import parse_faults
 from simulators.load import REFERENCE_TS, LoadModel
@@ -505,7 +505,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     broker = None
     url = settings.mqtt_url
     if url is None:
-        from amiflow.broker import EmbeddedBroker
+        from amiflow_app.broker import EmbeddedBroker
 
         broker = EmbeddedBroker().start()
         url = broker.url

@@ -90,7 +90,7 @@ def mqtt_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from amiflow.broker import EmbeddedBroker
+    from amiflow_app.broker import EmbeddedBroker
 
     broker = EmbeddedBroker()
     broker.start()

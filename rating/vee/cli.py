@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from amiflow.commands import Command
 from amiflow.settings import Settings
+from amiflow_app.command import Command
 
 __all__ = ["VEE_RUN"]
 

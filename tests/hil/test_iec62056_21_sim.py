@@ -109,7 +109,17 @@ async def test_address_selects_the_meter() -> None:
 
 async def test_cli_simulator_in_its_own_process() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "amiflow.cli", "sim", "iec62056-21", "--listen", "tcp://127.0.0.1:0", "--serial", "S1"],
+        [
+            sys.executable,
+            "-m",
+            "amiflow_app.cli",
+            "sim",
+            "iec62056-21",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--serial",
+            "S1",
+        ],
         stdout=subprocess.PIPE,
         text=True,
         cwd=os.getcwd(),

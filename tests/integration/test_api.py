@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from psycopg_pool import ConnectionPool
 from schemathesis.checks import positive_data_acceptance
 
-from amiflow.api import create_app
 from amiflow.db import Database
 from amiflow.db.writer import BatchWriter
 from amiflow.settings import Settings
 from amiflow.types import ReadingBatch
+from amiflow_app.api import create_app
 
 T0 = 1_793_491_200  # 2026-11-01T00:00:00Z
 

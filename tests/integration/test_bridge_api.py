@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from amiflow.cli import main
 from amiflow.db import Database
 from amiflow.settings import Settings
+from amiflow_app.cli import main
 from billing_bridge.api import create_app
 from billing_bridge.delivery import sign
 

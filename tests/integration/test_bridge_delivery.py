@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from amiflow.cli import main
 from amiflow.db.outbox import enqueue
+from amiflow_app.cli import main
 from billing_bridge.delivery import canonical_body
 from billing_bridge.dispatcher import DispatchConfig, Dispatcher, DispatchStats
 from billing_bridge.receiver import Receiver, ReceiverConfig

@@ -304,7 +304,7 @@ def test_one_open_command_per_meter(db_conn: psycopg.Connection[Any]) -> None:
 def test_cli_plan_run_and_report(
     db_url: str, db_conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from amiflow.cli import main
+    from amiflow_app.cli import main
 
     _in_arrears(db_conn, "A9", "M9")
     _walk_ladder(db_conn)

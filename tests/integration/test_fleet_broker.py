@@ -10,8 +10,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from amiflow.broker import EmbeddedBroker
 from amiflow.errors import ConfigError, ConnectError
+from amiflow_app.broker import EmbeddedBroker
 
 
 def _roundtrip(port: int, protocol: MQTTProtocolVersion, count: int = 50) -> list[bytes]:

@@ -39,7 +39,7 @@ def broker_url() -> str:
 
 
 def start_worker(env: dict[str, str], prefix: str, log: Path) -> subprocess.Popen[bytes]:
-    code = "import sys; from amiflow.cli import main; sys.exit(main())"
+    code = "import sys; from amiflow_app.cli import main; sys.exit(main())"
     args = [sys.executable, "-c", code, "-v", "ingest", "mqtt", "--prefix", prefix, "--http-port", "0"]
     return subprocess.Popen(args, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from amiflow.cli import main
+from amiflow_app.cli import main
 from rating.cli import store_tariff, tariff_versions
 from rating.tariff import load_tariff, select_version
 

@@ -14,8 +14,8 @@ import pytest
 
 from amiflow.db.quarantine import quarantine
 from amiflow.db.writer import BatchWriter
-from amiflow.report import build_report, collect
 from amiflow.types import QualityFlag, ReadingBatch
+from amiflow_app.report import build_report, collect
 
 T0 = 1_793_491_200  # 2026-11-01T00:00:00Z
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from amiflow.cli import main
+from amiflow_app.cli import main
 from protocols.decode import decode_bytes
 from protocols.iec62056_21 import build_readout
 from protocols.p1 import dsmr5_telegram

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from amiflow.cli import main
+from amiflow_app.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
 TARIFF = ROOT / "rating" / "tariffs" / "residential_tou_tiers.toml"
@@ -126,11 +126,11 @@ def test_urdb_tariff_through_the_console_script(tmp_path: Path) -> None:
     usage = _csv(tmp_path / "u.csv", datetime(2024, 11, 1, 7, tzinfo=UTC), datetime(2024, 12, 1, 8, tzinfo=UTC), 0.125)
     urdb = ROOT / "tests" / "data" / "urdb" / "pge_e1_region_y_2024.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "amiflow.cli", "rate", "--tariff", str(urdb), "--usage", str(usage),
+        [sys.executable, "-m", "amiflow_app.cli", "rate", "--tariff", str(urdb), "--usage", str(usage),
          "--tz", "America/Los_Angeles", "--period", "2024-11"],
         capture_output=True, text=True, check=False, cwd=ROOT,
     )  # fmt: skip
-    if proc.returncode != 0 and "No module named amiflow.cli.__main__" in proc.stderr:
-        pytest.skip("amiflow.cli has no __main__ guard")
+    if proc.returncode != 0 and "No module named amiflow_app.cli.__main__" in proc.stderr:
+        pytest.skip("amiflow_app.cli has no __main__ guard")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["total"] == "149.55"  # as in test_urdb_import: 126.65 + 22.90

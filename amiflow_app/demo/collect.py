@@ -14,9 +14,9 @@ from typing import Any
 
 import psycopg
 
-from amiflow._demo_plan import DemoPlan, Summary
-from amiflow._demo_steps import FleetRun, day_at, days_between, scalar, utc, wait_settled
 from amiflow.errors import AmiflowError
+from amiflow_app.demo.plan import DemoPlan, Summary
+from amiflow_app.demo.steps import FleetRun, day_at, days_between, scalar, utc, wait_settled
 
 __all__ = ["NOT_YET_RULES", "run_collections"]
 

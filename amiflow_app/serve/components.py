@@ -1,5 +1,5 @@
-"""The components ``amiflow serve`` supervises (see :mod:`amiflow.serve`): each has ``run(stop)``, ``problem()`` and
-``prometheus()``. Heavy imports happen inside, so ``--only api`` loads neither paho nor the poller."""
+"""The components ``amiflow serve`` supervises (see :mod:`amiflow_app.serve.supervisor`): each has ``run(stop)``,
+``problem()`` and ``prometheus()``. Heavy imports happen inside, so ``--only api`` loads neither paho nor the poller."""
 
 from __future__ import annotations
 

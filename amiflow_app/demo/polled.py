@@ -19,10 +19,10 @@ import numpy as np
 import psycopg
 from tqdm import tqdm
 
-from amiflow._demo_plan import DemoPlan, Summary, tariff_for
 from amiflow.db.registry import MeterRecord, add_meter
 from amiflow.errors import AmiflowError
 from amiflow.uri import parse_meter_uri
+from amiflow_app.demo.plan import DemoPlan, Summary, tariff_for
 
 __all__ = ["MODBUS_FAULTS", "MODBUS_METERS", "PollThread", "PolledMeter", "SimClock", "poll_month"]
 

@@ -29,7 +29,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from amiflow._serve_components import (
+from amiflow.errors import ConfigError
+from amiflow.settings import Settings
+from amiflow_app.command import Command
+from amiflow_app.serve.components import (
     ApiComponent,
     BridgeComponent,
     CollectionsComponent,
@@ -37,9 +40,6 @@ from amiflow._serve_components import (
     PollerComponent,
     wait,
 )
-from amiflow.commands import Command
-from amiflow.errors import ConfigError
-from amiflow.settings import Settings
 
 __all__ = ["COMPONENTS", "SERVE", "Component", "Service"]
 
@@ -214,7 +214,7 @@ class Service:
             names.discard("bridge")
         mqtt_url = s.mqtt_url
         if mqtt_url is None and names & {"ingest", "collections"}:
-            from amiflow.broker import EmbeddedBroker
+            from amiflow_app.broker import EmbeddedBroker
 
             self._broker = EmbeddedBroker().start()
             mqtt_url = self._broker.url
@@ -233,7 +233,7 @@ class Service:
             elif c == "collections" and c in names:
                 self.components.append(CollectionsComponent(s, url, mqtt_url, interval_s=self.collections_interval_s))
         if "api" in names:
-            from amiflow.api import create_app
+            from amiflow_app.api import create_app
 
             sources: dict[str, Callable[[], str]] = {"supervisor": self.prometheus}
             sources.update((c.name, c.prometheus) for c in self.components)

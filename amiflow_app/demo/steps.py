@@ -1,5 +1,6 @@
-"""The steps of ``amiflow demo`` that talk to the database, the broker and the simulators (``amiflow/demo.py`` runs
-them in order and cleans up). Each step fills the :class:`~amiflow._demo_plan.Summary` with what it measured."""
+"""The steps of ``amiflow demo`` that talk to the database, the broker and the simulators
+(:mod:`amiflow_app.demo.run` runs them in order and cleans up). Each step fills the
+:class:`~amiflow_app.demo.plan.Summary` with what it measured."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import numpy as np
 import psycopg
 from tqdm import tqdm
 
-from amiflow._demo_plan import DemoPlan, Summary, tariff_for
 from amiflow.db.registry import MeterRecord, add_meter
 from amiflow.errors import AmiflowError
+from amiflow_app.demo.plan import DemoPlan, Summary, tariff_for
 
 __all__ = [
     "FLEET_FAULTS",

@@ -1,7 +1,8 @@
 """The ``amiflow`` console script.
 
-Each subcommand lives with the package that owns it and is imported only when used, so ``amiflow --help`` is fast
-and a missing optional part does not break the others. The table below is the whole command surface (CONTRACT.md).
+The shell registers every subcommand here; each lives in ``amiflow_app.commands`` (or with the demo, report and serve
+parts of the shell) and is imported only when used, so ``amiflow --help`` is fast and a missing optional part does not
+break the others. The table below is the whole command surface (CONTRACT.md).
 """
 
 from __future__ import annotations
@@ -13,44 +14,44 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from amiflow.commands import Command
 from amiflow.errors import AmiflowError, ConfigError
 from amiflow.settings import load_settings
+from amiflow_app.command import Command
 
 __all__ = ["COMMANDS", "main"]
 
 # command words -> "module:attribute" of a Command
 COMMANDS: dict[tuple[str, ...], str] = {
-    ("demo",): "amiflow.demo:DEMO",
-    ("report",): "amiflow.report:REPORT",
-    ("serve",): "amiflow.serve:SERVE",
-    ("db", "migrate"): "amiflow.db.cli:MIGRATE",
-    ("db", "status"): "amiflow.db.cli:STATUS",
-    ("meters", "add"): "amiflow.db.cli:METERS_ADD",
-    ("meters", "list"): "amiflow.db.cli:METERS_LIST",
-    ("meters", "show"): "amiflow.db.cli:METERS_SHOW",
-    ("meters", "import"): "amiflow.db.cli:METERS_IMPORT",
-    ("ingest", "mqtt"): "ingest.cli:INGEST_MQTT",
-    ("poll",): "ingest.poller:POLL",
-    ("commission",): "ingest.commission:COMMISSION",
-    ("sim", "mqtt"): "simulators.mqtt_fleet:SIM_MQTT",
-    ("sim", "modbus"): "simulators.modbus:SIM_MODBUS",
-    ("sim", "dlms"): "simulators.dlms:SIM_DLMS",
-    ("sim", "iec62056-21"): "simulators.iec62056_21:SIM_IEC62056_21",
-    ("decode",): "protocols.decode:DECODE",
-    ("tariffs", "import"): "rating.cli:TARIFFS_IMPORT",
-    ("tariffs", "list"): "rating.cli:TARIFFS_LIST",
-    ("tariffs", "show"): "rating.cli:TARIFFS_SHOW",
-    ("rate",): "rating.cli:RATE",
-    ("vee", "run"): "rating.vee.cli:VEE_RUN",
-    ("bill", "run"): "rating.billing_run:BILL_RUN",
-    ("bridge", "run"): "billing_bridge.cli:BRIDGE_RUN",
-    ("bridge", "failed"): "billing_bridge.cli:BRIDGE_FAILED",
-    ("bridge", "retry"): "billing_bridge.cli:BRIDGE_RETRY",
-    ("payments", "import"): "billing_bridge.cli:PAYMENTS_IMPORT",
-    ("arrears", "report"): "billing_bridge.disconnect_cli:ARREARS_REPORT",
-    ("disconnect", "plan"): "billing_bridge.disconnect_cli:DISCONNECT_PLAN",
-    ("disconnect", "run"): "billing_bridge.disconnect_cli:DISCONNECT_RUN",
+    ("demo",): "amiflow_app.demo.run:DEMO",
+    ("report",): "amiflow_app.report:REPORT",
+    ("serve",): "amiflow_app.serve.supervisor:SERVE",
+    ("db", "migrate"): "amiflow_app.commands.db:MIGRATE",
+    ("db", "status"): "amiflow_app.commands.db:STATUS",
+    ("meters", "add"): "amiflow_app.commands.db:METERS_ADD",
+    ("meters", "list"): "amiflow_app.commands.db:METERS_LIST",
+    ("meters", "show"): "amiflow_app.commands.db:METERS_SHOW",
+    ("meters", "import"): "amiflow_app.commands.db:METERS_IMPORT",
+    ("ingest", "mqtt"): "amiflow_app.commands.ingest:INGEST_MQTT",
+    ("poll",): "amiflow_app.commands.ingest:POLL",
+    ("commission",): "amiflow_app.commands.ingest:COMMISSION",
+    ("sim", "mqtt"): "amiflow_app.commands.sim:SIM_MQTT",
+    ("sim", "modbus"): "amiflow_app.commands.sim:SIM_MODBUS",
+    ("sim", "dlms"): "amiflow_app.commands.sim:SIM_DLMS",
+    ("sim", "iec62056-21"): "amiflow_app.commands.sim:SIM_IEC62056_21",
+    ("decode",): "amiflow_app.commands.decode:DECODE",
+    ("tariffs", "import"): "amiflow_app.commands.rating:TARIFFS_IMPORT",
+    ("tariffs", "list"): "amiflow_app.commands.rating:TARIFFS_LIST",
+    ("tariffs", "show"): "amiflow_app.commands.rating:TARIFFS_SHOW",
+    ("rate",): "amiflow_app.commands.rating:RATE",
+    ("vee", "run"): "amiflow_app.commands.rating:VEE_RUN",
+    ("bill", "run"): "amiflow_app.commands.rating:BILL_RUN",
+    ("bridge", "run"): "amiflow_app.commands.billing:BRIDGE_RUN",
+    ("bridge", "failed"): "amiflow_app.commands.billing:BRIDGE_FAILED",
+    ("bridge", "retry"): "amiflow_app.commands.billing:BRIDGE_RETRY",
+    ("payments", "import"): "amiflow_app.commands.billing:PAYMENTS_IMPORT",
+    ("arrears", "report"): "amiflow_app.commands.billing:ARREARS_REPORT",
+    ("disconnect", "plan"): "amiflow_app.commands.billing:DISCONNECT_PLAN",
+    ("disconnect", "run"): "amiflow_app.commands.billing:DISCONNECT_RUN",
 }
 
 

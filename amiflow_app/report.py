@@ -19,9 +19,9 @@ from typing import Any
 
 import psycopg
 
-from amiflow.commands import Command
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
+from amiflow_app.command import Command
 
 __all__ = ["REPORT", "ReportData", "build_report", "collect"]
 

@@ -7,13 +7,13 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from amiflow.commands import Command
 from amiflow.db import Database, database_url
 from amiflow.db.migrate import migrate, status
 from amiflow.db.registry import MeterRecord, add_meter, get_meter, import_meters_csv, list_meters
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
 from amiflow.uri import PROTOCOLS
+from amiflow_app.command import Command
 
 __all__ = ["METERS_ADD", "METERS_IMPORT", "METERS_LIST", "METERS_SHOW", "MIGRATE", "STATUS"]
 

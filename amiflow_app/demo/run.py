@@ -30,9 +30,12 @@ from typing import Any
 
 import psycopg
 
-from amiflow._demo_collect import run_collections
-from amiflow._demo_plan import Summary, format_summary, plan_demo
-from amiflow._demo_steps import (
+from amiflow.errors import ConfigError
+from amiflow.settings import Settings
+from amiflow_app.command import Command
+from amiflow_app.demo.collect import run_collections
+from amiflow_app.demo.plan import Summary, format_summary, plan_demo
+from amiflow_app.demo.steps import (
     FLEET_FAULTS,
     FleetRun,
     deliver,
@@ -42,9 +45,6 @@ from amiflow._demo_steps import (
     run_bills,
     scalar,
 )
-from amiflow.commands import Command
-from amiflow.errors import ConfigError
-from amiflow.settings import Settings
 
 __all__ = ["DEMO", "POLLED_PARTS", "QUICK_POLL_DAYS", "run_demo"]
 
@@ -184,7 +184,7 @@ def run_demo(
         if settings.mqtt_url:
             mqtt_url, prefix, summary.broker = settings.mqtt_url, f"amiflow-demo-{run_tag}/ami/v1", "external"
         else:
-            from amiflow.broker import EmbeddedBroker
+            from amiflow_app.broker import EmbeddedBroker
 
             broker = EmbeddedBroker()
             broker.start()
@@ -223,7 +223,7 @@ def run_demo(
         _step(3, f"ingesting {plan.days} simulated days of {plan.period_text} with faults ({FLEET_FAULTS})")
         poll = None
         if parts:
-            from amiflow._demo_polled import PollThread
+            from amiflow_app.demo.polled import PollThread
 
             n = min(poll_days, plan.days)
             print(f"      meanwhile: commissioning and polling the {' and '.join(parts)} simulators through {n} days"
@@ -247,7 +247,7 @@ def run_demo(
         summary.receiver_received = len(receiver.snapshot().deliveries)
 
         _step(6, "writing the report")
-        from amiflow.report import build_report
+        from amiflow_app.report import build_report
 
         with psycopg.connect(db.url, autocommit=True) as conn:
             rows = conn.execute(
