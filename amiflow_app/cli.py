@@ -22,9 +22,9 @@ __all__ = ["COMMANDS", "main"]
 
 # command words -> "module:attribute" of a Command
 COMMANDS: dict[tuple[str, ...], str] = {
-    ("demo",): "amiflow_app.demo.run:DEMO",
-    ("report",): "amiflow_app.report:REPORT",
-    ("serve",): "amiflow_app.serve.supervisor:SERVE",
+    ("demo",): "amiflow_app.commands.demo:DEMO",
+    ("report",): "amiflow_app.commands.report:REPORT",
+    ("serve",): "amiflow_app.commands.serve:SERVE",
     ("db", "migrate"): "amiflow_app.commands.db:MIGRATE",
     ("db", "status"): "amiflow_app.commands.db:STATUS",
     ("meters", "add"): "amiflow_app.commands.db:METERS_ADD",

@@ -7,7 +7,6 @@ beside the HTML, which embeds them (base64) so the one file can be mailed or arc
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -20,10 +19,8 @@ from typing import Any
 import psycopg
 
 from amiflow.errors import ConfigError
-from amiflow.settings import Settings
-from amiflow_app.command import Command
 
-__all__ = ["REPORT", "ReportData", "build_report", "collect"]
+__all__ = ["ReportData", "build_report", "collect", "period_bounds"]
 
 
 @dataclass(slots=True)
@@ -41,7 +38,7 @@ class ReportData:
     decisions: list[tuple[str, bool, int]] = field(default_factory=list)  # rule, allowed, count
 
 
-def _period_bounds(period: str) -> tuple[datetime, datetime]:
+def period_bounds(period: str) -> tuple[datetime, datetime]:
     try:
         year, month = (int(x) for x in period.split("-"))
         start = datetime(year, month, 1, tzinfo=UTC)
@@ -57,7 +54,7 @@ def _exists(conn: psycopg.Connection[Any], name: str) -> bool:
 
 def collect(conn: psycopg.Connection[Any], period: str, *, meter: str | None = None) -> ReportData:
     """Gather the report's numbers from the contract views and the operational tables."""
-    start, end = _period_bounds(period)
+    start, end = period_bounds(period)
     data = ReportData(period, datetime.now(UTC).isoformat(timespec="seconds"))
     expected = int((end - start).total_seconds() // 900)
     polls = (
@@ -306,23 +303,3 @@ def build_report(conn: psycopg.Connection[Any], period: str, out_dir: Path, *, m
     path = out_dir / "report.html"
     path.write_text(render_html(data, figs), encoding="utf-8")
     return path
-
-
-def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--period", required=True, help="YYYY-MM")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default DATA_DIR/reports/PERIOD)")
-    parser.add_argument("--meter", help="the meter whose load curve is shown (default: the most flagged)")
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from amiflow.db import open_database
-
-    _period_bounds(args.period)
-    out = args.out or Path(settings.data_dir) / "reports" / args.period
-    with open_database(settings) as db, db.connect() as conn:
-        path = build_report(conn, args.period, out, meter=args.meter)
-    print(f"report written to {path}")
-    return 0
-
-
-REPORT = Command("write the HTML report (with PNG plots) of a period", _add_arguments, _run)

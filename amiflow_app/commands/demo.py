@@ -1,0 +1,73 @@
+"""``amiflow demo``: arguments, SIGTERM handling and the printed summary around :func:`amiflow_app.demo.run_demo`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from amiflow.errors import ConfigError
+from amiflow.settings import Settings
+from amiflow_app.command import Command
+from amiflow_app.demo.plan import format_summary
+from amiflow_app.demo.run import QUICK_POLL_DAYS, run_demo
+
+__all__ = ["DEMO"]
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--meters", type=int, help="simulated MQTT meters (default 200; --quick 40)")
+    parser.add_argument("--days", type=int, help="simulated days, ending at the billed month's end (default 30)")
+    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="data, report and summary (demo-out)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the load model and the faults (default 1)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a shorter setting for CI: 40 MQTT meters, polled meters for 2 days"
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the clean-up below runs."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    meters = args.meters if args.meters is not None else (40 if args.quick else 200)
+    days = args.days if args.days is not None else 30
+    if days < 1:
+        raise ConfigError(f"--days {days}: must be at least 1")
+    try:
+        with _sigterm_as_interrupt():
+            summary = run_demo(
+                settings,
+                meters=meters,
+                days=days,
+                out=args.out.resolve(),
+                seed=args.seed,
+                poll_days=QUICK_POLL_DAYS if args.quick else days,
+            )
+    except KeyboardInterrupt:
+        print("amiflow demo: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    print(format_summary(summary), flush=True)
+    return 0
+
+
+DEMO = Command(help="run the whole head-end on simulated meters and print a summary", add_arguments=_add_arguments,
+               run=_run)  # fmt: skip
