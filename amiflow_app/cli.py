@@ -11,14 +11,17 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+
+import psycopg
 
 from amiflow.errors import AmiflowError, ConfigError
 from amiflow.settings import load_settings
 from amiflow_app.command import Command
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "main", "one_line"]
 
 # command words -> "module:attribute" of a Command
 COMMANDS: dict[tuple[str, ...], str] = {
@@ -114,13 +117,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
         return command.run(args, settings)
     except ConfigError as exc:
-        print(f"amiflow {name}: {exc}", file=sys.stderr)
-        return 2
+        return _fail(name, exc, 2, args.verbose)
     except AmiflowError as exc:
-        print(f"amiflow {name}: {exc}", file=sys.stderr)
-        return 1
+        return _fail(name, exc, 1, args.verbose)
+    except psycopg.OperationalError as exc:
+        # a safety net: the database layer translates these, but a failure deep in a service must still read as one
+        return _fail(name, f"database unavailable: {exc}", 1, args.verbose, exc)
+    except OSError as exc:  # a file, a port or a device the user named: missing, refused or not permitted
+        return _fail(name, exc, 1, args.verbose)
     except KeyboardInterrupt:
         return 130
+
+
+def one_line(message: object) -> str:
+    """``message`` as one line: libpq and others put hints on further lines."""
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def _fail(name: str, message: object, code: int, verbose: int, exc: BaseException | None = None) -> int:
+    """Print the one-line error of an expected failure; ``-v`` adds the traceback."""
+    cause = exc if exc is not None else message if isinstance(message, BaseException) else None
+    if verbose and cause is not None:
+        traceback.print_exception(cause, file=sys.stderr)
+    print(f"amiflow {name}: {one_line(message)}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -172,7 +172,11 @@ def migrate(
 
 def status(url: str) -> MigrationStatus:
     """The applied and pending migrations and the storage features in use."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise StorageError(f"cannot connect to the database: {exc}".strip()) from exc
+    with conn:
         applied: tuple[str, ...] = ()
         if _has_table(conn, "schema_migrations"):
             applied = tuple(r[0] for r in conn.execute("SELECT version FROM amiflow.schema_migrations ORDER BY 1"))
