@@ -21,40 +21,69 @@ from amiflow.errors import AmiflowError, ConfigError
 from amiflow.settings import load_settings
 from amiflow_app.command import Command
 
-__all__ = ["COMMANDS", "main", "one_line"]
+__all__ = ["AUDIENCES", "COMMANDS", "ENTRIES", "GROUPS", "main", "one_line"]
 
-# command words -> "module:attribute" of a Command
-COMMANDS: dict[tuple[str, ...], str] = {
-    ("demo",): "amiflow_app.commands.demo:DEMO",
-    ("report",): "amiflow_app.commands.report:REPORT",
-    ("serve",): "amiflow_app.commands.serve:SERVE",
-    ("db", "migrate"): "amiflow_app.commands.db:MIGRATE",
-    ("db", "status"): "amiflow_app.commands.db:STATUS",
-    ("meters", "add"): "amiflow_app.commands.db:METERS_ADD",
-    ("meters", "list"): "amiflow_app.commands.db:METERS_LIST",
-    ("meters", "show"): "amiflow_app.commands.db:METERS_SHOW",
-    ("meters", "import"): "amiflow_app.commands.db:METERS_IMPORT",
-    ("ingest", "mqtt"): "amiflow_app.commands.ingest:INGEST_MQTT",
-    ("poll",): "amiflow_app.commands.ingest:POLL",
-    ("commission",): "amiflow_app.commands.ingest:COMMISSION",
-    ("sim", "mqtt"): "amiflow_app.commands.sim:SIM_MQTT",
-    ("sim", "modbus"): "amiflow_app.commands.sim:SIM_MODBUS",
-    ("sim", "dlms"): "amiflow_app.commands.sim:SIM_DLMS",
-    ("sim", "iec62056-21"): "amiflow_app.commands.sim:SIM_IEC62056_21",
-    ("decode",): "amiflow_app.commands.decode:DECODE",
-    ("tariffs", "import"): "amiflow_app.commands.rating:TARIFFS_IMPORT",
-    ("tariffs", "list"): "amiflow_app.commands.rating:TARIFFS_LIST",
-    ("tariffs", "show"): "amiflow_app.commands.rating:TARIFFS_SHOW",
-    ("rate",): "amiflow_app.commands.rating:RATE",
-    ("vee", "run"): "amiflow_app.commands.rating:VEE_RUN",
-    ("bill", "run"): "amiflow_app.commands.rating:BILL_RUN",
-    ("bridge", "run"): "amiflow_app.commands.billing:BRIDGE_RUN",
-    ("bridge", "failed"): "amiflow_app.commands.billing:BRIDGE_FAILED",
-    ("bridge", "retry"): "amiflow_app.commands.billing:BRIDGE_RETRY",
-    ("payments", "import"): "amiflow_app.commands.billing:PAYMENTS_IMPORT",
-    ("arrears", "report"): "amiflow_app.commands.billing:ARREARS_REPORT",
-    ("disconnect", "plan"): "amiflow_app.commands.billing:DISCONNECT_PLAN",
-    ("disconnect", "run"): "amiflow_app.commands.billing:DISCONNECT_RUN",
+# The whole command surface (CONTRACT.md): words | audience | amiflow_app.commands module:Command | one-line summary.
+# The summaries are static so that ``amiflow --help`` lists every command without importing any.
+_TABLE = """
+demo            | operator | demo:DEMO               | run the whole head-end on simulated meters, print a summary
+report          | operator | report:REPORT           | write the HTML report (with PNG plots) of a billing period
+serve           | operator | serve:SERVE             | run ingest, poller, bridge, collections and the API, supervised
+db migrate      | operator | db:MIGRATE              | apply the schema migrations (idempotent)
+db status       | operator | db:STATUS               | show the schema version and the storage features in use
+meters add      | engineer | db:METERS_ADD           | register one meter
+meters list     | engineer | db:METERS_LIST          | list the registered meters
+meters show     | engineer | db:METERS_SHOW          | show one registered meter
+meters import   | engineer | db:METERS_IMPORT        | register meters from a CSV file
+ingest mqtt     | operator | ingest:INGEST_MQTT      | run one MQTT ingest worker (several share the stream)
+poll            | operator | ingest:POLL             | poll DLMS, IEC 62056-21 and Modbus meters on their schedule
+commission      | engineer | ingest:COMMISSION       | identify, test-read and register a meter (commissioning sheet)
+sim mqtt        | engineer | sim:SIM_MQTT            | simulate a fleet of MQTT meters publishing to a broker
+sim modbus      | engineer | sim:SIM_MODBUS          | simulate Modbus TCP/RTU meters
+sim dlms        | engineer | sim:SIM_DLMS            | simulate DLMS/COSEM meters (TCP wrapper or HDLC)
+sim iec62056-21 | engineer | sim:SIM_IEC62056_21     | simulate IEC 62056-21 mode C meters
+decode          | engineer | decode:DECODE           | decode a captured frame, telegram or register map to JSON
+tariffs import  | billing  | rating:TARIFFS_IMPORT   | import tariffs (amiflow JSON/TOML or OpenEI URDB JSON)
+tariffs list    | billing  | rating:TARIFFS_LIST     | list the stored tariff versions
+tariffs show    | billing  | rating:TARIFFS_SHOW     | show one stored tariff version as JSON
+rate            | billing  | rating:RATE             | rate a usage CSV offline with a tariff file and print bill JSON
+vee run         | billing  | rating:VEE_RUN          | validate and estimate the readings of a period (VEE)
+bill run        | billing  | rating:BILL_RUN         | rate every meter for a period and store the bills
+bridge run      | billing  | billing:BRIDGE_RUN      | deliver queued bills and notices to the billing system
+bridge failed   | billing  | billing:BRIDGE_FAILED   | list outbox items the billing system rejected
+bridge retry    | billing  | billing:BRIDGE_RETRY    | queue rejected outbox items again
+payments import | billing  | billing:PAYMENTS_IMPORT | record payments from a CSV file
+arrears report  | billing  | billing:ARREARS_REPORT  | the accounts most at risk of arrears, with their risk features
+disconnect plan | billing  | billing:DISCONNECT_PLAN | send due reminders and record the policy's decisions; no relay
+disconnect run  | billing  | billing:DISCONNECT_RUN  | plan, then switch relays: allowed disconnects and due reconnects
+"""
+
+
+def _entries(table: str) -> dict[tuple[str, ...], tuple[str, str, str]]:
+    out = {}
+    for line in table.strip().splitlines():
+        words, audience, target, summary = (part.strip() for part in line.split("|", 3))
+        out[tuple(words.split())] = (audience, summary, f"amiflow_app.commands.{target}")
+    return out
+
+
+#: command words -> (audience, one-line summary, "module:attribute" of its Command)
+ENTRIES = _entries(_TABLE)
+#: command words -> "module:attribute" of its Command (CONTRACT.md's command surface)
+COMMANDS: dict[tuple[str, ...], str] = {key: target for key, (_, _, target) in ENTRIES.items()}
+AUDIENCES = {"engineer": "metering engineers", "operator": "operators", "billing": "billing and collections"}
+GROUPS = {
+    "db": "the database schema",
+    "meters": "the meter registry",
+    "ingest": "acquisition workers",
+    "sim": "protocol simulators for tests and HIL rigs",
+    "tariffs": "stored tariffs",
+    "vee": "validation, estimation and editing",
+    "bill": "billing runs",
+    "bridge": "the outbox to the billing system",
+    "payments": "inbound payments",
+    "arrears": "overdue accounts",
+    "disconnect": "disconnection and reconnection under the policy",
 }
 
 
@@ -70,25 +99,77 @@ def _load(target: str) -> Command | None:
     return command if isinstance(command, Command) else None
 
 
-def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="amiflow", description="AMI head-end and metering service")
+def _global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML settings file (the environment overrides it)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument(
+        "--data-dir", type=Path, help="folder of the embedded database, spool and reports (AMIFLOW_DATA_DIR)"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more logging (-vv: debug logging and the traceback of an error)",
+    )
+
+
+def _listing() -> str:
+    """The commands grouped by who uses them, for ``amiflow --help``."""
+    rows: dict[str, list[tuple[str, str]]] = {audience: [] for audience in AUDIENCES}
+    for key, (audience, summary, _) in ENTRIES.items():
+        rows[audience].append((" ".join(key), summary))
+    width = max(len(name) for names in rows.values() for name, _ in names) + 2
+    out = []
+    for audience, names in rows.items():
+        out.append(f"commands for {AUDIENCES[audience]}:")
+        out.extend(f"  {name:<{width}}{summary}" for name, summary in names)
+        out.append("")
+    out.append("'amiflow COMMAND --help' describes a command and its arguments.")
+    return "\n".join(out)
+
+
+def _command_words(argv: Sequence[str]) -> list[str]:
+    """The words naming the command, after the global options (and their values) are set aside."""
+    pre = argparse.ArgumentParser(add_help=False)
+    _global_options(pre)
+    _, rest = pre.parse_known_args(argv)
+    return [a for a in rest if not a.startswith("-")]
+
+
+def _add(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, description: str, listed: str | None
+) -> argparse.ArgumentParser:
+    """A subparser; ``listed`` None keeps it out of the parent's list (the top level is listed by audience)."""
+    if listed is None:
+        return subparsers.add_parser(name, description=description)
+    return subparsers.add_parser(name, description=description, help=listed)
+
+
+def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="amiflow",
+        description="amiflow: AMI head-end and metering service, from smart-meter traffic to bills.",
+        epilog=_listing(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _global_options(parser)
     groups: dict[tuple[str, ...], argparse._SubParsersAction[argparse.ArgumentParser]] = {}
-    groups[()] = parser.add_subparsers(dest="command", metavar="COMMAND")
-    # Only the command actually named is imported; the others get a placeholder subparser for --help.
-    words = [a for a in argv if not a.startswith("-")]
-    for key, target in COMMANDS.items():
+    groups[()] = parser.add_subparsers(dest="command", metavar="COMMAND", help="one of the commands listed below")
+    # Only the command actually named is imported; the others get a subparser with their static summary.
+    words = _command_words(argv)
+    for key, (_, summary, target) in ENTRIES.items():
         parent: tuple[str, ...] = ()
         for i, word in enumerate(key[:-1]):
             prefix = key[: i + 1]
             if prefix not in groups:
-                sub = groups[parent].add_parser(word, help=f"{word} commands")
+                about = GROUPS.get(word, f"{word} commands")
+                sub = _add(groups[parent], word, f"amiflow {word}: {about}", about if parent else None)
                 groups[prefix] = sub.add_subparsers(dest=f"command_{i + 1}", metavar="SUBCOMMAND")
             parent = prefix
         chosen = tuple(words[: len(key)]) == key
         command = _load(target) if chosen else None
-        sub = groups[parent].add_parser(key[-1], help=command.help if command else None)
+        about = command.help if command else summary
+        sub = _add(groups[parent], key[-1], f"amiflow {' '.join(key)}: {about}", summary if parent else None)
         sub.set_defaults(_target=target, _key=key)
         if command is not None:
             command.add_arguments(sub)
@@ -114,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"amiflow {name}: not built yet in this version", file=sys.stderr)
         return 2
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, data_dir=args.data_dir)
         return command.run(args, settings)
     except ConfigError as exc:
         return _fail(name, exc, 2, args.verbose)
@@ -135,9 +216,9 @@ def one_line(message: object) -> str:
 
 
 def _fail(name: str, message: object, code: int, verbose: int, exc: BaseException | None = None) -> int:
-    """Print the one-line error of an expected failure; ``-v`` adds the traceback."""
+    """Print the one-line error of an expected failure; ``-vv`` adds the traceback."""
     cause = exc if exc is not None else message if isinstance(message, BaseException) else None
-    if verbose and cause is not None:
+    if verbose >= 2 and cause is not None:
         traceback.print_exception(cause, file=sys.stderr)
     print(f"amiflow {name}: {one_line(message)}", file=sys.stderr)
     return code

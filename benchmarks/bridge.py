@@ -121,7 +121,7 @@ def main() -> int:
         cmd = [
             sys.executable,
             "-m",
-            "amiflow_app.cli",
+            "amiflow_app",
             "bridge",
             "run",
             "--concurrency",

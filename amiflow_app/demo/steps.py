@@ -18,6 +18,7 @@ import numpy as np
 import psycopg
 from tqdm import tqdm
 
+import rating
 from amiflow.db.registry import MeterRecord, add_meter
 from amiflow.errors import AmiflowError
 from amiflow_app.demo.plan import DemoPlan, Summary, tariff_for
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 #: Faults the simulated month carries (simulators/faults.py): every kind a head-end must survive.
 FLEET_FAULTS = "dup=0.01,reorder=0.01,gap=0.002,malformed=0.005,spike=0.0005,drift=0.01,rollover=0.001,spoof=0.003"
-TARIFF_DIR = Path(__file__).resolve().parent.parent / "rating" / "tariffs"
+TARIFF_DIR = Path(rating.__file__).resolve().parent / "tariffs"
 
 
 def scalar(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Any:

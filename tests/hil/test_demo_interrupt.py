@@ -46,7 +46,7 @@ def test_demo_interrupted_mid_ingest_leaves_no_process(db_url: str, tmp_path: Pa
     env = {k: v for k, v in os.environ.items() if k != "AMIFLOW_MQTT_URL"}
     env.update(AMIFLOW_DATABASE_URL=db_url, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "amiflow_app.cli", "demo", "--meters", "400", "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "amiflow_app", "demo", "--meters", "400", "--out", str(tmp_path / "out")],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -30,7 +30,7 @@ def test_demo_quick_summary_matches_the_database(
     out = tmp_path / "demo-out"
     env = {**os.environ, "AMIFLOW_DATABASE_URL": db_url, "AMIFLOW_MQTT_URL": mqtt_url, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "amiflow_app.cli", "demo", "--quick", "--meters", str(METERS), "--out", str(out)],
+        [sys.executable, "-m", "amiflow_app", "demo", "--quick", "--meters", str(METERS), "--out", str(out)],
         env=env,
         capture_output=True,
         text=True,
@@ -110,7 +110,7 @@ def test_demo_refuses_a_database_that_already_holds_meters(
     db_conn.execute("INSERT INTO amiflow.meters (name, protocol) VALUES ('EXISTING', 'mqtt')")
     env = {**os.environ, "AMIFLOW_DATABASE_URL": db_url, "AMIFLOW_MQTT_URL": mqtt_url}
     proc = subprocess.run(
-        [sys.executable, "-m", "amiflow_app.cli", "demo", "--quick", "--out", str(tmp_path / "o")],
+        [sys.executable, "-m", "amiflow_app", "demo", "--quick", "--out", str(tmp_path / "o")],
         env=env,
         capture_output=True,
         text=True,

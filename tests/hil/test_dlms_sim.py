@@ -195,7 +195,7 @@ async def test_wrapper_timeout_poisons_the_connection() -> None:
 
 def test_cli_prints_its_port_and_serves() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "amiflow_app.cli", "sim", "dlms", "--listen", "tcp://127.0.0.1:0", "--meter", "CLI1"],
+        [sys.executable, "-m", "amiflow_app", "sim", "dlms", "--listen", "tcp://127.0.0.1:0", "--meter", "CLI1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

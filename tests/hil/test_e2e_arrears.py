@@ -230,7 +230,7 @@ def _start_dlms_sim() -> tuple[subprocess.Popen[str], int]:
         [
             sys.executable,
             "-m",
-            "amiflow_app.cli",
+            "amiflow_app",
             "sim",
             "dlms",
             "--listen",

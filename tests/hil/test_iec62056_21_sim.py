@@ -112,7 +112,7 @@ async def test_cli_simulator_in_its_own_process() -> None:
         [
             sys.executable,
             "-m",
-            "amiflow_app.cli",
+            "amiflow_app",
             "sim",
             "iec62056-21",
             "--listen",

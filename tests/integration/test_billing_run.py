@@ -297,7 +297,7 @@ def test_kill_9_mid_run_then_resume_from_the_cli(db_url: str, db_conn: psycopg.C
     for k in range(24):
         seed_meter(db_conn, f"K{k:02d}", seed=100 + k)
     env = {**os.environ, "AMIFLOW_DATABASE_URL": db_url, "AMIFLOW_BILLING_BLOCK_METERS": "1"}
-    cmd = [sys.executable, "-m", "amiflow_app.cli", "bill", "run", "--period", "2024-03", "--workers", "0", "--json"]
+    cmd = [sys.executable, "-m", "amiflow_app", "bill", "run", "--period", "2024-03", "--workers", "0", "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60

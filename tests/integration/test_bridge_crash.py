@@ -37,7 +37,7 @@ def bridge(url: str, receiver: Receiver, *args: str) -> subprocess.Popen[str]:
         "AMIFLOW_BRIDGE_RETRY_BASE_S": "0.05",
         "AMIFLOW_BRIDGE_RETRY_MAX_S": "0.5",
     }
-    cmd = [sys.executable, "-m", "amiflow_app.cli", "bridge", "run", "--lease", "3", "--timeout", "0.8", *args]
+    cmd = [sys.executable, "-m", "amiflow_app", "bridge", "run", "--lease", "3", "--timeout", "0.8", *args]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

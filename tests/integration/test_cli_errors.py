@@ -1,4 +1,4 @@
-"""Expected failures reach the user as one line on stderr and a non-zero exit, never a traceback; ``-v`` adds it.
+"""Expected failures reach the user as one line on stderr and a non-zero exit, never a traceback; ``-vv`` adds it.
 
 Each case runs the real console script in a child process against something that is not there: a database port
 nobody listens on, a broker port nobody listens on, a file that does not exist, a setting that is wrong.
@@ -24,7 +24,7 @@ def _closed_port() -> int:
 def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "AMIFLOW_DATA_DIR": str(tmp_path / "data"), **env}
     return subprocess.run(
-        [sys.executable, "-m", "amiflow_app.cli", *args],
+        [sys.executable, "-m", "amiflow_app", *args],
         capture_output=True,
         text=True,
         env=full_env,
@@ -63,7 +63,7 @@ def test_unreachable_database_is_one_line(args: list[str], tmp_path: Path) -> No
 
 def test_verbose_adds_the_traceback(tmp_path: Path) -> None:
     url = f"postgresql://127.0.0.1:{_closed_port()}/amiflow"
-    proc = _run(["-v", "db", "status"], tmp_path, AMIFLOW_DATABASE_URL=url)
+    proc = _run(["-vv", "db", "status"], tmp_path, AMIFLOW_DATABASE_URL=url)
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr
     assert proc.stderr.rstrip().splitlines()[-1].startswith("amiflow db status: cannot connect to the database")

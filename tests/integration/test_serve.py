@@ -76,7 +76,7 @@ def serve(tmp_path: Path, db_url: str, mqtt_url: str, topic_prefix: str) -> Iter
         )
         base.update(env or {})
         out = tmp_path / f"serve-{len(children)}.log"
-        cmd = [sys.executable, "-m", "amiflow_app.cli", "-v", "serve", "--stop-timeout", str(STOP_TIMEOUT_S), *args]
+        cmd = [sys.executable, "-m", "amiflow_app", "-v", "serve", "--stop-timeout", str(STOP_TIMEOUT_S), *args]
         proc = subprocess.Popen(cmd, env=base, stdout=out.open("wb"), stderr=subprocess.STDOUT)
         children.append(proc)
         if not expect_url:

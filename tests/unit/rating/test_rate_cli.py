@@ -126,7 +126,7 @@ def test_urdb_tariff_through_the_console_script(tmp_path: Path) -> None:
     usage = _csv(tmp_path / "u.csv", datetime(2024, 11, 1, 7, tzinfo=UTC), datetime(2024, 12, 1, 8, tzinfo=UTC), 0.125)
     urdb = ROOT / "tests" / "data" / "urdb" / "pge_e1_region_y_2024.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "amiflow_app.cli", "rate", "--tariff", str(urdb), "--usage", str(usage),
+        [sys.executable, "-m", "amiflow_app", "rate", "--tariff", str(urdb), "--usage", str(usage),
          "--tz", "America/Los_Angeles", "--period", "2024-11"],
         capture_output=True, text=True, check=False, cwd=ROOT,
     )  # fmt: skip
