@@ -24,7 +24,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from amiflow.db._copy import PG_EPOCH_S, encode_rows
+from amiflow.db.binary_copy import PG_EPOCH_S, encode_rows
 from amiflow.db.reader import read_intervals
 from amiflow.db.writer import FIELDS, BatchWriter, WriteResult
 from amiflow.types import ReadingBatch

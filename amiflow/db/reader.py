@@ -16,7 +16,7 @@ import numpy.typing as npt
 import psycopg
 from psycopg import pq, sql
 
-from amiflow.db._copy import PG_EPOCH_S, decode_rows
+from amiflow.db.binary_copy import PG_EPOCH_S, decode_rows
 from amiflow.errors import ConfigError, StorageError
 
 __all__ = ["IntervalMatrix", "copy_out", "read_intervals"]

@@ -30,7 +30,7 @@ import numpy.typing as npt
 import psycopg
 from psycopg import errors as pg_errors
 
-from amiflow.db._copy import PG_EPOCH_S, encode_rows
+from amiflow.db.binary_copy import PG_EPOCH_S, encode_rows
 from amiflow.db.quarantine import quarantine_many
 from amiflow.errors import StorageError
 from amiflow.types import ReadingBatch, channel_kind, parse_obis

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from amiflow.db._copy import decode_rows, encode_rows
+from amiflow.db.binary_copy import decode_rows, encode_rows
 from amiflow.errors import ConfigError, StorageError
 from amiflow.settings import load_settings
 from amiflow.types import ChannelKind, Obis, ReadingBatch, channel_kind, normalize_unit, parse_obis
