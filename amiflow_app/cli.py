@@ -109,7 +109,7 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
         "--verbose",
         action="count",
         default=0,
-        help="more logging (-vv: debug logging and the traceback of an error)",
+        help="more logging and the cause of an error (-vv: debug logging and the traceback)",
     )
 
 
@@ -216,12 +216,28 @@ def one_line(message: object) -> str:
 
 
 def _fail(name: str, message: object, code: int, verbose: int, exc: BaseException | None = None) -> int:
-    """Print the one-line error of an expected failure; ``-vv`` adds the traceback."""
+    """Print the one-line error of an expected failure.
+
+    ``-v`` adds the detail: one line per underlying cause (the OS or driver error behind it); ``-vv`` the traceback.
+    """
     cause = exc if exc is not None else message if isinstance(message, BaseException) else None
     if verbose >= 2 and cause is not None:
         traceback.print_exception(cause, file=sys.stderr)
+    elif verbose == 1 and cause is not None:
+        for detail in _causes(cause):
+            print(f"  caused by {type(detail).__name__}: {one_line(detail)}", file=sys.stderr)
     print(f"amiflow {name}: {one_line(message)}", file=sys.stderr)
     return code
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The chain below ``exc`` (explicit ``raise ... from`` causes, else the implicit context), at most 5 deep."""
+    out: list[BaseException] = []
+    current = exc.__cause__ or exc.__context__
+    while current is not None and len(out) < 5:
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Expected failures reach the user as one line on stderr and a non-zero exit, never a traceback; ``-vv`` adds it.
+"""Expected failures reach the user as one line on stderr and a non-zero exit, never a traceback.
+
+``-v`` adds the underlying cause as a line, ``-vv`` the traceback.
 
 Each case runs the real console script in a child process against something that is not there: a database port
 nobody listens on, a broker port nobody listens on, a file that does not exist, a setting that is wrong.
@@ -61,7 +63,16 @@ def test_unreachable_database_is_one_line(args: list[str], tmp_path: Path) -> No
     _assert_one_line(proc, command, "database")
 
 
-def test_verbose_adds_the_traceback(tmp_path: Path) -> None:
+def test_verbose_adds_the_cause_without_a_traceback(tmp_path: Path) -> None:
+    url = f"postgresql://127.0.0.1:{_closed_port()}/amiflow"
+    proc = _run(["-v", "db", "status"], tmp_path, AMIFLOW_DATABASE_URL=url)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "caused by OperationalError:" in proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1].startswith("amiflow db status: cannot connect to the database")
+
+
+def test_very_verbose_adds_the_traceback(tmp_path: Path) -> None:
     url = f"postgresql://127.0.0.1:{_closed_port()}/amiflow"
     proc = _run(["-vv", "db", "status"], tmp_path, AMIFLOW_DATABASE_URL=url)
     assert proc.returncode == 1

@@ -32,10 +32,12 @@ def _documented() -> list[tuple[str, str, tuple[str, ...]]]:
     return found
 
 
-def _resolves(words: tuple[str, ...]) -> bool:
-    if words[:1] in COMMANDS:
-        return True
-    return words[:2] in COMMANDS or (len(words) == 1 and words[0] in GROUPS)
+def _resolve(words: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The command (or command group) the documented words name, or None when it does not exist."""
+    for key in (words[:2], words[:1]):
+        if key in COMMANDS:
+            return key
+    return words if len(words) == 1 and words[0] in GROUPS else None
 
 
 def test_the_docs_show_commands() -> None:
@@ -70,8 +72,16 @@ def test_group_help_lists_its_subcommands(group: str, capsys: pytest.CaptureFixt
             assert words[1] in out and summary in out
 
 
+def test_documented_commands_run_with_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for words in sorted({w for _, _, doc in _documented() if (w := _resolve(doc)) is not None}):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*words, "--help"])
+        assert exit_info.value.code == 0, f"amiflow {' '.join(words)} --help"
+        assert "usage: amiflow" in capsys.readouterr().out
+
+
 def test_documented_commands_exist() -> None:
     missing = [
-        f"{name}:{line}: amiflow {' '.join(words)}" for name, line, words in _documented() if not _resolves(words)
+        f"{name}:{line}: amiflow {' '.join(words)}" for name, line, words in _documented() if _resolve(words) is None
     ]
     assert not missing, "docs name commands that do not exist:\n  " + "\n  ".join(missing)
