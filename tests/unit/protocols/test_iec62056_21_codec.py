@@ -238,7 +238,7 @@ def test_meter_side_events_at_every_split() -> None:
 
 async def test_async_client_against_meter_over_null_modem() -> None:
     """The real client (read_iec62056_21's loop) against IecMeter over an in-memory link pair."""
-    from protocols.iec62056_21 import _await_event
+    from protocols.iec62056_21.reader import _await_event
     from protocols.transport import null_modem
 
     a, b = null_modem(timeout_s=1.0)
