@@ -41,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from amiflow.db.writer import BatchWriter
 from amiflow.settings import load_settings
 from amiflow.types import ReadingBatch
+from amiflow.uri import parse_mqtt_url
 from benchmarks._db import scratch_database
-from ingest.mqtt_worker import IngestWorker, parse_mqtt_url
+from ingest.mqtt_worker import IngestWorker
 
 WINDOW = 1000
 DAY_S = 86400

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import dlms_codec
 from benchmarks._db import scratch_database
-from ingest._poll_store import PollStore
+from ingest.poll_store import PollStore
 from ingest.poller import Poller, PollerConfig
 
 CHILD = r"""

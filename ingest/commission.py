@@ -1,4 +1,4 @@
-"""`amiflow commission URI`: identify, test-read and (optionally) register a meter, with a pass/fail report.
+"""Commissioning a meter: identify it, test-read it and check the values, with a pass/fail report.
 
 Checks (each passes, fails or is skipped with the reason):
 - ``connect``: the link opens and the meter answers (association accepted);
@@ -9,30 +9,30 @@ Checks (each passes, fails or is skipped with the reason):
 - ``power``: active power not above what voltage and current allow (|P| <= sum V*I, +5 % for meter accuracy);
 - ``monotonic``: energy registers do not decrease between two reads;
 - ``ct_ratio``: a CT ratio between 1 and 10,000 and, for CT meters, a secondary current at most 6 A (5 A CTs).
-The report is printed, stored as JSON under AMIFLOW_DATA_DIR/commissioning/ and in amiflow.commissioning_reports.
+:func:`store_report` keeps the report in amiflow.commissioning_reports and :func:`register_meter` adds a meter that
+passed to the registry; ``amiflow commission`` (amiflow_app.commands.ingest) also writes it as JSON under
+AMIFLOW_DATA_DIR/commissioning/.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO
 
-from amiflow.errors import AmiflowError, ConfigError
-from amiflow.settings import Settings
+import psycopg
+from psycopg.types.json import Jsonb
+
+from amiflow.db.registry import MeterRecord, add_meter, get_meter, update_meter
+from amiflow.errors import AmiflowError
 from amiflow.types import ReadingBatch
 from amiflow.uri import MeterUri, parse_meter_uri
-from amiflow_app.command import Command
-from ingest._poll_sessions import SessionFactory, open_session
+from ingest.meter_sessions import SessionFactory, open_session
 
-__all__ = ["COMMISSION", "Check", "CommissioningReport", "commission"]
+__all__ = ["Check", "CommissioningReport", "commission", "plausibility", "register_meter", "store_report"]
 
 NOMINAL_V = 230.0
 VOLTAGES = ("1-0:32.7.0", "1-0:52.7.0", "1-0:72.7.0")
@@ -200,93 +200,47 @@ async def commission(
     return report
 
 
-def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("uri", help="meter URI, e.g. modbus+tcp://10.0.0.5:502?unit=1&map=sdm630")
-    parser.add_argument("--map", help="Modbus register map (sdm630, sdm120, sunspec)")
-    parser.add_argument("--sync-clock", action="store_true", help="set the meter clock when it drifts")
-    parser.add_argument("--register", action="store_true", help="add the meter to the registry when it passes")
-    parser.add_argument("--meter", help="the meter id to register (required with --register)")
-    parser.add_argument("--tariff")
-    parser.add_argument("--account")
-    parser.add_argument("--tz", default="UTC")
-    parser.add_argument("--ct-ratio", type=float, default=1.0)
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    text = args.uri
-    if args.map and "map=" not in text:
-        text += ("&" if "?" in text else "?") + f"map={args.map}"
-    uri = parse_meter_uri(text)
-    if args.register and not args.meter:
-        raise ConfigError("--register needs --meter ID")
-    print(f"commissioning {uri}", file=sys.stderr)
-    report = asyncio.run(
-        commission(
-            uri,
-            meter=args.meter,
-            sync_clock=args.sync_clock,
-            clock_tolerance_s=settings.clock_drift_tolerance_s,
-            timeout_s=settings.poll_timeout_s,
-            ct_ratio=args.ct_ratio,
-            progress=sys.stderr,
-        )
+def store_report(conn: psycopg.Connection[Any], report: CommissioningReport, *, meter: str | None) -> None:
+    """Keep ``report`` in ``amiflow.commissioning_reports`` (``meter``: the id it was commissioned as, if any)."""
+    conn.execute(
+        "INSERT INTO amiflow.commissioning_reports (uri, meter, passed, report) VALUES (%s, %s, %s, %s)",
+        (report.uri, meter, report.passed, Jsonb(report.to_json())),
     )
-    body = report.to_json()
-    out_dir = Path(settings.data_dir) / "commissioning"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = (args.meter or uri.host or Path(uri.path or "meter").name).replace("/", "_")
-    path = out_dir / f"{stem}-{report.started_at[:19].replace(':', '')}.json"
-    path.write_text(json.dumps(body, indent=2, default=str))
-    _store(settings, report, args)
-    if args.json:
-        print(json.dumps(body, indent=2, default=str))
-    verdict = "PASS" if report.passed else "FAIL"
-    failed = [c for c in report.checks if c.status == "fail"]
-    print(f"{verdict}: {uri}" + (f" ({'; '.join(f'{c.name}: {c.detail}' for c in failed)})" if failed else ""))
-    print(f"report: {path}")
-    return 0 if report.passed else 1
 
 
-def _store(settings: Settings, report: CommissioningReport, args: argparse.Namespace) -> None:
-    from psycopg.types.json import Jsonb
-
-    from amiflow.db import open_database
-    from amiflow.db.registry import MeterRecord, add_meter, get_meter, update_meter
-
-    with open_database(settings) as db, db.connect() as conn:
-        conn.execute(
-            "INSERT INTO amiflow.commissioning_reports (uri, meter, passed, report) VALUES (%s, %s, %s, %s)",
-            (report.uri, args.meter, report.passed, Jsonb(report.to_json())),
+def register_meter(
+    conn: psycopg.Connection[Any],
+    report: CommissioningReport,
+    meter: str,
+    *,
+    timezone: str = "UTC",
+    tariff: str | None = None,
+    account: str | None = None,
+    ct_ratio: float = 1.0,
+) -> None:
+    """Add the commissioned meter to the registry as ``meter``, or update it there (identity and report)."""
+    ident = report.identity
+    uri = parse_meter_uri(report.uri)
+    fields: dict[str, Any] = {
+        "serial": ident.get("serial"),
+        "manufacturer": ident.get("manufacturer"),
+        "model": ident.get("model"),
+        "firmware": ident.get("firmware"),
+        "commissioning": report.to_json(),
+    }
+    if get_meter(conn, meter) is None:
+        add_meter(
+            conn,
+            MeterRecord(
+                name=meter,
+                protocol=uri.protocol,
+                uri=report.uri,
+                timezone=timezone,
+                tariff=tariff,
+                account=account,
+                ct_ratio=ct_ratio,
+                **{k: v for k, v in fields.items() if v is not None},
+            ),
         )
-        if not (args.register and report.passed):
-            return
-        ident = report.identity
-        uri = parse_meter_uri(report.uri)
-        fields: dict[str, Any] = {
-            "serial": ident.get("serial"),
-            "manufacturer": ident.get("manufacturer"),
-            "model": ident.get("model"),
-            "firmware": ident.get("firmware"),
-            "commissioning": report.to_json(),
-        }
-        if get_meter(conn, args.meter) is None:
-            add_meter(
-                conn,
-                MeterRecord(
-                    name=args.meter,
-                    protocol=uri.protocol,
-                    uri=report.uri,
-                    timezone=args.tz,
-                    tariff=args.tariff,
-                    account=args.account,
-                    ct_ratio=args.ct_ratio,
-                    **{k: v for k, v in fields.items() if v is not None},
-                ),
-            )
-        else:
-            update_meter(conn, args.meter, uri=report.uri, tariff=args.tariff, **fields)
-        print(f"meter {args.meter} registered", file=sys.stderr)
-
-
-COMMISSION = Command("identify, test-read and register a meter", _add_arguments, _run)
+    else:
+        update_meter(conn, meter, uri=report.uri, tariff=tariff, **fields)

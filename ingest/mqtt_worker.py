@@ -5,7 +5,8 @@ runs with ``manual_ack=True``); the store thread decodes, batches by size and ti
 transaction and then sends the PUBACKs of exactly the messages in it. While PostgreSQL is unreachable the batch goes
 to the durable spool (fsync'd) instead and is acknowledged after that; the spool is replayed, in order, before new
 messages once the database answers again. When the spool is full nothing more is acknowledged: the broker keeps the
-messages (its in-flight window - MQTT 5 Receive Maximum - stops further deliveries), and ``/health`` says so.
+messages (its in-flight window - MQTT 5 Receive Maximum - stops further deliveries), and ``/health`` says so. That
+store side is :class:`ingest.committer.Committer`; this module holds the MQTT session and the threads.
 
 A PUBACK is only valid on the connection that delivered the message (packet ids restart per connection), so each
 message carries its connection's generation and acknowledgements of an older connection are skipped: the broker
@@ -26,23 +27,22 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from amiflow.errors import AmiflowError, ConfigError, StorageError
+from amiflow.errors import AmiflowError, ConfigError
 from amiflow.settings import Settings
-from amiflow.uri import MqttTarget, parse_mqtt_url
-from ingest._pipeline import BatchBuilder, Message, Prepared, QuarantineRow
-from ingest._store import BatchOutcome, DatabaseDown, IngestStore
+from amiflow.uri import parse_mqtt_url
+from ingest.batch_store import IngestStore
+from ingest.batching import BatchBuilder, Message, Prepared
+from ingest.committer import Committer
 from ingest.metrics import IngestMetrics
-from ingest.spool import Spool, SpoolFull
+from ingest.spool import Spool
 from ingest.validate import Bounds
 from protocols.mqtt_payloads import topic_filters
 
-__all__ = ["IngestWorker", "MqttTarget", "parse_mqtt_url"]
+__all__ = ["IngestWorker"]
 
 log = logging.getLogger(__name__)
 
 _LINGER_S = 0.02  # close a batch when no message arrived for this long (low latency when the stream is thin)
-_REPLAY_MESSAGES = 5000
-_PROBE_EVERY_S = 2.0
 
 
 class IngestWorker:
@@ -85,9 +85,15 @@ class IngestWorker:
         self._draining = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._db_up = True
-        self._next_probe = 0.0
-        self._spool_alarm = False
+        self._committer = Committer(
+            self.store,
+            self.spool,
+            self.metrics,
+            ack=self._ack,
+            stopping=lambda: self._stop.is_set(),
+            prefix=prefix,
+            tasmota_prefix=tasmota_prefix,
+        )
         self.connected = threading.Event()
         self._mqtt5 = True
 
@@ -245,7 +251,7 @@ class IngestWorker:
                 n += 1
         self.metrics.add(messages_acked=n)
 
-    # -- the store loop ----------------------------------------------------------------------------------------------
+    # -- decoding and storing ---------------------------------------------------------------------------------------
     def _decode_loop(self) -> None:
         """Decode thread: messages -> prepared batches, so decoding overlaps the store thread's database waits."""
         while not (self._draining.is_set() and self._queue.empty()):
@@ -254,15 +260,14 @@ class IngestWorker:
                 self._prepared.put(prepared)  # bounded: decoding waits when the database is behind
 
     def _step(self, block_s: float) -> None:
-        now = time.monotonic()
-        if self.spool and (self._db_up or now >= self._next_probe) and self._replay():
+        if self._committer.replay():
             return
         try:
             prepared = self._prepared.get(timeout=block_s) if block_s > 0 else self._prepared.get_nowait()
         except queue.Empty:
             return
         self.metrics.queue_depth = self._queue.qsize()
-        self._handle(prepared)
+        self._committer.handle(prepared)
 
     def _collect(self, block_s: float) -> Prepared | None:
         s = self.settings
@@ -289,127 +294,3 @@ class IngestWorker:
         p = builder.take()
         self.metrics.add(messages_received=len(p.messages), readings_received=p.readings)
         return p
-
-    def _handle(self, p: Prepared) -> None:
-        while True:
-            if (self._db_up or time.monotonic() >= self._next_probe) and self._store(p):
-                self._clear_alarm()
-                self._ack(p.messages)
-                return
-            try:
-                self.spool.append((m.topic, m.payload, m.received_at) for m in p.messages)
-            except SpoolFull as exc:
-                self._alarm(str(exc))
-                if self._stop.is_set():
-                    return  # unacknowledged: the broker keeps them for this session
-                time.sleep(0.5)
-                continue
-            except StorageError as exc:
-                log.error("%s; messages stay unacknowledged", exc)
-                time.sleep(0.5)
-                if self._stop.is_set():
-                    return
-                continue
-            self._clear_alarm()
-            self.metrics.add(messages_spooled=len(p.messages))
-            self.metrics.spool_bytes = self.spool.pending_bytes
-            self._ack(p.messages)
-            return
-
-    def _store(self, p: Prepared) -> bool:
-        """Write ``p``; True once committed (or its messages quarantined one by one), False when the DB is down."""
-        try:
-            outcome = self.store.write(p, now=time.time())
-        except DatabaseDown as exc:
-            self._down(exc)
-            return False
-        except StorageError as exc:
-            log.error("%s; storing the batch's %d messages one at a time", exc, len(p.messages))
-            return self._one_by_one(p)
-        self._up()
-        self._count(p, outcome)
-        return True
-
-    def _one_by_one(self, p: Prepared) -> bool:
-        for m in p.messages:
-            b = BatchBuilder(prefix=self.prefix, tasmota_prefix=self.tasmota_prefix)
-            b.add(m)
-            single = b.take()
-            try:
-                self._count(single, self.store.write(single, now=time.time()))
-                continue
-            except DatabaseDown as exc:
-                self._down(exc)
-                return False
-            except StorageError as exc:
-                err = str(exc)
-            poison = Prepared(messages=[m], quarantine=[QuarantineRow("store_error", None, m.payload, err[:2000])])
-            try:
-                self._count(poison, self.store.write(poison, now=time.time()))
-            except StorageError as exc2:
-                self._down(exc2)
-                return False
-        return True
-
-    def _count(self, p: Prepared, o: BatchOutcome) -> None:
-        m = self.metrics
-        m.add(
-            readings_stored=o.written.inserted,
-            readings_duplicate=o.written.duplicates,
-            readings_conflict=o.written.conflicts,
-            events_stored=o.events,
-            batches_committed=1,
-        )
-        for q in o.quarantined:
-            m.count_reason("quarantined_messages", q.reason)
-            if q.readings:
-                m.count_reason("quarantined_readings", q.reason, q.readings)
-        if o.written.quarantined:
-            m.count_reason("quarantined_readings", "writer", o.written.quarantined)
-        for reason, n in o.flagged.items():
-            m.count_reason("flagged_readings", reason, n)
-        now = time.monotonic()
-        m.observe_lag([now - msg.t_mono for msg in p.messages if msg.t_mono])
-        m.last_commit_at = time.time()
-
-    def _replay(self) -> bool:
-        """Replay a chunk of the spool; True if something was replayed."""
-        records = self.spool.read(_REPLAY_MESSAGES)
-        if not records:
-            return False
-        b = BatchBuilder(prefix=self.prefix, tasmota_prefix=self.tasmota_prefix)
-        for r in records:
-            b.add(Message(r.topic, r.payload, r.received_at))
-        if not self._store(b.take()):
-            return False
-        self.spool.commit(records[-1].position)
-        self.metrics.add(messages_replayed=len(records))
-        self.metrics.spool_bytes = self.spool.pending_bytes
-        if not self.spool:
-            log.info("spool replayed completely")
-        return True
-
-    def _down(self, exc: Exception) -> None:
-        if self._db_up:
-            log.error("%s; spooling to %s until it returns", exc, self.spool.directory)
-        self._db_up = False
-        self.metrics.db_available = False
-        self._next_probe = time.monotonic() + _PROBE_EVERY_S
-
-    def _up(self) -> None:
-        if not self._db_up:
-            log.info("database available again")
-        self._db_up = True
-        self.metrics.db_available = True
-
-    def _clear_alarm(self) -> None:
-        if self._spool_alarm:
-            log.warning("spool accepts messages again (%d bytes pending)", self.spool.pending_bytes)
-        self._spool_alarm = False
-        self.metrics.spool_full = False
-
-    def _alarm(self, text: str) -> None:
-        self.metrics.spool_full = True
-        if not self._spool_alarm:
-            log.critical("%s", text)
-            self._spool_alarm = True

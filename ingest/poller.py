@@ -1,4 +1,4 @@
-"""The polling scheduler (`amiflow poll`): reads every registered DLMS, IEC 62056-21 and Modbus meter on its schedule.
+"""The polling scheduler: reads every registered DLMS, IEC 62056-21 and Modbus meter on its schedule (`amiflow poll`).
 
 Each meter is polled once per interval at a stable, jittered offset after the interval boundary (spreading the load
 on shared buses). A poll reads the meter's clock (drift is recorded; the clock is set only when told), its load
@@ -12,7 +12,6 @@ meter that times out, answers garbage or vanishes costs one failed poll, never t
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -30,12 +29,11 @@ from amiflow.errors import AmiflowError, ConfigError, ProtocolError, TransportEr
 from amiflow.settings import Settings
 from amiflow.types import QualityFlag, ReadingBatch, Source
 from amiflow.uri import MeterUri, parse_meter_uri
-from amiflow_app.command import Command
-from ingest._poll_sessions import SessionFactory, open_session
-from ingest._poll_store import PolledMeterRow, PollStore
+from ingest.meter_sessions import SessionFactory, open_session
+from ingest.poll_store import PolledMeterRow, PollStore
 from protocols.transport import BusLock, CircuitBreaker
 
-__all__ = ["POLL", "PollOutcome", "PollSummary", "Poller", "PollerConfig"]
+__all__ = ["PollOutcome", "PollSummary", "Poller", "PollerConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -329,44 +327,3 @@ async def _sleep_until(stop: asyncio.Event, seconds: float) -> bool:
 def _with_quality(batch: ReadingBatch, where: Any, flag: int) -> ReadingBatch:
     quality = np.where(where, batch.quality | np.int32(flag), batch.quality).astype(np.int32)
     return ReadingBatch(batch.meter, batch.obis, batch.ts, batch.value, quality, batch.source, batch.unit)
-
-
-def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--once", action="store_true", help="poll every meter once now, print a summary, exit")
-    parser.add_argument("--sync-clock", action="store_true", help="set meter clocks that drift beyond tolerance")
-    parser.add_argument("--meter", action="append", help="only these meters (repeatable)")
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from amiflow.db import open_database
-
-    config = PollerConfig.from_settings(settings, sync_clock=args.sync_clock)
-    with open_database(settings) as db, db.connect() as conn:
-        poller = Poller(PollStore(conn), config)
-
-        async def main() -> int:
-            if args.once:
-                rows = await poller.meters()
-                if args.meter:
-                    rows = [r for r in rows if r.name in set(args.meter)]
-                summary = await poller.poll_all(meters=rows)
-                for meter, error in sorted(summary.errors.items()):
-                    print(f"{meter}: {error}")
-                print(
-                    f"polled {summary.polled}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped; "
-                    f"{summary.stored} readings stored, {summary.duplicates} duplicates"
-                )
-                return 0 if summary.failed == 0 else 1
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            import signal
-
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            await poller.run(stop)
-            return 0
-
-        return asyncio.run(main())
-
-
-POLL = Command("poll DLMS, IEC 62056-21 and Modbus meters on their schedule", _add_arguments, _run)

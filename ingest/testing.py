@@ -17,7 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.mqtt_worker import parse_mqtt_url
+from amiflow.uri import parse_mqtt_url
 
 __all__ = ["TcpProxy", "database_upstream", "iso", "proxied_url", "publish", "readings_payload", "wait_for"]
 

@@ -120,7 +120,7 @@ async def _poll_month(
     progress: bool,
     stop: threading.Event,
 ) -> None:
-    from ingest._poll_store import PollStore
+    from ingest.poll_store import PollStore
     from ingest.poller import Poller, PollerConfig
 
     start = int(plan.sim_start.timestamp()) + (plan.days - days) * 86_400

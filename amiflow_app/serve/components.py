@@ -132,7 +132,7 @@ class PollerComponent:
     async def run(self, stop: asyncio.Event) -> None:
         import psycopg
 
-        from ingest._poll_store import PollStore
+        from ingest.poll_store import PollStore
         from ingest.poller import Poller
 
         def connect() -> psycopg.Connection[Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 
 from amiflow.uri import MeterUri, parse_meter_uri
-from ingest._poll_store import PollStore
+from ingest.poll_store import PollStore
 from ingest.poller import Poller, PollerConfig
 from protocols.dlms import DlmsClient
 from simulators.dlms import DlmsSimulator

@@ -137,7 +137,7 @@ async def test_cli_simulator_in_its_own_process() -> None:
 
 
 async def test_poller_session_reads_the_simulator() -> None:
-    from ingest._poll_sessions import open_session
+    from ingest.meter_sessions import open_session
 
     async with IecSimulator("pty", clock=lambda: NOW) as sim:
         session = open_session("M9", parse_meter_uri(sim.uri), 2.0)

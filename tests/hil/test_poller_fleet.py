@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from ingest._poll_store import PollStore
+from ingest.poll_store import PollStore
 from ingest.poller import Poller, PollerConfig
 from simulators.dlms import DlmsSimulator
 

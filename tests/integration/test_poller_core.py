@@ -17,7 +17,7 @@ import pytest
 from amiflow.errors import ConnectError, FrameError
 from amiflow.types import QualityFlag, ReadingBatch, Source
 from amiflow.uri import MeterUri
-from ingest._poll_store import PollStore
+from ingest.poll_store import PollStore
 from ingest.poller import Poller, PollerConfig
 
 T0 = 1_793_491_200  # 2026-11-01T00:00:00Z

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ingest._pipeline import BatchBuilder, Message
+from ingest.batching import BatchBuilder, Message
 from ingest.metrics import IngestMetrics, render_metrics
 
 T0 = "2026-11-01T00:15:00Z"

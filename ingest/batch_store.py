@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,8 @@ from amiflow.db.quarantine import quarantine_many
 from amiflow.db.writer import BatchWriter, WriteResult
 from amiflow.errors import StorageError
 from amiflow.types import QualityFlag, ReadingBatch
-from ingest._pipeline import Prepared, QuarantineRow
+from ingest.batching import Prepared, QuarantineRow
+from ingest.last_registers import LastRegisters
 from ingest.validate import Bounds, validate
 from protocols.mqtt_payloads import MeterEvent
 
@@ -71,7 +71,7 @@ class IngestStore:
         self._conn: psycopg.Connection[Any] | None = None
         self._writer: BatchWriter | None = None
         self._meters: dict[str, tuple[int, str, float]] = {}  # name -> (id, status, loaded at)
-        self._registers: dict[tuple[str, str], tuple[int, float] | None] = {}
+        self._registers = LastRegisters()
         self._seen_written: dict[str, float] = {}
 
     # -- connection ----------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ class IngestStore:
             batch, rows = self._drop_unknown(p, batch, rows, known, quarantine)
             batch = self._flag_unverified(batch)
             verdict = validate(
-                batch, now_ts=int(now), bounds=self.bounds, last_register=self._last_registers(conn, batch)
+                batch, now_ts=int(now), bounds=self.bounds, last_register=self._registers.lookup(conn, batch)
             )
             flagged = verdict.flagged
             keep = verdict.keep
@@ -173,7 +173,7 @@ class IngestStore:
             )
             assert self._writer is not None
             result = self._writer.write(kept)
-            self._remember_registers(kept)
+            self._registers.remember(kept)
         events = self._store_events(conn, p, known, quarantine)
         self._store_state(conn, p, known, now)
         if quarantine:
@@ -273,46 +273,6 @@ class IngestStore:
             counts[code] = counts.get(code, 0) + len(js)
         return counts
 
-    def _last_registers(
-        self, conn: psycopg.Connection[Any], batch: ReadingBatch
-    ) -> dict[tuple[str, str], tuple[int, float]]:
-        codes = [c for c in set(batch.obis.tolist()) if c.split(":")[-1].split(".")[1:2] == ["8"]]
-        if not codes:
-            return {}
-        mask = np.zeros(len(batch), dtype=bool)
-        for c in codes:  # few distinct codes: one vectorized comparison each (np.isin sorts object arrays)
-            mask |= batch.obis == c
-        pairs = set(zip(batch.meter[mask].tolist(), batch.obis[mask].tolist(), strict=True))
-        missing = [k for k in pairs if k not in self._registers]
-        if missing:
-            if len(self._registers) > 2_000_000:
-                self._registers.clear()
-            rows = conn.execute(
-                "SELECT v.meter, v.obis, extract(epoch FROM r.ts)::bigint, r.value"
-                " FROM unnest(%s::text[], %s::text[]) AS v(meter, obis)"
-                " JOIN amiflow.meters m ON m.name = v.meter JOIN amiflow.channels c ON c.obis = v.obis"
-                " CROSS JOIN LATERAL (SELECT ts, value FROM amiflow.readings r"
-                "   WHERE r.meter_id = m.id AND r.channel_id = c.id ORDER BY ts DESC LIMIT 1) r",
-                ([k[0] for k in missing], [k[1] for k in missing]),
-            ).fetchall()
-            for k in missing:
-                self._registers[k] = None
-            for meter, obis, ts, value in rows:
-                self._registers[(meter, obis)] = (int(ts), float(value))
-        return {k: v for k in pairs if (v := self._registers.get(k)) is not None}
-
-    def _remember_registers(self, kept: ReadingBatch) -> None:
-        if not self._registers:
-            return
-        for m, o, t, v in zip(
-            kept.meter.tolist(), kept.obis.tolist(), kept.ts.tolist(), kept.value.tolist(), strict=True
-        ):
-            key = (m, o)
-            if key in self._registers:
-                old = self._registers[key]
-                if old is None or old[0] < t:
-                    self._registers[key] = (t, v)
-
     # -- events and state ----------------------------------------------------------------------------------------
     def _store_events(
         self, conn: psycopg.Connection[Any], p: Prepared, known: set[str], quarantine: list[QuarantineRow]
@@ -381,7 +341,3 @@ def _utc(ts: float) -> Any:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ts, UTC)
-
-
-def monotonic() -> float:
-    return time.monotonic()
