@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     unknown_meter_policy: Literal["quarantine", "register"] = "quarantine"
     clock_skew_future_s: int = Field(300, ge=0, description="readings further in the future are quarantined")
     reading_horizon_days: int = Field(400, ge=1, description="readings older than this are quarantined")
+    plausible_past_days: int = Field(
+        3650, ge=1, description="payments and balance statements (API, imports) dated further back are refused"
+    )
+    plausible_future_s: int = Field(
+        3600, ge=0, description="payments and balance statements dated further in the future are refused"
+    )
     spool_max_bytes: int = Field(1 << 30, ge=1 << 20)
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
@@ -78,7 +84,9 @@ class Settings(BaseSettings):
     bridge_batch_size: int = Field(200, ge=1)
     bridge_retry_base_s: float = Field(1.0, gt=0)
     bridge_retry_max_s: float = Field(3600.0, gt=0)
-    api_token: SecretStr | None = Field(None, description="bearer token for the inbound billing API")
+    api_token: SecretStr | None = Field(None, description="bearer token for the HTTP API (reads and billing writes)")
+    api_public_reads: bool = Field(False, description="the HTTP API's read routes answer without credentials")
+    api_max_body_bytes: int = Field(1 << 20, ge=1024, description="larger HTTP request bodies are refused (413)")
     reconnect_within_s: int = Field(3600, ge=0)
     disconnect_ruleset: str = Field("us_tx", description="policy rule set: a bundled id (us_tx, eu_de) or a TOML path")
     command_attempts: int = Field(3, ge=1, le=20, description="relay command tries before escalation")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from amiflow.plausibility import FUTURE_TS, TOO_OLD, Window
 from amiflow.types import QualityFlag, ReadingBatch
 
 __all__ = ["DEFAULT_BOUNDS", "Bounds", "Verdict", "validate"]
@@ -100,8 +101,9 @@ def validate(
     def mark(mask: npt.NDArray[np.bool_], code: str) -> None:
         reason[mask & (reason == "")] = code
 
-    mark(ts > now_ts + bounds.clock_skew_future_s, "future_ts")
-    mark(ts < now_ts - bounds.reading_horizon_days * 86400, "too_old")
+    too_old, future = Window.from_days(bounds.reading_horizon_days, bounds.clock_skew_future_s).outside(ts, now_ts)
+    mark(future, FUTURE_TS)
+    mark(too_old, TOO_OLD)
     mark(interval & (value < 0), "negative_interval")
     limit = np.full(n, np.inf)
     for unit in set(batch.unit.tolist()):
