@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import signal
 import sys
 from collections.abc import Iterator
@@ -66,7 +67,22 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print("amiflow demo: interrupted; everything it started is stopped", file=sys.stderr)
         return 130
     print(format_summary(summary), flush=True)
+    print(_way_in(settings, args.out, summary.period), flush=True)
     return 0
+
+
+def _way_in(settings: Settings, out: Path, period: str) -> str:
+    """How to reach the demo's data afterwards with the other commands."""
+    if settings.database_url is not None:
+        where, flag = "in the database of AMIFLOW_DATABASE_URL", ""
+    else:
+        where, flag = f"in {out / 'data'}", f" --data-dir {shlex.quote(str(out / 'data'))}"
+    return (
+        f"The demo's data stays {where}; the other commands reach it, for example:\n"
+        f"  amiflow{flag} meters list\n"
+        f"  amiflow{flag} tariffs list\n"
+        f"  amiflow{flag} report --period {period} --out {shlex.quote(str(out / 'report-again'))}"
+    )
 
 
 DEMO = Command(help="run the whole head-end on simulated meters and print a summary", add_arguments=_add_arguments,

@@ -15,7 +15,10 @@ __all__ = ["REPORT"]
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--period", required=True, help="YYYY-MM")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default DATA_DIR/reports/PERIOD)")
-    parser.add_argument("--meter", help="the meter whose load curve is shown (default: the most flagged)")
+    parser.add_argument(
+        "--meter", help="the meter whose load curve is shown (default: the account's, else the most flagged)"
+    )
+    parser.add_argument("--account", help="the account whose story, bill and meter the report follows")
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -24,7 +27,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     period_bounds(args.period)
     out = args.out or Path(settings.data_dir) / "reports" / args.period
     with open_database(settings) as db, db.connect() as conn:
-        path = build_report(conn, args.period, out, meter=args.meter)
+        path = build_report(conn, args.period, out, meter=args.meter, account=args.account)
     print(f"report written to {path}")
     return 0
 

@@ -17,11 +17,10 @@ import psycopg
 from amiflow.errors import AmiflowError
 from amiflow_app.demo.plan import DemoPlan, Summary
 from amiflow_app.demo.steps import FleetRun, day_at, days_between, scalar, utc, wait_settled
+from billing_bridge.policy import NOT_YET_RULES
 
-__all__ = ["NOT_YET_RULES", "run_collections"]
+__all__ = ["run_collections"]
 
-#: Rules that only say "not yet" (no notice is sent for them): such decisions are not counted as blocked.
-NOT_YET_RULES = frozenset({"debt_threshold", "days_past_due", "notice_ladder", "notice_period"})
 MILD_FORECAST_C = (4.0, 15.0)
 RULESET = "us_tx"
 
@@ -81,7 +80,7 @@ def _find_disconnect_day(
 ) -> datetime | None:
     """Run the daily collections job (reminders, then the disconnect evaluation) day by day after the period until
     the target account's disconnect is allowed and issued; returns that day's evaluation time."""
-    from billing_bridge.commands import plan_disconnects
+    from billing_bridge import plan_disconnects
     from billing_bridge.policy import load_ruleset
     from billing_bridge.reminders import send_reminders
 
@@ -111,7 +110,7 @@ def _find_disconnect_day(
 
 
 async def _relay(mqtt_url: str, prefix: str, conn: psycopg.Connection[Any]) -> list[Any]:
-    from billing_bridge.commands import MqttRelayDriver, run_commands
+    from billing_bridge import MqttRelayDriver, run_commands
 
     async with MqttRelayDriver(mqtt_url, prefix=prefix, timeout_s=5) as driver:
         return await run_commands(conn, {"mqtt": driver}, retry_delay_s=0.2)
@@ -128,7 +127,7 @@ def run_collections(
     register: Callable[[FleetRun], None],
 ) -> Any:
     """The collections story; returns the FleetStats of the target meter's run (None when it could not run)."""
-    from billing_bridge.commands import schedule_reconnects
+    from billing_bridge import schedule_reconnects
 
     target_meter = fleet_config.meter_name(0)
     target, protected = "ACC-000001", "ACC-000002"

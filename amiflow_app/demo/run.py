@@ -221,7 +221,7 @@ def run_demo(
                 "SELECT payload->>'type', count(*) FROM amiflow.outbox WHERE kind = 'notice' GROUP BY 1"
             ).fetchall()
             summary.notices = {str(t): int(n) for t, n in rows}
-            summary.report = str(build_report(conn, plan.period_text, out))  # curve: the meter VEE flagged most
+            summary.report = str(build_report(conn, plan.period_text, out, account=summary.account or None))
         _step(7, "stopping everything")
     summary.elapsed_s = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2, default=str) + "\n", encoding="utf-8")

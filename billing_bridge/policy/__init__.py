@@ -5,7 +5,7 @@
 the holidays (:func:`holidays_for`) and the recent disconnect counts.
 """
 
-from billing_bridge.policy.engine import RULES, evaluate
+from billing_bridge.policy.engine import NOT_YET_RULES, RULES, evaluate
 from billing_bridge.policy.model import (
     Blackout,
     Conditions,
@@ -18,12 +18,13 @@ from billing_bridge.policy.model import (
 from billing_bridge.policy.rulesets import available_rulesets, holidays_for, load_ruleset, parse_ruleset
 
 __all__ = [
-    "RULES",
     "Blackout",
     "Conditions",
     "Decision",
     "DisconnectCase",
     "LadderRung",
+    "NOT_YET_RULES",
+    "RULES",
     "RuleResult",
     "RuleSet",
     "available_rulesets",

@@ -33,7 +33,11 @@ from zoneinfo import ZoneInfo
 
 from billing_bridge.policy.model import Conditions, Decision, DisconnectCase, RuleResult, RuleSet
 
-__all__ = ["RULES", "evaluate"]
+__all__ = ["NOT_YET_RULES", "RULES", "evaluate"]
+
+#: Rules that only say "not yet" for a debt on its way to disconnection (no notice goes out for them). Any other
+#: blocking rule is a protection, calendar, weather or rate rule: the disconnect is *blocked*, and billing is told.
+NOT_YET_RULES = frozenset({"debt_threshold", "days_past_due", "notice_ladder", "notice_period"})
 
 Rule = Callable[[RuleSet, DisconnectCase, Conditions], RuleResult]
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from amiflow_app.demo.collect import NOT_YET_RULES
 from amiflow_app.demo.plan import COLLECTIONS_DAYS, Summary, format_summary, plan_demo, tariff_for
+from billing_bridge.policy import NOT_YET_RULES
 
 
 @pytest.mark.parametrize("today", [date(2026, 11, 26), date(2026, 1, 3), date(2027, 3, 1), date(2026, 12, 31)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +102,26 @@ def test_demo_quick_summary_matches_the_database(
     # the report
     report = Path(s["report"])
     assert report.is_file() and report.parent == out
-    assert "<html" in report.read_text(encoding="utf-8").lower()
+    page = report.read_text(encoding="utf-8")
+    assert "<html" in page.lower()
+    # the report tells the same story as the summary: every figure it shares with summary.json agrees
+    found = re.search(r'<script type="application/json" id="figures">(.*?)</script>', page, re.S)
+    assert found is not None
+    figures = json.loads(found.group(1))
+    shared = ("bills_issued", "bills_total", "payments", "deliveries_by_kind", "notices", "meters_by_protocol",
+              "disconnects_allowed", "disconnects_blocked", "blocked_by_rule")  # fmt: skip
+    assert {k: figures[k] for k in shared} == {k: s[k] for k in shared}
+    assert f"Account {s['account']} (meter {s['account_meter']})" in page
+    assert f"of {s['account']} (meter {s['account_meter']})" in page  # the bill shown is the story account's
+
+    # the way in afterwards: the printed hint works
+    assert "The demo's data stays in the database of AMIFLOW_DATABASE_URL" in proc.stdout
+    assert "amiflow meters list" in proc.stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "amiflow_app", "meters", "list"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert len([line for line in listed.stdout.splitlines() if "mqtt" in line]) == METERS
 
 
 def test_demo_refuses_a_database_that_already_holds_meters(

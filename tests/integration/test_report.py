@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -40,6 +41,32 @@ def test_report_numbers(filled: psycopg.Connection[Any]) -> None:
     assert len(data.curve) == 288 and any("estimated" in q for _, _, q in data.curve)
     assert dict((m, p) for m, p, _ in data.gaps) == {"R1": 288, "R2": 100}
     assert data.quarantine == [("meter_mismatch", 1)]
+    assert data.protocols == [("mqtt", 2, None, None)]  # push meters: polls do not apply
+
+
+def test_report_follows_an_account(filled: psycopg.Connection[Any], tmp_path: Path) -> None:
+    conn = filled
+    conn.execute(
+        "INSERT INTO amiflow.bills (bill_id, version, account, meter, period_start, period_end, tariff_id,"
+        " tariff_version, total, currency, estimated_share, content_hash, body) VALUES ('B-1', 1, 'ACC-9', 'R2',"
+        " '2026-11-01', '2026-11-30', 'T', 1, 1234.5, 'EUR', 0.02, 'h', %s)",
+        (json.dumps(BILL),),
+    )
+    data = collect(conn, "2026-11", account="ACC-9")
+    assert data.meter == "R2" and data.story is not None and data.story.meter == "R2"
+    assert data.figures["bills_issued"] == 1 and data.figures["bills_total"] == {"EUR": "1234.50"}
+    assert [what for _, what in data.story.events] == ["bill B-1 issued: 1,234.50 EUR"]
+    page = build_report(conn, "2026-11", tmp_path, account="ACC-9").read_text(encoding="utf-8")
+    assert "Account ACC-9 (meter R2)" in page and "1,234.50 EUR" in page
+    assert "Bill B-1 of ACC-9 (meter R2)" in page and "energy / peak / tier1" in page  # determinants as a table
+
+
+BILL = {
+    "bill_id": "B-1", "account": "ACC-9", "meter": "R2", "currency": "EUR", "total": "1234.50",
+    "estimated_share": 0.02, "determinants": {"energy": {"peak": {"tier1": 12.5}}, "days": 30},
+    "lines": [{"code": "energy", "description": "Energy", "quantity": "12.5", "unit": "kWh", "rate": "0.2",
+               "amount": "2.50"}],
+}  # fmt: skip
 
 
 def test_report_renders_in_headless_chromium(filled: psycopg.Connection[Any], tmp_path: Path) -> None:
