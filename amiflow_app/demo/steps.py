@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: Faults the simulated month carries (simulators/faults.py): every kind a head-end must survive.
 FLEET_FAULTS = "dup=0.01,reorder=0.01,gap=0.002,malformed=0.005,spike=0.0005,drift=0.01,rollover=0.001,spoof=0.003"
+#: Without a terminal (a pipe, a CI log) progress is a plain line this often instead of a bar.
+PLAIN_PROGRESS_S = 15.0
 TARIFF_DIR = Path(rating.__file__).resolve().parent / "tariffs"
 
 
@@ -47,7 +49,7 @@ def scalar(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Any:
 
 
 def import_tariffs(conn: psycopg.Connection[Any]) -> list[str]:
-    """Import the example tariffs in rating/tariffs/ as ``amiflow rate import`` does; returns their ids."""
+    """Import the example tariffs in rating/tariffs/ as ``amiflow tariffs import`` does; returns their ids."""
     from rating.cli import store_tariff
     from rating.compile import compile_tariff
     from rating.tariff import load_tariff
@@ -150,11 +152,18 @@ def ingest_month(
     register(run)
     run.start()
     per_meter = -(-config.intervals // config.per_message)
-    with tqdm(total=config.meters * per_meter, desc="ingest month", unit="msg", disable=not progress) as bar:
+    total = config.meters * per_meter
+    started = last_line = time.monotonic()
+    with tqdm(total=total, desc="ingest month", unit="msg", disable=not progress) as bar:
         while run.alive():
             bar.n = min(bar.total, worker.metrics.messages_received)
             bar.refresh()
             time.sleep(0.2)
+            if not progress and time.monotonic() - last_line >= PLAIN_PROGRESS_S:  # a log or a pipe: plain lines
+                last_line = time.monotonic()
+                done = min(total, worker.metrics.messages_received)
+                print(f"      ingest month: {done / max(1, total):.0%} ({done} of {total} messages,"
+                      f" {done / (last_line - started):.0f} msg/s)", flush=True)  # fmt: skip
         stats = run.join()
         wait_settled(worker, stats.messages, 60)
         bar.n = bar.total
