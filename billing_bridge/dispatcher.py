@@ -21,11 +21,12 @@ from typing import Any
 import psycopg
 
 from amiflow.errors import ConfigError, StorageError
+from amiflow.settings import Settings
 from billing_bridge.delivery import OutboxItem, Outcome, Verdict, backoff_s
-from billing_bridge.sinks import Sink
+from billing_bridge.sinks import Sink, make_sink
 from billing_bridge.store import OutboxCounts, claim, counts, next_due_in_s, settle
 
-__all__ = ["DispatchConfig", "DispatchStats", "Dispatcher"]
+__all__ = ["DispatchConfig", "DispatchStats", "Dispatcher", "build_dispatcher"]
 
 log = logging.getLogger(__name__)
 
@@ -240,3 +241,17 @@ class Dispatcher:
             )
             self._fault_logged_at = now
             self._faults_in_window = 0
+
+
+def build_dispatcher(settings: Settings, url: str, *, follow: bool = True) -> Dispatcher | None:
+    """The webhook dispatcher ``amiflow serve`` runs (``await d.run()``, ``d.stop()``); None when
+    AMIFLOW_BILLING_URL is unset (bills stay in the outbox)."""
+    if not settings.billing_url:
+        return None
+    config = DispatchConfig(
+        batch_size=settings.bridge_batch_size,
+        retry_base_s=settings.bridge_retry_base_s,
+        retry_max_s=settings.bridge_retry_max_s,
+        follow=follow,
+    )
+    return Dispatcher(url, make_sink(settings, "webhook"), config)

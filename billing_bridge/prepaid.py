@@ -12,7 +12,7 @@ freeze the balance.
 Low-balance notices (``low_balance``, with the threshold) go once per threshold per cycle; a top-up that lifts the
 balance above the highest threshold starts a new cycle. At zero the account becomes a disconnect case (prepaid rules
 of the rule set: the low_balance notice must have been sent and the balance must have been at zero for
-``notice_period_hours``), decided by :func:`billing_bridge.commands.plan_disconnects`.
+``notice_period_hours``), decided by :func:`billing_bridge.disconnect_plan.plan_disconnects`.
 """
 
 from __future__ import annotations

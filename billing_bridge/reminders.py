@@ -29,7 +29,15 @@ from billing_bridge.policy import DisconnectCase, LadderRung, RuleSet
 from billing_bridge.prepaid import prepaid_positions
 from billing_bridge.risk import RiskScore, consumption_change, features_for, score
 
-__all__ = ["SentNotice", "disconnect_cases", "next_rung", "notices_sent", "score_accounts", "send_reminders"]
+__all__ = [
+    "SentNotice",
+    "disconnect_cases",
+    "next_rung",
+    "notices_sent",
+    "riskiest_accounts",
+    "score_accounts",
+    "send_reminders",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +106,15 @@ def score_accounts(
         )
         scores[account] = score(account, f)
     return arrears, scores
+
+
+def riskiest_accounts(
+    conn: psycopg.Connection[Any], ruleset: RuleSet, today: date, *, top: int
+) -> list[tuple[RiskScore, Arrears | None]]:
+    """The ``top`` accounts by arrears-risk score (highest first, then by account), each with its arrears if any."""
+    arrears, scores = score_accounts(conn, ruleset, today)
+    ranked = sorted(scores.values(), key=lambda s: (-s.score, s.account))[:top]
+    return [(s, arrears.get(s.account)) for s in ranked]
 
 
 def _payload(ruleset: RuleSet, a: Arrears, rung: LadderRung, now: datetime, risk: RiskScore | None) -> dict[str, Any]:

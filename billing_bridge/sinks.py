@@ -25,6 +25,8 @@ from typing import Any, Literal, Protocol
 import certifi
 import httpx
 
+from amiflow.errors import ConfigError
+from amiflow.settings import Settings
 from billing_bridge.cim import bill_to_meter_readings, notice_to_end_device_controls
 from billing_bridge.delivery import (
     OutboxItem,
@@ -37,7 +39,7 @@ from billing_bridge.delivery import (
     sign,
 )
 
-__all__ = ["CimSink", "ClientShards", "FileDropSink", "Sink", "WebhookSink"]
+__all__ = ["CimSink", "ClientShards", "FileDropSink", "Sink", "WebhookSink", "make_sink"]
 
 _LEASE_LOST = "not sent: the claim's lease would expire before the request could finish"
 
@@ -302,3 +304,28 @@ class FileDropSink:
         finally:
             os.close(dir_fd)
         return final
+
+
+def make_sink(
+    settings: Settings,
+    kind: str,
+    *,
+    out: Path | None = None,
+    fmt: str = "jsonl",
+    concurrency: int = 64,
+    timeout_s: float = 10.0,
+) -> Sink:
+    """The sink named ``kind`` (webhook | cim | file) from the settings; ConfigError names what is missing."""
+    secret = settings.billing_secret.get_secret_value().encode() if settings.billing_secret else None
+    if kind == "file":
+        if out is None:
+            raise ConfigError("--sink file needs --out DIR")
+        return FileDropSink(out, fmt="csv" if fmt == "csv" else "jsonl", secret=secret)
+    if not settings.billing_url:
+        raise ConfigError(
+            "AMIFLOW_BILLING_URL is not set, so bills stay in the outbox; set it, or use --sink file --out DIR"
+        )
+    if secret is None:
+        raise ConfigError("AMIFLOW_BILLING_SECRET is not set: webhook bodies must be signed (HMAC-SHA256)")
+    cls = CimSink if kind == "cim" else WebhookSink
+    return cls(settings.billing_url, secret, concurrency=concurrency, timeout_s=timeout_s)

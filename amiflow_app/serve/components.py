@@ -181,7 +181,7 @@ class BridgeComponent:
         self._current: Dispatcher | None = None
 
     def _build(self) -> Dispatcher:
-        from billing_bridge.cli import build_dispatcher
+        from billing_bridge import build_dispatcher
 
         dispatcher = build_dispatcher(self._settings, self._db_url, follow=True)
         if dispatcher is None:
@@ -263,9 +263,7 @@ class CollectionsComponent:
 
         import psycopg
 
-        from billing_bridge.commands import exclusive, schedule_reconnects
-        from billing_bridge.prepaid import update_prepaid
-        from billing_bridge.reminders import send_reminders
+        from billing_bridge import exclusive, schedule_reconnects, send_reminders, update_prepaid
 
         rs = self._ruleset
         with (
@@ -289,13 +287,7 @@ class CollectionsComponent:
         self.last_run_at = time.time()
 
     async def _commands(self, conn: Any) -> list[Any]:
-        from billing_bridge.commands import (
-            DlmsRelayDriver,
-            ModbusRelayDriver,
-            MqttRelayDriver,
-            RelayDriver,
-            run_commands,
-        )
+        from billing_bridge import DlmsRelayDriver, ModbusRelayDriver, MqttRelayDriver, RelayDriver, run_commands
 
         s = self._settings
         password = s.dlms_password.get_secret_value().encode() if s.dlms_password else None

@@ -30,7 +30,7 @@ from amiflow.db.registry import MeterRecord, add_meter
 from amiflow.db.writer import BatchWriter
 from amiflow.settings import load_settings
 from amiflow.types import ReadingBatch
-from billing_bridge.commands import (
+from billing_bridge import (
     DlmsRelayDriver,
     MqttRelayDriver,
     plan_disconnects,

@@ -111,7 +111,7 @@ async def test_rtu_on_a_pty_reads_the_same_values_as_tcp() -> None:
 
 
 async def test_relay_through_the_billing_bridge_driver() -> None:
-    from billing_bridge.commands import ModbusRelayDriver
+    from billing_bridge import ModbusRelayDriver
 
     async with _sim(map_name="sdm630+breaker") as sim:
         async with _client(sim) as c:

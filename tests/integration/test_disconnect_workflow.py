@@ -20,7 +20,7 @@ from amiflow.db.registry import MeterRecord, add_meter
 from amiflow.db.writer import BatchWriter
 from amiflow.errors import PolicyBlocked
 from amiflow.types import ReadingBatch
-from billing_bridge.commands import (
+from billing_bridge import (
     MqttRelayDriver,
     issue_command,
     plan_disconnects,

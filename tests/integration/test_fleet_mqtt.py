@@ -269,7 +269,7 @@ async def test_async_variant_and_cancellation(mqtt_url: str, topic_prefix: str, 
 
 async def test_the_head_end_relay_driver_commands_fleet_meters(mqtt_url: str, topic_prefix: str) -> None:
     from amiflow.db.registry import MeterRecord
-    from billing_bridge.commands import MqttRelayDriver
+    from billing_bridge import MqttRelayDriver
 
     config = FleetConfig(
         meters=40, start=START, days=0.25, per_message=4, prefix=topic_prefix, armed_share=0.5, linger_s=30,

@@ -23,7 +23,7 @@ from amiflow.db.registry import MeterRecord, add_meter
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings, load_settings
 from amiflow_app.serve.supervisor import Service
-from billing_bridge.commands import MqttRelayDriver, plan_disconnects, run_commands
+from billing_bridge import MqttRelayDriver, plan_disconnects, run_commands
 from billing_bridge.payments import BalanceIn, record_balance
 from billing_bridge.policy import load_ruleset
 from billing_bridge.reminders import send_reminders
