@@ -2,21 +2,24 @@
 
 The core (:func:`compute_arrears`, :func:`payment_history`) is pure: debts and payments in, values out. Payments are
 applied first-in first-out to the oldest debt (the usual rule of utility receivables), a negative payment (reversal)
-re-opens what it had paid. :func:`load_book` reads the inputs from the database:
+re-opens what it had paid. :func:`load_book` reads the inputs from the database as they stood at the end of a day
+(payments, statements and bills after it do not count):
 
-- accounts with a balance statement from billing (``amiflow.accounts``, migration 0006) owe that statement: one debt
-  ``stmt:{account}:{due_date}`` of the stated balance, less the payments received after the statement's ``as_of``;
-- other accounts owe their bills (``amiflow.v_bills``, the latest version of each bill, when the billing run's
-  migration is present): one debt per bill, due ``payment_terms_days`` after the period end.
+- accounts with a balance statement from billing (``amiflow.accounts``, migration 0006) owe the statement in force
+  that day (the newest in ``amiflow.balances`` by then): one debt ``stmt:{account}:{due_date}`` of the stated
+  balance, less the payments received after the statement's ``as_of``;
+- other accounts owe their bills (``amiflow.v_bills``, the latest version of each bill of a period ended by then,
+  when the billing run's migration is present): one debt per bill, due ``payment_terms_days`` after the period end.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -186,14 +189,15 @@ def _exists(conn: psycopg.Connection[Any], name: str) -> bool:
     return bool(row and row[0])
 
 
-def _bill_debts(conn: psycopg.Connection[Any], terms_days: int, since: date) -> list[Debt]:
+def _bill_debts(conn: psycopg.Connection[Any], terms_days: int, since: date, today: date) -> list[Debt]:
+    """The bills of periods that ended before ``today`` (a bill is issued after its period)."""
     if not _exists(conn, "amiflow.v_bills"):
         return []
     rows = conn.execute(
         "SELECT DISTINCT ON (bill_id) account, bill_id, total, period_end, estimated_share, status"
-        " FROM amiflow.v_bills WHERE account IS NOT NULL AND period_end >= %s"
+        " FROM amiflow.v_bills WHERE account IS NOT NULL AND period_end >= %s AND period_end < %s"
         " ORDER BY bill_id, version DESC",
-        (since,),
+        (since, today),
     ).fetchall()
     return [
         Debt(a, f"bill:{b}", Decimal(t), pe + timedelta(days=terms_days), float(es or 0.0))
@@ -202,19 +206,26 @@ def _bill_debts(conn: psycopg.Connection[Any], terms_days: int, since: date) -> 
     ]
 
 
-def load_book(conn: psycopg.Connection[Any], *, today: date, terms_days: int) -> Book:
-    """Current debts and payments per account (see the module docstring), and 12 months of payment history."""
+def load_book(conn: psycopg.Connection[Any], *, today: date, terms_days: int, tz: str = "UTC") -> Book:
+    """Debts and payments per account as they stood at the end of ``today`` (local date in ``tz``), and 12 months
+    of payment history before it (see the module docstring).
+
+    Point in time: nothing after the end of ``today`` counts, so an account that paid later is overdue on an
+    earlier date, and a statement received later does not replace the one in force then.
+    """
     since = today - timedelta(days=365)
+    cut = datetime.combine(today + timedelta(days=1), time(0), ZoneInfo(tz))
     book = Book()
+    stated = {a for (a,) in conn.execute("SELECT account FROM amiflow.accounts WHERE balance IS NOT NULL")}
     statements = conn.execute(
-        "SELECT account, balance, due_date, balance_as_of FROM amiflow.accounts"
-        " WHERE balance IS NOT NULL AND due_date IS NOT NULL"
+        "SELECT DISTINCT ON (account) account, balance, due_date, as_of FROM amiflow.balances"
+        " WHERE due_date IS NOT NULL AND as_of < %s ORDER BY account, as_of DESC",
+        (cut,),
     ).fetchall()
-    stated = {a for a, *_ in statements}
-    latest_share = _latest_estimated_share(conn)
+    latest_share = _latest_estimated_share(conn, today)
     all_payments: dict[str, list[Payment]] = {}
     for account, amt, at in conn.execute(
-        "SELECT account, amount, paid_at FROM amiflow.payments WHERE paid_at >= %s", (since,)
+        "SELECT account, amount, paid_at FROM amiflow.payments WHERE paid_at >= %s AND paid_at < %s", (since, cut)
     ).fetchall():
         all_payments.setdefault(account, []).append(Payment(account, amt, at))
     for account, balance, due, as_of in statements:
@@ -222,11 +233,11 @@ def load_book(conn: psycopg.Connection[Any], *, today: date, terms_days: int) ->
             ref = f"stmt:{account}:{due.isoformat()}"
             book.debts[account] = [Debt(account, ref, balance, due, latest_share.get(account, 0.0))]
             rows = conn.execute(
-                "SELECT amount, paid_at FROM amiflow.payments WHERE account = %s AND received_at > %s",
-                (account, as_of),
+                "SELECT amount, paid_at FROM amiflow.payments WHERE account = %s AND received_at > %s AND paid_at < %s",
+                (account, as_of, cut),
             ).fetchall()
             book.payments[account] = [Payment(account, amt, at) for amt, at in rows]
-    bills = [d for d in _bill_debts(conn, terms_days, since) if d.account not in stated]
+    bills = [d for d in _bill_debts(conn, terms_days, since, today) if d.account not in stated]
     for d in bills:
         book.debts.setdefault(d.account, []).append(d)
     for account, bill_items in _group(bills).items():
@@ -235,8 +246,8 @@ def load_book(conn: psycopg.Connection[Any], *, today: date, terms_days: int) ->
     hist: dict[str, list[tuple[Debt, datetime]]] = {}
     for account, as_of, bal, due in conn.execute(
         "SELECT account, as_of, balance, due_date FROM amiflow.balances"
-        " WHERE due_date IS NOT NULL AND balance > 0 AND as_of >= %s ORDER BY account, as_of",
-        (since,),
+        " WHERE due_date IS NOT NULL AND balance > 0 AND as_of >= %s AND as_of < %s ORDER BY account, as_of",
+        (since, cut),
     ).fetchall():
         hist.setdefault(account, []).append((Debt(account, f"stmt:{account}:{due}", bal, due), as_of))
     for account, stmts in hist.items():
@@ -255,12 +266,13 @@ def _group(debts: Iterable[Debt]) -> dict[str, list[Debt]]:
     return out
 
 
-def _latest_estimated_share(conn: psycopg.Connection[Any]) -> dict[str, float]:
+def _latest_estimated_share(conn: psycopg.Connection[Any], today: date) -> dict[str, float]:
     if not _exists(conn, "amiflow.v_bills"):
         return {}
     rows = conn.execute(
         "SELECT DISTINCT ON (account) account, estimated_share FROM amiflow.v_bills"
-        " WHERE account IS NOT NULL ORDER BY account, period_end DESC, version DESC"
+        " WHERE account IS NOT NULL AND period_end < %s ORDER BY account, period_end DESC, version DESC",
+        (today,),
     ).fetchall()
     return {a: float(s or 0.0) for a, s in rows}
 

@@ -90,7 +90,7 @@ def score_accounts(
     conn: psycopg.Connection[Any], ruleset: RuleSet, today: date
 ) -> tuple[dict[str, Arrears], dict[str, RiskScore]]:
     """Arrears and risk scores of every account with debts or payment history."""
-    book = load_book(conn, today=today, terms_days=ruleset.payment_terms_days)
+    book = load_book(conn, today=today, terms_days=ruleset.payment_terms_days, tz=ruleset.timezone)
     debts = [d for items in book.debts.values() for d in items]
     payments = [p for items in book.payments.values() for p in items]
     arrears = compute_arrears(debts, payments, today)
