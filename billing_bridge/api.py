@@ -9,40 +9,73 @@ Routes (prefix ``/billing/v1``; ``amiflow serve`` mounts :func:`create_router`, 
 
 Every route needs ``Authorization: Bearer <AMIFLOW_API_TOKEN>`` or ``X-Amiflow-Signature: sha256=<hex HMAC-SHA256 of
 the body with AMIFLOW_BILLING_SECRET>``; authentication is checked before the body is parsed. With neither setting
-configured the API answers 503 (it never runs open).
+configured the API answers 503 (it never runs open). Read routes answer without credentials only when
+``AMIFLOW_API_PUBLIC_READS`` is true. :func:`authenticator` and :class:`BodyLimit` guard ``amiflow serve``'s other
+routes the same way.
+
+A body is refused before it is parsed when it is larger than ``AMIFLOW_API_MAX_BODY_BYTES`` (413) or repeats a JSON
+key (422: which value was meant is unknowable). A payment or statement is refused (422, nothing stored) when a
+timestamp lies outside the plausibility window (``AMIFLOW_PLAUSIBLE_PAST_DAYS`` / ``AMIFLOW_PLAUSIBLE_FUTURE_S``), is a
+bare number, or when its currency is not the account's. A stored timestamp Python cannot hold (a year-1 date written
+before those checks) is shown as ``null`` with an ``error`` naming the row, never a 500.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Callable
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from amiflow.db import Database, open_database
 from amiflow.settings import Settings
 from billing_bridge.delivery import verify
-from billing_bridge.payments import BalanceIn, PaymentIn, Recorded, record_balance, record_payment
+from billing_bridge.payments import (
+    BalanceIn,
+    InputRefused,
+    PaymentIn,
+    Recorded,
+    billing_window,
+    record_balance,
+    record_payment,
+    validation_context,
+)
 
-__all__ = ["create_app", "create_router"]
+__all__ = ["BodyLimit", "authenticator", "create_app", "create_router"]
+
+log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
 _STATUS = {Recorded.CREATED: 201, Recorded.DUPLICATE: 200, Recorded.CONFLICT: 409}
 
 
-def _authenticator(settings: Settings) -> Callable[[Request], Any]:
+def authenticator(settings: Settings, *, read: bool = False) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency: bearer token or HMAC signature, else 401 (503 when neither is configured).
+
+    With ``read`` and ``AMIFLOW_API_PUBLIC_READS`` it lets every request through.
+    """
     token = settings.api_token.get_secret_value().encode() if settings.api_token else None
     secret = settings.billing_secret.get_secret_value().encode() if settings.billing_secret else None
+    public = read and settings.api_public_reads
+    closed = "API closed: set AMIFLOW_API_TOKEN or AMIFLOW_BILLING_SECRET"
+    if read:
+        closed += " (or AMIFLOW_API_PUBLIC_READS=true for the read routes)"
 
     async def authenticate(request: Request) -> None:
+        if public:
+            return
         if token is None and secret is None:
-            raise HTTPException(503, "inbound billing API disabled: set AMIFLOW_API_TOKEN or AMIFLOW_BILLING_SECRET")
+            raise HTTPException(503, closed)
         auth = request.headers.get("authorization", "")
         if token is not None and auth[:7].lower() == "bearer " and hmac.compare_digest(auth[7:].encode(), token):
             return
@@ -54,9 +87,77 @@ def _authenticator(settings: Settings) -> Callable[[Request], Any]:
     return authenticate
 
 
-async def _parse(request: Request, model: type[M]) -> M:
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` (declared or streamed) is answered 413 before any route
+    or authentication reads it; smaller bodies are buffered and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", ())).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before its body was complete
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"request body larger than {self.max_bytes} bytes (AMIFLOW_API_MAX_BODY_BYTES)"
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _invalid(loc: str, msg: str, kind: str) -> HTTPException:
+    return HTTPException(422, [{"loc": ["body", loc], "msg": msg, "type": kind}])
+
+
+async def _parse(request: Request, model: type[M], context: dict[str, Any]) -> M:
+    body = await request.body()
     try:
-        return model.model_validate_json(await request.body())
+        json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise _invalid(exc.key, f"key {exc.key!r} appears more than once", "duplicate_key") from None
+    except (ValueError, RecursionError):
+        pass  # not JSON: pydantic names the problem below
+    try:
+        return model.model_validate_json(body, context=context)
     except ValidationError as exc:
         detail = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
@@ -71,7 +172,8 @@ _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     201: {"description": "recorded"},
     401: {"description": "missing or wrong credentials"},
     409: {"description": "already received with different content; nothing changed"},
-    422: {"description": "invalid body"},
+    413: {"description": "body larger than AMIFLOW_API_MAX_BODY_BYTES"},
+    422: {"description": "invalid body, implausible timestamp or currency not the account's; nothing changed"},
 }
 
 
@@ -79,13 +181,62 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
+def _utc(naive: datetime | None) -> str | None:
+    return naive.replace(tzinfo=UTC).isoformat() if naive is not None else None
+
+
+# timestamps selected through this guard arrive as naive UTC, or NULL when Python's datetime cannot hold them
+_HOLDABLE = "CASE WHEN {c} >= '0001-01-01 00:00Z' AND {c} < '10000-01-01 00:00Z' THEN {c} AT TIME ZONE 'UTC' END"
+
+
+def _read_account(conn: Any, account: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT account, currency, balance::text, due_date::text,"
+        f" {_HOLDABLE.format(c='balance_as_of')}, balance_as_of::text FROM amiflow.accounts WHERE account = %s",
+        (account,),
+    ).fetchone()
+    if row is None:
+        return None
+    data: dict[str, Any] = {
+        "account": row[0],
+        "currency": row[1],
+        "balance": row[2],
+        "due_date": row[3],
+        "balance_as_of": _utc(row[4]),
+    }
+    if row[4] is None and row[5] is not None:
+        data["error"] = f"balance_as_of {row[5]} is outside the years 1-9999; correct amiflow.accounts"
+        log.warning("account %s: stored balance_as_of %s cannot be shown", account, row[5])
+    payments = []
+    for pid, amount, currency, paid_at, raw in conn.execute(
+        f"SELECT payment_id, amount::text, currency, {_HOLDABLE.format(c='paid_at')}, paid_at::text"
+        " FROM amiflow.payments WHERE account = %s ORDER BY paid_at DESC LIMIT 20",
+        (account,),
+    ).fetchall():
+        item = {"payment_id": pid, "amount": amount, "currency": currency, "paid_at": _utc(paid_at)}
+        if paid_at is None:
+            item["error"] = f"paid_at {raw} is outside the years 1-9999; correct payment {pid} in amiflow.payments"
+            log.warning("payment %s of account %s: stored paid_at %s cannot be shown", pid, account, raw)
+        payments.append(item)
+    data["payments"] = payments
+    return data
+
+
 def create_router(settings: Settings, database: Callable[[], Database]) -> APIRouter:
     """The API routes; ``database()`` returns the open Database (called per request, so it may be set at startup)."""
-    router = APIRouter(prefix="/billing/v1", tags=["billing"], dependencies=[Depends(_authenticator(settings))])
+    router = APIRouter(prefix="/billing/v1", tags=["billing"])
+    write = [Depends(authenticator(settings))]
+    window = billing_window(settings)
 
     def store(fn: Callable[[Any], Recorded]) -> Recorded:
         with database().pool.connection() as conn:
             return fn(conn)
+
+    async def record(fn: Callable[[Any], Recorded]) -> Recorded:
+        try:
+            return await run_in_threadpool(store, fn)
+        except InputRefused as exc:
+            raise _invalid(exc.field, str(exc), "refused") from None
 
     def answer(result: Recorded, what: str, ident: str) -> JSONResponse:
         body: dict[str, str] = {"status": result.value, what: ident}
@@ -98,10 +249,11 @@ def create_router(settings: Settings, database: Callable[[], Database]) -> APIRo
         summary="Post a payment (idempotent by payment_id)",
         openapi_extra=_json_body(PaymentIn),
         responses=_WRITE_RESPONSES,
+        dependencies=write,
     )
     async def post_payment(request: Request) -> JSONResponse:
-        p = await _parse(request, PaymentIn)
-        result = await run_in_threadpool(store, lambda conn: record_payment(conn, p, "api"))
+        p = await _parse(request, PaymentIn, validation_context(window))
+        result = await record(lambda conn: record_payment(conn, p, "api"))
         return answer(result, "payment_id", p.payment_id)
 
     @router.post(
@@ -109,44 +261,21 @@ def create_router(settings: Settings, database: Callable[[], Database]) -> APIRo
         summary="Post an account balance statement (idempotent by account and as_of)",
         openapi_extra=_json_body(BalanceIn),
         responses=_WRITE_RESPONSES,
+        dependencies=write,
     )
     async def post_balance(request: Request) -> JSONResponse:
-        b = await _parse(request, BalanceIn)
-        result = await run_in_threadpool(store, lambda conn: record_balance(conn, b, "api"))
+        b = await _parse(request, BalanceIn, validation_context(window))
+        result = await record(lambda conn: record_balance(conn, b, "api"))
         return answer(result, "account", b.account)
 
     @router.get(
         "/accounts/{account}",
         summary="An account's balance, due date and recent payments",
         responses={401: {"description": "missing or wrong credentials"}, 404: {"description": "unknown account"}},
+        dependencies=[Depends(authenticator(settings, read=True))],
     )
     async def get_account(account: str) -> JSONResponse:
-        def read(conn: Any) -> dict[str, Any] | None:
-            row = conn.execute(
-                "SELECT account, currency, balance::text, due_date::text, balance_as_of FROM amiflow.accounts"
-                " WHERE account = %s",
-                (account,),
-            ).fetchone()
-            if row is None:
-                return None
-            payments = conn.execute(
-                "SELECT payment_id, amount::text, currency, paid_at FROM amiflow.payments WHERE account = %s"
-                " ORDER BY paid_at DESC LIMIT 20",
-                (account,),
-            ).fetchall()
-            return {
-                "account": row[0],
-                "currency": row[1],
-                "balance": row[2],
-                "due_date": row[3],
-                "balance_as_of": row[4].isoformat() if row[4] else None,
-                "payments": [
-                    {"payment_id": p[0], "amount": p[1], "currency": p[2], "paid_at": p[3].isoformat()}
-                    for p in payments
-                ],
-            }
-
-        data = await run_in_threadpool(lambda: _with_conn(database(), read))
+        data = await run_in_threadpool(lambda: _with_conn(database(), lambda conn: _read_account(conn, account)))
         if data is None:
             raise HTTPException(404, f"account {account!r} not known")
         return JSONResponse(data)
@@ -178,4 +307,5 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
 
     app = FastAPI(title="amiflow billing API", lifespan=lifespan)
     app.include_router(create_router(settings, lambda: holder["db"]))
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     return app

@@ -26,7 +26,7 @@ from amiflow.errors import ConfigError, StorageError
 from amiflow.settings import Settings
 from amiflow_app.command import Command
 from billing_bridge import CollectionsRun, DispatchConfig, Dispatcher, make_sink, riskiest_accounts, run_collections
-from billing_bridge.payments import import_csv
+from billing_bridge.payments import billing_window, import_csv
 from billing_bridge.policy import RuleSet, load_ruleset
 from billing_bridge.store import list_failed, requeue
 
@@ -159,7 +159,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with db.connect() as conn:
             try:
-                report = import_csv(conn, text)
+                report = import_csv(conn, text, window=billing_window(settings))
             except ValueError as exc:
                 raise ConfigError(f"{args.file}: {exc}") from None
     finally:
