@@ -16,8 +16,9 @@ from amiflow.types import Obis
 
 from . import axdr
 from .acse import Aare, Aarq, InitiateRequest, InitiateResponse, Rlre, Rlrq
-from .cosem import CaptureObject, DateTime, ScalerUnit, parse_capture_objects
+from .cosem import DateTime, ScalerUnit
 from .hdlc import NEED_DATA, FrameKind, HdlcFrame, HdlcFramer, HdlcParameters
+from .profile_generic import CaptureObject, parse_capture_objects
 from .xdlms import (
     ActionRequest,
     ActionResponse,

@@ -8,7 +8,7 @@ Then the buffer after the array header is a (rows x row-size) byte matrix: every
 compared with the first row's at once, the number columns are read as big-endian numpy views, and the date-time
 columns are converted to epoch seconds with vectorised civil-date arithmetic (days from civil, H. Hinnant). Any
 other buffer (null-compressed rows, strings, nested values, unspecified date fields) goes to
-:func:`protocols.dlms.cosem.decode_profile`, which gives the same result one cell at a time.
+:func:`protocols.dlms.profile_generic.decode_profile`, which gives the same result one cell at a time.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import numpy.typing as npt
 from amiflow.errors import FrameError
 
 from . import axdr
-from .cosem import Deviation, ProfileColumns, decode_profile
+from .cosem import Deviation
+from .profile_generic import ProfileColumns, decode_profile
 
 __all__ = ["decode_profile_fast"]
 
@@ -45,7 +46,7 @@ _DATE_TIME: Final = "date-time"
 def decode_profile_fast(
     raw: bytes, clock_col: int, capture_period_s: int, convention: Deviation = Deviation.BLUE_BOOK
 ) -> ProfileColumns:
-    """Same contract as :func:`~protocols.dlms.cosem.decode_profile`, vectorised when the rows are uniform."""
+    """Same contract as :func:`~protocols.dlms.profile_generic.decode_profile`, vectorised when the rows are uniform."""
     fast = _uniform(raw, clock_col, convention)
     return fast if fast is not None else decode_profile(raw, clock_col, capture_period_s, convention)
 

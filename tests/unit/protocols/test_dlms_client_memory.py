@@ -20,8 +20,9 @@ from amiflow.types import Source, parse_obis
 from amiflow.uri import parse_meter_uri
 from protocols.dlms import DlmsClient, axdr
 from protocols.dlms.acse import Mechanism
-from protocols.dlms.cosem import CaptureObject, ControlState, DateTime, ScalerUnit, parse_range_descriptor
+from protocols.dlms.cosem import ControlState, DateTime, ScalerUnit
 from protocols.dlms.hdlc import NEED_DATA, Data, HdlcAddress, HdlcConnection, Role
+from protocols.dlms.profile_generic import CaptureObject, parse_range_descriptor
 from protocols.dlms.server import AccessLevel, ClientPolicy, ServerAssociation
 from protocols.dlms.wrapper import WrapperFrame, WrapperFramer
 from protocols.dlms.xdlms import AccessSelection, AttributeDescriptor, ExceptionResponse

@@ -11,9 +11,10 @@ from amiflow.errors import FrameError
 from amiflow.types import parse_obis
 from protocols.dlms import axdr, describe_apdu, describe_hdlc
 from protocols.dlms.acse import Aarq, InitiateRequest, Mechanism
-from protocols.dlms.cosem import CaptureObject, ControlMode, ControlState, DateTime, ScalerUnit
+from protocols.dlms.cosem import ControlMode, ControlState, DateTime, ScalerUnit
 from protocols.dlms.disconnect import MODE_TRANSITIONS, Trigger, disconnect_transition
 from protocols.dlms.hdlc import NEED_DATA, HdlcAddress, HdlcConnection, Role
+from protocols.dlms.profile_generic import CaptureObject
 from protocols.dlms.xdlms import AttributeDescriptor, GetRequest, GetResponse
 
 ENERGY = parse_obis("1-0:1.8.0")

@@ -9,8 +9,9 @@ import pytest
 from amiflow.errors import FrameError
 from amiflow.types import parse_obis
 from protocols.dlms import axdr, describe_hdlc
-from protocols.dlms.cosem import CaptureObject, DateTime, ScalerUnit
+from protocols.dlms.cosem import DateTime, ScalerUnit
 from protocols.dlms.hdlc import NEED_DATA, HdlcAddress, HdlcConnection, Role
+from protocols.dlms.profile_generic import CaptureObject
 from protocols.dlms.xdlms import AttributeDescriptor, GetRequest, GetResponse
 
 PROFILE = parse_obis("1-0:99.1.0")

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from amiflow.errors import FrameError
 from protocols.dlms import axdr
-from protocols.dlms.cosem import DateTime, Deviation, decode_profile
+from protocols.dlms.cosem import DateTime, Deviation
 from protocols.dlms.profile import _uniform, decode_profile_fast
+from protocols.dlms.profile_generic import decode_profile
 
 NUMBERS = [
     (axdr.DoubleLongUnsigned, st.integers(0, 2**32 - 1)),

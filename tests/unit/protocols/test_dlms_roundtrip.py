@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from amiflow.errors import FrameError
 from amiflow.types import Obis
 from protocols.dlms import axdr
-from protocols.dlms.cosem import DateTime, Deviation, decode_profile
+from protocols.dlms.cosem import DateTime, Deviation
 from protocols.dlms.hdlc import NEED_DATA, HdlcAddress, HdlcFrame, HdlcFramer
+from protocols.dlms.profile_generic import decode_profile
 from protocols.dlms.wrapper import WrapperFrame, WrapperFramer
 from protocols.dlms.xdlms import AccessSelection, AttributeDescriptor, GetRequest, GetResponse, parse_xdlms
 

@@ -12,15 +12,7 @@ from amiflow.errors import ConnectError, FrameError, ProtocolError
 from amiflow.types import parse_obis
 from protocols.dlms import axdr
 from protocols.dlms.acse import Aare, Aarq, AssociationResult, InitiateRequest, InitiateResponse, Mechanism, Rlrq
-from protocols.dlms.cosem import (
-    CaptureObject,
-    DateTime,
-    Deviation,
-    decode_profile,
-    parse_capture_objects,
-    parse_range_descriptor,
-    range_descriptor,
-)
+from protocols.dlms.cosem import DateTime, Deviation
 from protocols.dlms.hdlc import (
     NEED_DATA,
     Connected,
@@ -33,6 +25,13 @@ from protocols.dlms.hdlc import (
     HdlcParameters,
     Role,
     crc16_x25,
+)
+from protocols.dlms.profile_generic import (
+    CaptureObject,
+    decode_profile,
+    parse_capture_objects,
+    parse_range_descriptor,
+    range_descriptor,
 )
 from protocols.dlms.wrapper import WrapperFrame, WrapperFramer
 from protocols.dlms.xdlms import (
