@@ -31,18 +31,15 @@ exception-response instead of a GET/SET/ACTION answer, ``clock_drift`` seconds a
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
 import random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from amiflow.errors import ConfigError, FrameError, ProtocolError
-from amiflow.settings import Settings
-from amiflow_app.command import Command
 from protocols.dlms.acse import Mechanism
 from protocols.dlms.ciphering import Ciphering
 from protocols.dlms.counters import MemoryCounterStore
@@ -51,14 +48,14 @@ from protocols.dlms.security import SecurityKeys
 from protocols.dlms.server import AccessLevel, ClientPolicy, ServerAssociation
 from protocols.dlms.wrapper import WrapperFrame, WrapperFramer
 from protocols.dlms.xdlms import ExceptionResponse
-from simulators._dlms_meter import DlmsFaults, DlmsMeter, parse_dlms_faults
-from simulators._listen import parse_listen as _parse_listen
-from simulators._server import ByteServer
+from simulators.byte_server import ByteServer
+from simulators.dlms_meter import DlmsFaults, DlmsMeter, parse_dlms_faults
+from simulators.listen import parse_listen as _parse_listen
 
 # the Green Book's example keys: a simulator's default only, never a real meter's
 DEFAULT_KEYS = SecurityKeys(bytes(range(16)), bytes(range(0xD0, 0xE0)))
 
-__all__ = ["DEFAULT_KEYS", "SIM_DLMS", "DlmsFaults", "DlmsMeter", "DlmsSimulator", "parse_dlms_faults"]
+__all__ = ["DEFAULT_KEYS", "DlmsSimulator", "parse_listen"]
 
 
 class DlmsSimulator(ByteServer):
@@ -284,67 +281,5 @@ class DlmsSimulator(ByteServer):
 
 
 def parse_listen(text: str) -> tuple[str, str, int]:
-    """The simulator's ``--listen`` (see :func:`simulators._listen.parse_listen`)."""
+    """The simulator's ``--listen`` (see :func:`simulators.listen.parse_listen`)."""
     return _parse_listen(text, tcp_schemes=("dlms+tcp", "dlms+hdlc+tcp"))
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT (0 = pick one) or pty")
-    p.add_argument("--hdlc", action="store_true", help="HDLC framing on TCP (a pty always uses HDLC)")
-    p.add_argument("--auth", default="none", choices=("none", "lls", "hls-gmac"), help="management client auth")
-    p.add_argument("--password", default=None, help="the LLS password of the management client (SAP 1)")
-    p.add_argument("--meter", default=None, help="serial number / meter id (default from --meter-index)")
-    p.add_argument("--meter-index", type=int, default=0, help="which meter of the load model (default 0)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the load model and of the faults (default 1)")
-    p.add_argument("--start", default=None, help="ISO time the load profile starts (default 10 days ago)")
-    p.add_argument("--faults", default=None, help="e.g. timeout=0.05,bad_crc=0.05,exception=0.02,clock_drift=120")
-    p.add_argument("--control-mode", type=int, default=1, choices=range(7), help="disconnect control_mode (1)")
-    p.add_argument("--keys", default=None, help="HLS-GMAC EK:AK in hex (default the Green Book example keys)")
-    p.add_argument("--phases", type=int, default=1, choices=(1, 3), help="1 (L1 only) or 3 phases (default 1)")
-    p.add_argument("--profile", default="deltas", choices=("deltas", "registers"), help="profile columns")
-
-
-def _keys(text: str | None) -> SecurityKeys | None:
-    if not text:
-        return None
-    ek, _, ak = text.partition(":")
-    try:
-        return SecurityKeys(bytes.fromhex(ek), bytes.fromhex(ak))
-    except ValueError:
-        raise ConfigError("--keys: expected EK:AK, two 16-byte keys in hex") from None
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    start = None
-    if args.start:
-        try:
-            start = datetime.fromisoformat(args.start.replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"--start {args.start!r}: expected an ISO 8601 time") from None
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
-    sim = DlmsSimulator(
-        args.listen,
-        hdlc=args.hdlc,
-        auth=args.auth,
-        password=args.password.encode() if args.password else None,
-        meter=args.meter,
-        seed=args.seed,
-        meter_index=args.meter_index,
-        start=start,
-        faults=args.faults,
-        control_mode=args.control_mode,
-        register_profile=args.profile == "registers",
-        phases=args.phases,
-        keys=_keys(args.keys),
-    )
-
-    sim.serve_until_signalled(f"dlms simulator (meter {sim.meter.serial})")
-    return 0
-
-
-SIM_DLMS = Command(
-    help="serve a simulated DLMS/COSEM meter (TCP wrapper or HDLC, TCP or a pty)",
-    add_arguments=_add_arguments,
-    run=_run,
-)

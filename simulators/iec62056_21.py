@@ -17,7 +17,6 @@ before each answer: a client must resync and succeed).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -33,8 +32,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from amiflow.errors import ConfigError
-from amiflow.settings import Settings
-from amiflow_app.command import Command
 from protocols.iec62056_21 import (
     Break,
     IecMeter,
@@ -43,11 +40,11 @@ from protocols.iec62056_21 import (
     build_identification,
     build_readout,
 )
-from simulators._listen import parse_listen as _parse_listen
-from simulators._server import ByteServer
+from simulators.byte_server import ByteServer
+from simulators.listen import parse_listen as _parse_listen
 from simulators.load import LoadModel
 
-__all__ = ["FAULTS", "SIM_IEC62056_21", "IecSimulator", "parse_listen"]
+__all__ = ["FAULTS", "IecSimulator", "parse_listen"]
 
 log = logging.getLogger(__name__)
 FAULTS: Final = ("bad_bcc", "garbage", "noise", "timeout", "truncate")
@@ -55,7 +52,7 @@ _SILENCE_S: Final = 1.5
 
 
 def parse_listen(text: str) -> tuple[str, str, int]:
-    """The simulator's ``--listen`` (see :func:`simulators._listen.parse_listen`)."""
+    """The simulator's ``--listen`` (see :func:`simulators.listen.parse_listen`)."""
     return _parse_listen(text, tcp_schemes=("iec62056-21+tcp",))
 
 
@@ -268,39 +265,3 @@ class IecSimulator(ByteServer):
 
 class _Hangup(Exception):
     """The simulated meter stops talking mid-readout (the truncate fault)."""
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT (0 = pick one) or pty")
-    p.add_argument("--seed", type=int, default=1, help="seed of the load model (default 1)")
-    p.add_argument("--meter-index", type=int, default=0, help="which meter of the load model (default 0)")
-    p.add_argument("--serial", help="serial number shown as 0-0:96.1.0 and C.1.0 (default from the meter index)")
-    p.add_argument("--address", default="", help="device address the meter answers to besides '/?!'")
-    p.add_argument("--baud", default="5", choices=list("0123456"), help="baud char offered (5 = 9600, default)")
-    p.add_argument("--tz", default="UTC", help="zone of the meter clock (default UTC)")
-    p.add_argument("--drift", type=float, default=0.0, help="meter clock drift in seconds (default 0)")
-    p.add_argument("--fault", action="append", default=[], choices=FAULTS, help="inject this fault (repeatable)")
-    p.add_argument("--fault-rate", type=float, default=1.0, help="share of sessions with a fault (default 1)")
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    sim = IecSimulator(
-        args.listen,
-        seed=args.seed,
-        meter_index=args.meter_index,
-        serial=args.serial,
-        address=args.address,
-        baud_char=args.baud,
-        tz=args.tz,
-        drift_s=args.drift,
-        faults=args.fault,
-        fault_rate=args.fault_rate,
-    )
-
-    sim.serve_until_signalled(f"iec62056-21 simulator (serial {sim.serial})")
-    return 0
-
-
-SIM_IEC62056_21 = Command(
-    help="serve a simulated IEC 62056-21 mode C meter (TCP or a pty)", add_arguments=_add_arguments, run=_run
-)

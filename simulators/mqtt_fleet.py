@@ -1,4 +1,4 @@
-"""``amiflow sim mqtt``: a fleet of MQTT smart meters (1 to 100,000 in one process) publishing canonical payloads.
+"""A fleet of MQTT smart meters (1 to 100,000 in one process) publishing canonical payloads (``amiflow sim mqtt``).
 
 Each meter publishes, per message of ``per_message`` intervals (CONTRACT.md, "MQTT"):
 
@@ -15,215 +15,41 @@ Meters obey ``{prefix}/{meter}/cmd`` and answer on ``cmd/result``: ``disconnect`
 relay ``disconnected``), ``reconnect`` (``connected``, or ``armed`` for the ``armed_share`` of meters that need a
 button press, which their customer gives before the next message), ``read`` and ``sync_clock`` (``ok``).
 
-Delivery: a bounded in-flight window per connection (paho-mqtt 2.x cannot track more than 65,535 unacknowledged
-QoS 1 messages), each connection's backlog kept in order in memory while the broker is away and published after the
-reconnect (meters pause generating when a backlog reaches ``max_backlog``), and at the end everything is drained
-before the offline status and a clean disconnect. Faults follow :mod:`simulators.faults`; :class:`FleetStats` says
-exactly what was published and what a correct head-end must store:
+Delivery: a bounded in-flight window per connection (:mod:`simulators.fleet_connection`; paho-mqtt 2.x cannot track
+more than 65,535 unacknowledged QoS 1 messages), each connection's backlog kept in order in memory while the broker
+is away and published after the reconnect (meters pause generating when a backlog reaches ``max_backlog``), and at
+the end everything is drained before the offline status and a clean disconnect. The payloads come from
+:mod:`simulators.fleet_messages` (pure); faults follow :mod:`simulators.faults`;
+:class:`~simulators.fleet_config.FleetStats` says exactly what was published and what a correct head-end must store:
 ``readings_published == readings_expected + readings_duplicate + readings_quarantined``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import queue
-import signal
 import threading
 import time
-from collections import deque
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from types import FrameType
-from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from amiflow.errors import ConfigError, ConnectError
-from amiflow.settings import Settings
+from amiflow.errors import ConnectError
 from amiflow.uri import parse_mqtt_url
-from amiflow_app.command import Command
-from simulators._fleet_gen import Generated, MessageGenerator
 from simulators.faults import parse_faults
-from simulators.load import REFERENCE_TS, LoadModel
+from simulators.fleet_config import FleetConfig, FleetStats
+from simulators.fleet_connection import FleetConnection
+from simulators.fleet_messages import Generated, MessageGenerator
+from simulators.load import LoadModel
 
-__all__ = ["SIM_MQTT", "FleetConfig", "FleetStats", "MqttFleet", "run_fleet", "run_fleet_async"]
+__all__ = ["MqttFleet", "run_fleet", "run_fleet_async"]
 
 log = logging.getLogger(__name__)
 
 _DEFAULT_PER_METER_CONNECTIONS = 100
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FleetConfig:
-    """The options of ``amiflow sim mqtt`` (see ``--help``); ``start`` is an aware datetime on an interval boundary."""
-
-    meters: int
-    start: datetime
-    days: float = 1.0
-    interval_s: int = 900
-    speed: float = 0.0
-    seed: int = 1
-    faults: str = ""
-    prefix: str = "ami/v1"
-    per_message: int = 96
-    meter_prefix: str = "M"
-    stats_path: Path | None = None
-    pv_share: float = 0.2
-    commercial_share: float = 0.2
-    armed_share: float = 0.1
-    outages_per_day: float = 0.01
-    connections: int = 0  # 0 = one per meter up to 100 meters, else 8
-    window: int = 1000
-    max_backlog: int = 200_000
-    linger_s: float = 0.0
-    client_id: str = "amiflow-sim"
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.meters <= 1_000_000:
-            raise ConfigError(f"--meters {self.meters}: must be 1 to 1,000,000")
-        if self.start.tzinfo is None:
-            raise ConfigError("--start: give an offset or Z (for example 2026-11-01T00:00:00Z)")
-        if self.interval_s <= 0 or 86_400 % self.interval_s:
-            raise ConfigError(f"--interval {self.interval_s}: must divide a day (900, 300, 3600, ...)")
-        if int(self.start.timestamp()) % self.interval_s:
-            raise ConfigError(f"--start {self.start.isoformat()}: must be on a {self.interval_s} s interval boundary")
-        if int(self.start.timestamp()) < REFERENCE_TS:
-            raise ConfigError("--start: must be on or after 2000-01-01")
-        if not self.days > 0:
-            raise ConfigError(f"--days {self.days}: must be positive")
-        if self.speed < 0:
-            raise ConfigError(f"--speed {self.speed}: 0 (as fast as possible), 1 (real time) or more")
-        if not 1 <= self.per_message <= 35_136:
-            raise ConfigError(f"--per-message {self.per_message}: must be 1 to 35136 (a leap year of intervals)")
-        if not 1 <= self.window <= 60_000:
-            raise ConfigError(f"window {self.window}: must be 1 to 60000 (paho tracks at most 65535 in flight)")
-        if not self.prefix or "+" in self.prefix or "#" in self.prefix:
-            raise ConfigError(f"--prefix {self.prefix!r}: a topic prefix without wildcards")
-        parse_faults(self.faults)  # a wrong spec fails here, naming the bad item
-
-    @property
-    def start_ts(self) -> int:
-        """``start`` as epoch seconds."""
-        return int(self.start.timestamp())
-
-    @property
-    def intervals(self) -> int:
-        """Number of intervals the run covers."""
-        return max(1, round(self.days * 86_400 / self.interval_s))
-
-    def meter_name(self, index: int) -> str:
-        """The name of meter ``index`` (0-based): ``M000001`` for 0."""
-        return f"{self.meter_prefix}{index + 1:06d}"
-
-
-@dataclass(slots=True)
-class FleetStats:
-    """What a run published. Readings count one value each; ``faults`` counts occurrences per fault kind.
-
-    ``readings_expected`` are the distinct valid readings a correct head-end stores; ``readings_duplicate`` the
-    readings of re-published (``dup``) messages; ``readings_quarantined`` spikes and spoofed readings. Malformed
-    messages carry no countable readings (``readings_lost`` says how many they replaced) and are counted in
-    ``messages_quarantined`` with the spoofed ones. ``readings_flagged`` are stored with a flag (rolled-over registers).
-    """
-
-    meters: int = 0
-    messages: int = 0
-    readings_published: int = 0
-    readings_expected: int = 0
-    readings_duplicate: int = 0
-    readings_quarantined: int = 0
-    readings_flagged: int = 0
-    readings_lost: int = 0
-    intervals_gapped: int = 0
-    messages_quarantined: int = 0
-    event_messages: int = 0
-    events: int = 0
-    status_messages: int = 0
-    command_results: int = 0
-    reconnects: int = 0
-    max_backlog: int = 0
-    first_ts: int = 0
-    last_ts: int = 0
-    elapsed_s: float = 0.0
-    faults: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary (what ``--stats FILE`` writes)."""
-        return asdict(self)
-
-
-class _Connection:
-    """One paho client publishing for meters ``lo..hi-1``: an ordered backlog and a bounded in-flight window."""
-
-    def __init__(self, fleet: MqttFleet, number: int, lo: int, hi: int) -> None:
-        cfg = fleet.config
-        self.lo, self.hi = lo, hi
-        self.backlog: deque[tuple[str, bytes, bool]] = deque()
-        self.inflight = 0
-        self.lock = threading.Condition()
-        self.connected = False
-        self.reconnected = False
-        self.ever_connected = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"{cfg.client_id}-{number}", protocol=mqtt.MQTTv311
-        )
-        self.client.max_inflight_messages_set(cfg.window)
-        self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(1, 5)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
-        if hi - lo == 1:  # a meter of its own: its last will is its offline status
-            will = fleet.status_payload(lo, "offline")
-            self.client.will_set(fleet.topic(lo, "status"), will, qos=1, retain=True)
-        self._fleet = fleet
-        self._number = number
-
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object = None) -> None:
-        if reason.is_failure:
-            log.warning("fleet connection %d refused: %s", self._number, reason)
-            return
-        with self.lock:
-            self.reconnected = self.ever_connected.is_set()
-            self.connected = True
-            self.lock.notify_all()
-        self.ever_connected.set()
-        if self._number == 0:
-            client.subscribe(f"{self._fleet.config.prefix}/+/cmd", qos=1)
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: Any, _p: object = None) -> None:
-        with self.lock:
-            self.connected = False
-        if reason.is_failure:
-            log.warning("fleet connection %d lost (%s); buffering until the broker is back", self._number, reason)
-
-    def _on_publish(self, _c: mqtt.Client, _u: object, _mid: int, _r: object, _p: object) -> None:
-        with self.lock:
-            self.inflight -= 1
-            self.lock.notify_all()
-
-    def pump(self) -> None:
-        """Hand backlog messages to paho while connected and the window has room (never blocks)."""
-        while self.backlog:
-            with self.lock:
-                if not self.connected or self.inflight >= self._fleet.config.window:
-                    return
-                self.inflight += 1
-            topic, payload, retain = self.backlog.popleft()
-            # paho keeps a QoS 1 message it could not send and resends it after the reconnect, in order
-            self.client.publish(topic, payload, qos=1, retain=retain)
-
-    @property
-    def idle(self) -> bool:
-        """True when nothing is waiting or unacknowledged."""
-        with self.lock:
-            return not self.backlog and self.inflight == 0
 
 
 class MqttFleet:
@@ -237,7 +63,7 @@ class MqttFleet:
         self._gen = MessageGenerator(config, self._model, parse_faults(config.faults), self.stats)
         self._stop = threading.Event()
         self._commands: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self._conns: list[_Connection] = []
+        self._conns: list[FleetConnection] = []
         self._sim_now = config.start_ts
         self._stop_deadline: float | None = None
         self.ready = threading.Event()
@@ -284,7 +110,18 @@ class MqttFleet:
         count = max(1, min(count, cfg.meters))
         bounds = np.linspace(0, cfg.meters, count + 1).astype(int)
         for number in range(count):
-            conn = _Connection(self, number, int(bounds[number]), int(bounds[number + 1]))
+            lo, hi = int(bounds[number]), int(bounds[number + 1])
+            # a meter of its own: its last will is its offline status
+            will = (self.topic(lo, "status"), self.status_payload(lo, "offline")) if hi - lo == 1 else None
+            conn = FleetConnection(
+                number,
+                lo,
+                hi,
+                client_id=cfg.client_id,
+                window=cfg.window,
+                will=will,
+                subscribe=f"{cfg.prefix}/+/cmd" if number == 0 else None,
+            )
             if target.username is not None:
                 conn.client.username_pw_set(target.username, target.password)
             if target.tls:
@@ -311,7 +148,7 @@ class MqttFleet:
         for conn in self._conns:
             conn.client.loop_stop()
 
-    def _conn_of(self, meter: int) -> _Connection:
+    def _conn_of(self, meter: int) -> FleetConnection:
         per = self.config.meters / len(self._conns)
         i = min(int(meter / per), len(self._conns) - 1)
         while meter < self._conns[i].lo:
@@ -445,89 +282,3 @@ async def run_fleet_async(config: FleetConfig, mqtt_url: str) -> FleetStats:
         fleet.stop()
         await asyncio.wait([task])
         raise
-
-
-# -- CLI ------------------------------------------------------------------------------------------------------------
-
-
-def _parse_start(text: str) -> datetime:
-    try:
-        start = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"--start {text!r}: expected ISO 8601 such as 2026-11-01T00:00:00Z") from None
-    if start.tzinfo is None:
-        raise ConfigError(f"--start {text!r}: give an offset or Z (for example 2026-11-01T00:00:00Z)")
-    return start.astimezone(UTC)
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--meters", type=int, required=True, help="number of meters (1 to 100,000 in one process)")
-    p.add_argument("--start", required=True, help="first interval start, ISO 8601 with offset or Z")
-    p.add_argument("--days", type=float, default=1.0, help="simulated days (default 1)")
-    p.add_argument("--interval", type=int, default=900, help="interval length in seconds (default 900)")
-    p.add_argument(
-        "--speed", type=float, default=0.0, help="1 = real time, X = X times faster, 0 = as fast as possible"
-    )
-    p.add_argument("--seed", type=int, default=1, help="seed of the load model and the faults (default 1)")
-    p.add_argument("--faults", default="", help="fault spec, e.g. dup=0.01,gap=0.002,spoof=0.0005 (docs/simulators.md)")
-    p.add_argument("--prefix", default="ami/v1", help="topic prefix (default ami/v1)")
-    p.add_argument("--per-message", type=int, default=96, help="intervals per message (96 = a day, 1 = one interval)")
-    p.add_argument("--meter-prefix", default="M", help="meter name prefix (default M: M000001, M000002, ...)")
-    p.add_argument("--stats", type=Path, help="write a JSON of what was published to this file")
-    p.add_argument("--pv-share", type=float, default=0.2, help="share of meters with PV export (default 0.2)")
-    p.add_argument("--commercial-share", type=float, default=0.2, help="share of commercial meters (default 0.2)")
-    p.add_argument("--armed-share", type=float, default=0.1, help="share of meters that reconnect to 'armed'")
-    p.add_argument("--connections", type=int, default=0, help="MQTT connections (default: one per meter up to 100)")
-    p.add_argument("--window", type=int, default=1000, help="unacknowledged QoS 1 messages per connection")
-    p.add_argument("--linger", type=float, default=0.0, help="seconds to keep answering commands after the last day")
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    config = FleetConfig(
-        meters=args.meters,
-        start=_parse_start(args.start),
-        days=args.days,
-        interval_s=args.interval,
-        speed=args.speed,
-        seed=args.seed,
-        faults=args.faults,
-        prefix=args.prefix,
-        per_message=args.per_message,
-        meter_prefix=args.meter_prefix,
-        stats_path=args.stats,
-        pv_share=args.pv_share,
-        commercial_share=args.commercial_share,
-        armed_share=args.armed_share,
-        connections=args.connections,
-        window=args.window,
-        linger_s=args.linger,
-    )
-    broker = None
-    url = settings.mqtt_url
-    if url is None:
-        from amiflow_app.broker import EmbeddedBroker
-
-        broker = EmbeddedBroker().start()
-        url = broker.url
-        print(f"embedded broker at {url}", flush=True)
-    fleet = MqttFleet(config, url)
-
-    def _on_signal(_signum: int, _frame: FrameType | None) -> None:
-        fleet.stop()
-
-    # SIGTERM and Ctrl-C: stop generating, drain, go offline, disconnect cleanly
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        stats = fleet.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if broker is not None:
-            broker.stop()
-    print(json.dumps(stats.to_dict(), separators=(",", ":")))
-    return 0
-
-
-SIM_MQTT = Command(
-    help="a fleet of MQTT meters publishing readings, events and status", add_arguments=_add_arguments, run=_run
-)

@@ -1,8 +1,306 @@
-"""TEMPORARY re-export while the simulator commands move here (issue 11)."""
+"""``amiflow sim mqtt|modbus|dlms|iec62056-21``: the simulators' options and the glue that runs them until a signal.
 
-from simulators.dlms import SIM_DLMS
-from simulators.iec62056_21 import SIM_IEC62056_21
-from simulators.modbus import SIM_MODBUS
-from simulators.mqtt_fleet import SIM_MQTT
+``sim mqtt`` publishes into the broker of ``AMIFLOW_MQTT_URL`` and, when none is configured, starts the embedded
+broker (:mod:`amiflow_app.broker`) and prints its URL; the serial-protocol simulators print where they listen and
+serve until SIGTERM or Ctrl-C. The simulators themselves live in :mod:`simulators`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from amiflow.errors import ConfigError
+from amiflow.settings import Settings
+from amiflow_app.command import Command
+from protocols.dlms.security import SecurityKeys
+from protocols.modbus.maps import SUNSPEC_METER_MODELS
+from simulators.dlms import DlmsSimulator
+from simulators.fleet_config import FleetConfig
+from simulators.iec62056_21 import FAULTS as IEC_FAULTS
+from simulators.iec62056_21 import IecSimulator
+from simulators.modbus import ModbusSimulator
+from simulators.mqtt_fleet import MqttFleet
 
 __all__ = ["SIM_DLMS", "SIM_IEC62056_21", "SIM_MODBUS", "SIM_MQTT"]
+
+
+def _parse_start(text: str) -> datetime:
+    try:
+        start = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--start {text!r}: expected ISO 8601 such as 2026-11-01T00:00:00Z") from None
+    if start.tzinfo is None:
+        raise ConfigError(f"--start {text!r}: give an offset or Z (for example 2026-11-01T00:00:00Z)")
+    return start.astimezone(UTC)
+
+
+def _serve_until_signalled(sim: DlmsSimulator | IecSimulator, label: str) -> None:
+    """Serve, print where, stop cleanly on SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with sim:
+            where = f"port {sim.port}" if sim.kind == "tcp" else f"pty {sim.pty_path}"
+            print(f"{label} listening on {where}: {sim.uri}", flush=True)
+            await stop.wait()
+
+    asyncio.run(main())
+
+
+# -- sim mqtt -------------------------------------------------------------------------------------------------------
+
+
+def _add_mqtt_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--meters", type=int, required=True, help="number of meters (1 to 100,000 in one process)")
+    p.add_argument("--start", required=True, help="first interval start, ISO 8601 with offset or Z")
+    p.add_argument("--days", type=float, default=1.0, help="simulated days (default 1)")
+    p.add_argument("--interval", type=int, default=900, help="interval length in seconds (default 900)")
+    p.add_argument(
+        "--speed", type=float, default=0.0, help="1 = real time, X = X times faster, 0 = as fast as possible"
+    )
+    p.add_argument("--seed", type=int, default=1, help="seed of the load model and the faults (default 1)")
+    p.add_argument("--faults", default="", help="fault spec, e.g. dup=0.01,gap=0.002,spoof=0.0005 (docs/simulators.md)")
+    p.add_argument("--prefix", default="ami/v1", help="topic prefix (default ami/v1)")
+    p.add_argument("--per-message", type=int, default=96, help="intervals per message (96 = a day, 1 = one interval)")
+    p.add_argument("--meter-prefix", default="M", help="meter name prefix (default M: M000001, M000002, ...)")
+    p.add_argument("--stats", type=Path, help="write a JSON of what was published to this file")
+    p.add_argument("--pv-share", type=float, default=0.2, help="share of meters with PV export (default 0.2)")
+    p.add_argument("--commercial-share", type=float, default=0.2, help="share of commercial meters (default 0.2)")
+    p.add_argument("--armed-share", type=float, default=0.1, help="share of meters that reconnect to 'armed'")
+    p.add_argument("--connections", type=int, default=0, help="MQTT connections (default: one per meter up to 100)")
+    p.add_argument("--window", type=int, default=1000, help="unacknowledged QoS 1 messages per connection")
+    p.add_argument("--linger", type=float, default=0.0, help="seconds to keep answering commands after the last day")
+
+
+def _fleet_config(args: argparse.Namespace) -> FleetConfig:
+    return FleetConfig(
+        meters=args.meters,
+        start=_parse_start(args.start),
+        days=args.days,
+        interval_s=args.interval,
+        speed=args.speed,
+        seed=args.seed,
+        faults=args.faults,
+        prefix=args.prefix,
+        per_message=args.per_message,
+        meter_prefix=args.meter_prefix,
+        stats_path=args.stats,
+        pv_share=args.pv_share,
+        commercial_share=args.commercial_share,
+        armed_share=args.armed_share,
+        connections=args.connections,
+        window=args.window,
+        linger_s=args.linger,
+    )
+
+
+@contextlib.contextmanager
+def _broker_url(settings: Settings) -> Iterator[str]:
+    """The configured broker, or an embedded one (started here, its URL printed) for as long as the fleet runs."""
+    if settings.mqtt_url is not None:
+        yield settings.mqtt_url
+        return
+    from amiflow_app.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker().start()
+    try:
+        print(f"embedded broker at {broker.url}", flush=True)
+        yield broker.url
+    finally:
+        broker.stop()
+
+
+def _run_mqtt(args: argparse.Namespace, settings: Settings) -> int:
+    config = _fleet_config(args)
+    with _broker_url(settings) as url:
+        fleet = MqttFleet(config, url)
+
+        def _on_signal(_signum: int, _frame: FrameType | None) -> None:
+            fleet.stop()
+
+        # SIGTERM and Ctrl-C: stop generating, drain, go offline, disconnect cleanly
+        previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            stats = fleet.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    print(json.dumps(stats.to_dict(), separators=(",", ":")))
+    return 0
+
+
+SIM_MQTT = Command(
+    help="a fleet of MQTT meters publishing readings, events and status",
+    add_arguments=_add_mqtt_arguments,
+    run=_run_mqtt,
+)
+
+
+# -- sim modbus -----------------------------------------------------------------------------------------------------
+
+
+def _add_modbus_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--listen",
+        default="tcp://127.0.0.1:0",
+        help="tcp://127.0.0.1:PORT (0 = pick one), pty (prints the path), or rtu:///dev/ttyX (an existing device)",
+    )
+    p.add_argument("--map", default="sdm630", help="sdm630, sdm120, sunspec, or with a relay: sdm630+breaker")
+    p.add_argument("--unit", type=int, default=1, help="Modbus device id (default 1)")
+    p.add_argument("--meter-index", type=int, default=0, help="which meter of the load model (default 0)")
+    p.add_argument("--seed", type=int, default=1, help="load model seed (default 1)")
+    p.add_argument("--faults", default="", help="timeout=R,corrupt=R,exception=R,truncate=R,drift=SECONDS")
+    p.add_argument("--word-order", choices=("big", "little"), default="big", help="float32 word order")
+    p.add_argument("--sunspec-base", type=int, default=40000, choices=(0, 40000, 50000))
+    p.add_argument(
+        "--sunspec-model",
+        type=int,
+        default=203,
+        choices=SUNSPEC_METER_MODELS,
+        help="SunSpec meter model: 201-204 int16/acc32 with scale factors, 211-214 float32 (default 203)",
+    )
+
+
+def _run_modbus(args: argparse.Namespace, settings: Settings) -> int:
+    async def serve() -> None:
+        sim = ModbusSimulator(
+            args.listen,
+            map_name=args.map,
+            unit=args.unit,
+            meter_index=args.meter_index,
+            seed=args.seed,
+            faults=args.faults,
+            word_order=args.word_order,
+            sunspec_base=args.sunspec_base,
+            sunspec_meter_model=args.sunspec_model,
+        )
+        async with sim:
+            where = f"port {sim.port}" if sim.kind == "tcp" else f"{sim.kind} {sim.path}"
+            print(f"modbus simulator ({args.map}, unit {args.unit}) listening on {where}: {sim.uri}", flush=True)
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
+SIM_MODBUS = Command(
+    help="serve a simulated Modbus energy meter (TCP or RTU on a pty)",
+    add_arguments=_add_modbus_arguments,
+    run=_run_modbus,
+)
+
+
+# -- sim dlms -------------------------------------------------------------------------------------------------------
+
+
+def _add_dlms_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT (0 = pick one) or pty")
+    p.add_argument("--hdlc", action="store_true", help="HDLC framing on TCP (a pty always uses HDLC)")
+    p.add_argument("--auth", default="none", choices=("none", "lls", "hls-gmac"), help="management client auth")
+    p.add_argument("--password", default=None, help="the LLS password of the management client (SAP 1)")
+    p.add_argument("--meter", default=None, help="serial number / meter id (default from --meter-index)")
+    p.add_argument("--meter-index", type=int, default=0, help="which meter of the load model (default 0)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the load model and of the faults (default 1)")
+    p.add_argument("--start", default=None, help="ISO time the load profile starts (default 10 days ago)")
+    p.add_argument("--faults", default=None, help="e.g. timeout=0.05,bad_crc=0.05,exception=0.02,clock_drift=120")
+    p.add_argument("--control-mode", type=int, default=1, choices=range(7), help="disconnect control_mode (1)")
+    p.add_argument("--keys", default=None, help="HLS-GMAC EK:AK in hex (default the Green Book example keys)")
+    p.add_argument("--phases", type=int, default=1, choices=(1, 3), help="1 (L1 only) or 3 phases (default 1)")
+    p.add_argument("--profile", default="deltas", choices=("deltas", "registers"), help="profile columns")
+
+
+def _dlms_keys(text: str | None) -> SecurityKeys | None:
+    if not text:
+        return None
+    ek, _, ak = text.partition(":")
+    try:
+        return SecurityKeys(bytes.fromhex(ek), bytes.fromhex(ak))
+    except ValueError:
+        raise ConfigError("--keys: expected EK:AK, two 16-byte keys in hex") from None
+
+
+def _dlms_start(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        start = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--start {text!r}: expected an ISO 8601 time") from None
+    return start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+
+
+def _run_dlms(args: argparse.Namespace, settings: Settings) -> int:
+    sim = DlmsSimulator(
+        args.listen,
+        hdlc=args.hdlc,
+        auth=args.auth,
+        password=args.password.encode() if args.password else None,
+        meter=args.meter,
+        seed=args.seed,
+        meter_index=args.meter_index,
+        start=_dlms_start(args.start),
+        faults=args.faults,
+        control_mode=args.control_mode,
+        register_profile=args.profile == "registers",
+        phases=args.phases,
+        keys=_dlms_keys(args.keys),
+    )
+    _serve_until_signalled(sim, f"dlms simulator (meter {sim.meter.serial})")
+    return 0
+
+
+SIM_DLMS = Command(
+    help="serve a simulated DLMS/COSEM meter (TCP wrapper or HDLC, TCP or a pty)",
+    add_arguments=_add_dlms_arguments,
+    run=_run_dlms,
+)
+
+
+# -- sim iec62056-21 ------------------------------------------------------------------------------------------------
+
+
+def _add_iec_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT (0 = pick one) or pty")
+    p.add_argument("--seed", type=int, default=1, help="seed of the load model (default 1)")
+    p.add_argument("--meter-index", type=int, default=0, help="which meter of the load model (default 0)")
+    p.add_argument("--serial", help="serial number shown as 0-0:96.1.0 and C.1.0 (default from the meter index)")
+    p.add_argument("--address", default="", help="device address the meter answers to besides '/?!'")
+    p.add_argument("--baud", default="5", choices=list("0123456"), help="baud char offered (5 = 9600, default)")
+    p.add_argument("--tz", default="UTC", help="zone of the meter clock (default UTC)")
+    p.add_argument("--drift", type=float, default=0.0, help="meter clock drift in seconds (default 0)")
+    p.add_argument("--fault", action="append", default=[], choices=IEC_FAULTS, help="inject this fault (repeatable)")
+    p.add_argument("--fault-rate", type=float, default=1.0, help="share of sessions with a fault (default 1)")
+
+
+def _run_iec(args: argparse.Namespace, settings: Settings) -> int:
+    sim = IecSimulator(
+        args.listen,
+        seed=args.seed,
+        meter_index=args.meter_index,
+        serial=args.serial,
+        address=args.address,
+        baud_char=args.baud,
+        tz=args.tz,
+        drift_s=args.drift,
+        faults=args.fault,
+        fault_rate=args.fault_rate,
+    )
+    _serve_until_signalled(sim, f"iec62056-21 simulator (serial {sim.serial})")
+    return 0
+
+
+SIM_IEC62056_21 = Command(
+    help="serve a simulated IEC 62056-21 mode C meter (TCP or a pty)", add_arguments=_add_iec_arguments, run=_run_iec
+)

@@ -124,7 +124,7 @@ def run_demo(
     from amiflow.db import open_database
     from billing_bridge.receiver import Receiver, ReceiverConfig
     from ingest.mqtt_worker import IngestWorker
-    from simulators.mqtt_fleet import FleetConfig
+    from simulators.fleet_config import FleetConfig
 
     started = time.perf_counter()
     if meters < 2:

@@ -282,7 +282,8 @@ async def test_the_same_connection_recovers_after_each_fault(link: str, fault: s
 
 
 async def test_rtu_on_an_existing_serial_device_and_listen_forms() -> None:
-    from simulators.modbus import PtyBridge, parse_listen
+    from simulators.modbus import parse_listen
+    from simulators.pty_bridge import PtyBridge
 
     assert parse_listen("modbus+tcp://127.0.0.1:0?unit=1") == ("tcp", "127.0.0.1", 0)
     assert parse_listen("rtu:///dev/ttyUSB0") == ("serial", "/dev/ttyUSB0", 0)

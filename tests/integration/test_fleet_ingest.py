@@ -14,7 +14,7 @@ from amiflow.db.registry import MeterRecord, add_meter
 from amiflow.settings import load_settings
 from ingest.mqtt_worker import IngestWorker
 from ingest.testing import wait_for
-from simulators.mqtt_fleet import FleetConfig, run_fleet
+from simulators import FleetConfig, run_fleet
 
 
 def count(conn: psycopg.Connection[Any], sql: str) -> int:

@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.testing import TcpProxy
-from simulators.mqtt_fleet import FleetConfig, FleetStats, MqttFleet, run_fleet, run_fleet_async
+from simulators import FleetConfig, FleetStats, MqttFleet, run_fleet, run_fleet_async
 
 START = datetime(2026, 9, 7, tzinfo=UTC)
 OBIS = {"1-0:1.29.0", "1-0:2.29.0", "1-0:1.8.0", "1-0:2.8.0"}

@@ -18,7 +18,7 @@ import pytest
 from amiflow.settings import load_settings
 from ingest.mqtt_worker import IngestWorker
 from ingest.testing import wait_for
-from simulators.mqtt_fleet import FleetConfig, run_fleet
+from simulators import FleetConfig, run_fleet
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from simulators._fleet_gen import MessageGenerator
 from simulators.faults import parse_faults
+from simulators.fleet_config import FleetConfig, FleetStats
+from simulators.fleet_messages import MessageGenerator
 from simulators.load import LoadModel
-from simulators.mqtt_fleet import FleetConfig, FleetStats
 
 
 def generate(config: FleetConfig) -> tuple[list[tuple[int, str, bytes]], FleetStats, MessageGenerator]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import tty
 from collections.abc import Awaitable
 from typing import Any, Self
@@ -86,18 +85,3 @@ class ByteServer:
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-    def serve_until_signalled(self, label: str) -> None:
-        """The simulator commands' loop: serve, print where, stop cleanly on SIGTERM or SIGINT."""
-
-        async def main() -> None:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            async with self:
-                where = f"port {self.port}" if self.kind == "tcp" else f"pty {self.pty_path}"
-                print(f"{label} listening on {where}: {getattr(self, 'uri', '')}", flush=True)
-                await stop.wait()
-
-        asyncio.run(main())

@@ -18,8 +18,9 @@ import numpy as np
 from amiflow.errors import ConfigError, FrameError
 from amiflow.types import Obis, parse_obis
 from protocols.dlms import axdr
-from protocols.dlms.cosem import CLOCK_OBIS, CaptureObject, ControlState, DateTime, ScalerUnit
+from protocols.dlms.cosem import CLOCK_OBIS, ControlState, DateTime, ScalerUnit
 from protocols.dlms.disconnect import Trigger, disconnect_transition
+from protocols.dlms.profile_generic import CaptureObject
 from protocols.dlms.server import AccessLevel
 from protocols.dlms.xdlms import AccessSelection, ActionResult, AttributeDescriptor, DataAccessResult
 from simulators.load import LoadModel

@@ -12,16 +12,14 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from simulators.faults import FaultInjector, FaultSpec
+from simulators.fleet_config import FleetConfig, FleetStats
 from simulators.load import LoadModel
-
-if TYPE_CHECKING:
-    from simulators.mqtt_fleet import FleetConfig, FleetStats
 
 __all__ = ["Generated", "MessageGenerator"]
 
