@@ -33,8 +33,8 @@ from amiflow.db.writer import BatchWriter
 from amiflow.types import ReadingBatch, Source
 from benchmarks._db import scratch_database
 from rating.billing_run import RunOptions, run_billing
-from rating.cli import store_tariff
-from rating.tariff import load_tariff
+from rating.tariff_files import load_tariff
+from rating.tariff_store import store_tariff
 
 TZ = "America/Los_Angeles"
 PERIOD = date(2024, 3, 1)

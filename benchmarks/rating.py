@@ -38,8 +38,10 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rating.compile import CompiledTariff, compile_tariff  # noqa: E402
-from rating.engine import build_axis, local_midnight_ts, rate_block  # noqa: E402
+from rating.engine import rate_block  # noqa: E402
+from rating.local_time import local_midnight_ts  # noqa: E402
 from rating.tariff import TariffSpec  # noqa: E402
+from rating.time_axis import build_axis  # noqa: E402
 
 TZ = "America/Chicago"
 START, END = date(2024, 1, 1), date(2024, 2, 1)

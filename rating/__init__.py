@@ -7,13 +7,19 @@ Typical use for a block of meters on one tariff and one time zone::
     block = rate_block(tariff, ts, import_wh, export_wh, tz=tz, period_start=..., period_end=...)
     bills = bills_json(block, meter_names)            # CONTRACT.md bill JSON, money as decimal strings
 
-See docs/rating.md.
+These names are pure (no database). The database side is imported by module: rating.tariff_store (the tariffs
+table) and rating.billing_run (VEE and billing runs of a month); VEE itself is rating.vee. See docs/rating.md.
 """
 
 from rating.bill import bill_json, bills_json, default_bill_id
 from rating.compile import CompiledTariff, compile_tariff
-from rating.engine import LineSpec, RatedBlock, TimeAxis, build_axis, local_midnight_ts, rate_block
-from rating.tariff import TariffSpec, load_tariff, select_version, tariff_from_data
+from rating.engine import RatedBlock, rate_block
+from rating.lines import LineSpec
+from rating.local_time import local_midnight_ts
+from rating.offline import Usage, rate_usage, read_usage_csv
+from rating.tariff import TariffSpec, select_version
+from rating.tariff_files import load_tariff, tariff_from_data
+from rating.time_axis import TimeAxis, build_axis
 
 __all__ = [
     "CompiledTariff",
@@ -21,6 +27,7 @@ __all__ = [
     "RatedBlock",
     "TariffSpec",
     "TimeAxis",
+    "Usage",
     "bill_json",
     "bills_json",
     "build_axis",
@@ -29,6 +36,8 @@ __all__ = [
     "load_tariff",
     "local_midnight_ts",
     "rate_block",
+    "rate_usage",
+    "read_usage_csv",
     "select_version",
     "tariff_from_data",
 ]

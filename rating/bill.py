@@ -14,7 +14,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rating.engine import RatedBlock, local_midnight_ts
+from rating.engine import RatedBlock
+from rating.local_time import local_midnight_ts
 from rating.money import format_minor, format_scaled
 
 __all__ = ["bill_json", "bills_json", "default_bill_id"]

@@ -1,4 +1,4 @@
-"""The billing run: ``amiflow bill run --period YYYY-MM [--cycle C] [--dask tcp://...]``.
+"""The billing run (what ``amiflow bill run`` and, with ``kind="vee"``, ``amiflow vee run`` do).
 
 1. select the meters of the cycle (all meters without ``--cycle``): active meters are due; others are recorded as
    skipped (``inactive``, ``unverified``);
@@ -6,7 +6,7 @@
 3. per block (a picklable task, run in this process, in local worker processes, or on a Dask cluster): read the
    month plus ``history_weeks`` of history with the foundation reader, run VEE, rate with the engine, and write
    bills, lines, determinants, VEE pre/post intervals, skipped meters and outbox rows in ONE transaction;
-4. print a summary: meters billed, skipped by reason, estimated share, totals, time per phase.
+4. sum up the blocks: meters billed, skipped by reason, estimated share, totals, time per phase (the summary).
 
 Idempotent: a bill whose content did not change is not written again and nothing is queued; a changed bill (e.g.
 after corrected readings) becomes version n + 1 with outbox key ``bill:<bill_id>:v<n+1>``. Resumable: a run that
@@ -15,10 +15,7 @@ did not finish is resumed by the next run of the same period and cycle, skipping
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -30,14 +27,12 @@ from typing import Any
 
 import psycopg
 
-from amiflow.errors import ConfigError, StorageError
-from amiflow.settings import Settings
-from amiflow_app.command import Command
-from rating import _bill_store as store
-from rating._bill_block import BlockTask, run_block
+from amiflow.errors import ConfigError
+from rating.block_task import BlockTask, run_block
+from rating.run_store import BlockPlan, block_summaries, finish_run, open_run, plan_blocks, select_meters, store_skips
 from rating.vee import VeeConfig
 
-__all__ = ["BILL_RUN", "RunOptions", "RunResult", "parse_period", "run_billing"]
+__all__ = ["RunOptions", "RunResult", "parse_period", "run_billing"]
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +72,13 @@ def parse_period(text: str) -> date:
         raise ConfigError(f"--period {text!r}: expected YYYY-MM, e.g. 2026-10") from None
 
 
-def _plan(
-    conn: psycopg.Connection[Any], opts: RunOptions
-) -> tuple[list[store.BlockPlan], list[tuple[str, str, str | None]]]:
-    meters = store.select_meters(conn, opts.cycle, opts.cycles)
+def _plan(conn: psycopg.Connection[Any], opts: RunOptions) -> tuple[list[BlockPlan], list[tuple[str, str, str | None]]]:
+    meters = select_meters(conn, opts.cycle, opts.cycles)
     due = [m for m in meters if m.status == "active"]
     skips: list[tuple[str, str, str | None]] = [
         (m.name, m.status, "only active meters are billed") for m in meters if m.status != "active"
     ]
-    return store.plan_blocks(due, opts.block_meters), skips
+    return plan_blocks(due, opts.block_meters), skips
 
 
 def _execute(tasks: list[BlockTask], opts: RunOptions) -> Iterator[dict[str, Any]]:
@@ -172,12 +165,12 @@ def run_billing(
         cycle = opts.cycle or "*"
         params = {"cycles": opts.cycles, "block_meters": opts.block_meters, "history_weeks": opts.history_weeks,
                   "max_estimated_share": opts.max_estimated_share}  # fmt: skip
-        run_id, plan, resumed = store.open_run(
+        run_id, plan, resumed = open_run(
             conn, kind=opts.kind, period=opts.period, cycle=cycle, plan=plan, params=params
         )
         if not resumed:
             with conn.transaction():
-                store.store_skips(conn, run_id, pre)
+                store_skips(conn, run_id, pre)
         if resumed:
             log.info("resuming run %s: %s of %s blocks already committed", run_id, sum(b.done for b in plan), len(plan))
         tasks = [
@@ -196,12 +189,12 @@ def run_billing(
             bar.close()
             finished = True
         finally:
-            blocks = store.block_summaries(conn, run_id)
+            blocks = block_summaries(conn, run_id)
             summary = _aggregate(blocks, pre_counts, time.perf_counter() - started)
             summary.update(
                 run_id=run_id, kind=opts.kind, period=opts.period.isoformat()[:7], cycle=cycle, resumed=resumed
             )
-            store.finish_run(conn, run_id, summary, "done" if finished else "failed")
+            finish_run(conn, run_id, summary, "done" if finished else "failed")
     return RunResult(run_id, resumed, summary)
 
 
@@ -228,96 +221,3 @@ def _progress(total: int, done: int, opts: RunOptions) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, initial=done, unit="block", desc=f"{opts.kind} {opts.period:%Y-%m}", disable=None)
-
-
-def format_summary(s: dict[str, Any]) -> str:
-    """The human summary printed by the CLI."""
-    head = f"{'billing' if s.get('kind') == 'bill' else 'VEE'} run {s['run_id']} for {s['period']} (cycle {s['cycle']})"
-    lines = [head + (" resumed" if s.get("resumed") else "")]
-    if s.get("kind") == "bill":
-        lines += [
-            f"  meters billed: {s['meters_billed']}   validated: {s['meters_validated']}   VEE holds: {s['vee_holds']}",
-            f"  bills: {s['bills']['new']} new, {s['bills']['revised']} new versions, "
-            f"{s['bills']['unchanged']} unchanged",
-            f"  estimated share of billed intervals: {s['estimated_share']:.2%} ({s['estimated_intervals']} intervals)",
-        ]
-    else:
-        lines += [
-            f"  meters validated: {s['meters_validated']}   VEE holds: {s['vee_holds']}",
-            f"  estimated share: {s['validated_estimated_share']:.2%}",
-        ]
-    for reason, n in sorted(s["skipped"].items()):
-        lines.append(f"  skipped {reason}: {n}")
-    for cur, total in s["totals"].items():
-        lines.append(f"  total {cur}: {total}")
-    sec = s["seconds"]
-    lines.append(
-        f"  time: {sec['wall']:.1f} s wall; read {sec['read']:.1f} s, VEE {sec['vee']:.1f} s, "
-        f"rate {sec['rate']:.1f} s, write {sec['write']:.1f} s (summed over blocks)"
-    )
-    return "\n".join(lines)
-
-
-def add_run_arguments(parser: argparse.ArgumentParser, *, billing: bool) -> None:
-    """Arguments shared by ``bill run`` and ``vee run``."""
-    parser.add_argument("--period", required=True, help="the month, YYYY-MM (local dates of each meter's zone)")
-    parser.add_argument("--cycle", help="only meters of this billing cycle (docs/vee-billing.md)")
-    parser.add_argument("--cycles", type=int, default=20, help="hash-based cycles for meters without one (20)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                        help="local worker processes (0 = this process)")  # fmt: skip
-    parser.add_argument("--history-weeks", type=int, default=4, help="history read for VEE references (4)")
-    if billing:
-        parser.add_argument("--dask", metavar="ADDRESS", help="run blocks on a Dask cluster, e.g. tcp://127.0.0.1:8786")
-        parser.add_argument("--max-estimated-share", type=float, default=0.5,
-                            help="hold meters with more estimated intervals than this (0.5)")  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-
-
-def options_from_args(args: argparse.Namespace, settings: Settings, kind: str) -> RunOptions:
-    if args.cycles < 1 or args.workers < 0 or args.history_weeks < 0:
-        raise ConfigError("--cycles must be >= 1, --workers and --history-weeks >= 0")
-    return RunOptions(
-        period=parse_period(args.period),
-        kind=kind,
-        cycle=args.cycle,
-        cycles=args.cycles,
-        block_meters=settings.billing_block_meters,
-        history_weeks=args.history_weeks,
-        max_estimated_share=getattr(args, "max_estimated_share", 1.0),
-        workers=args.workers,
-        dask=getattr(args, "dask", None),
-        progress=not args.json,
-    )
-
-
-def run_command(args: argparse.Namespace, settings: Settings, kind: str) -> int:
-    from amiflow.db import open_database
-
-    opts = options_from_args(args, settings, kind)
-    db = open_database(settings)
-    try:
-        result = run_billing(db.url, opts)
-    except psycopg.OperationalError as exc:
-        raise StorageError(f"database unavailable: {str(exc).strip()}") from exc
-    finally:
-        db.close()
-    if args.json:
-        print(json.dumps(result.summary, indent=2))
-    else:
-        print(format_summary(result.summary))
-    return 0
-
-
-def _add(parser: argparse.ArgumentParser) -> None:
-    add_run_arguments(parser, billing=True)
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    return run_command(args, settings, "bill")
-
-
-BILL_RUN = Command(
-    help="billing run of a month: VEE, rating, bills and outbox rows (idempotent, resumable)",
-    add_arguments=_add,
-    run=_run,
-)

@@ -17,7 +17,8 @@ import numpy.typing as npt
 
 from amiflow.errors import RatingError
 from rating.money import MINOR_UNITS, decimal_places, scaled_int
-from rating.tariff import LINE_CATEGORIES, DemandSpec, HolidaySpec, TariffSpec, tou_schedule
+from rating.tariff import LINE_CATEGORIES, DemandSpec, HolidaySpec, TariffSpec
+from rating.tou import tou_schedule
 
 __all__ = [
     "CompiledDemand",

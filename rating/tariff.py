@@ -1,36 +1,28 @@
-"""Tariff files: amiflow's own JSON/TOML form, validated with pydantic at the edge.
+"""The tariff model: amiflow's own form of a tariff version, validated with pydantic at the edge.
 
 A tariff is one *version* (``id`` + ``version``) valid from ``effective_from`` to ``effective_to`` (exclusive).
 Time-of-use periods come either from 12 x 24 matrices per day type (weekday / weekend / holiday, as OpenEI URDB uses
-them, values index ``tou.periods``) or from readable rules, applied in order (later rules win)::
+them, values index ``tou.periods``) or from readable rules (rating.tou reads them)::
 
     [tou]
     default = "off_peak"
     rules = ["peak: weekdays 16-21 Jun-Sep", "part_peak: weekdays 14-16,21-23 summer", "peak: holidays 17-20 Jun-Sep"]
 
-A rule is ``PERIOD: DAYS HOURS [MONTHS]``: DAYS a comma list of ``weekdays``, ``weekends``, ``holidays``, ``all``;
-HOURS ``H1-H2`` ranges of local clock hours, end exclusive, wrapping past midnight (``21-6``), or ``all``; MONTHS
-month names or ranges (``Nov-Mar`` wraps) or season names from ``[seasons]``; absent = all months. Holidays use the
-weekend schedule unless some rule names ``holidays`` (or a ``holiday`` matrix is given).
-
-See docs/rating.md for every field; :func:`compile_tariff` (rating.compile) turns a spec into lookup arrays.
+Reading files (amiflow JSON/TOML or OpenEI URDB) is rating.tariff_files; see docs/rating.md for every field;
+:func:`compile_tariff` (rating.compile) turns a spec into lookup arrays.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-import re
-import tomllib
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from amiflow.errors import RatingError
 
@@ -44,14 +36,9 @@ __all__ = [
     "TariffSpec",
     "TaxSpec",
     "TouSpec",
-    "load_tariff",
-    "parse_rules",
     "select_version",
-    "tariff_from_data",
 ]
 
-MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-DAY_TYPES = ("weekday", "weekend", "holiday")
 LINE_CATEGORIES = frozenset({"energy", "demand", "fixed", "minimum", "export"})
 
 Matrix = list[list[int]]
@@ -244,137 +231,6 @@ class TariffSpec(_Model):
     def covers(self, start: date, end: date) -> bool:
         """True when [start, end) lies inside this version's effective dates."""
         return start >= self.effective_from and (self.effective_to is None or end <= self.effective_to)
-
-
-# -- TOU rules -------------------------------------------------------------------------------------------------------
-
-_RULE = re.compile(r"^\s*(?P<period>[\w-]+)\s*:\s*(?P<days>[a-z,]+)\s+(?P<hours>[\d,\s-]+|all)\s*(?P<months>.*)$")
-
-
-def _month(token: str) -> int:
-    t = token.strip().lower()[:3]
-    if t.isdigit() and 1 <= int(t) <= 12:
-        return int(t)
-    if t not in MONTHS:
-        raise RatingError(f"unknown month {token!r}")
-    return MONTHS.index(t) + 1
-
-
-def _months(text: str, seasons: dict[str, list[str | int]]) -> list[int]:
-    if not text.strip() or text.strip().lower() in ("all", "all-year", "year"):
-        return list(range(1, 13))
-    out: list[int] = []
-    for part in re.split(r"[,\s]+", text.strip()):
-        if not part:
-            continue
-        if part.lower() in {s.lower() for s in seasons}:
-            season = next(v for k, v in seasons.items() if k.lower() == part.lower())
-            out.extend(_month(str(m)) for m in season)
-        elif "-" in part:
-            a, b = (_month(x) for x in part.split("-", 1))
-            out.extend(((a - 1 + i) % 12) + 1 for i in range((b - a) % 12 + 1))
-        else:
-            out.append(_month(part))
-    return out
-
-
-def _hours(text: str) -> list[int]:
-    if text.strip() == "all":
-        return list(range(24))
-    out: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        a_s, _, b_s = part.partition("-")
-        a, b = int(a_s), int(b_s) if b_s else int(a_s) + 1
-        if not (0 <= a <= 23 and 0 <= b <= 24) or a == b:
-            raise RatingError(f"bad hour range {part!r} (0-24, end exclusive)")
-        out.extend((a + i) % 24 for i in range((b - a) % 24 or 24))
-    return out
-
-
-def parse_rules(
-    rules: Sequence[str], default: str, seasons: dict[str, list[str | int]], periods: Sequence[str] = ()
-) -> tuple[tuple[str, ...], npt.NDArray[np.int8]]:
-    """Rules -> (period names, int8 array [3 day types, 12 months, 24 hours] of period indices)."""
-    names = list(periods) or [default]
-    if default not in names:
-        names.append(default)
-    sched = np.full((3, 12, 24), names.index(default), dtype=np.int8)
-    table = {"weekdays": {0}, "weekday": {0}, "weekends": {1}, "weekend": {1}, "holidays": {2},
-             "holiday": {2}, "all": {0, 1, 2}, "everyday": {0, 1, 2}}  # fmt: skip
-    mentions_holidays = False
-    for rule in rules:
-        m = _RULE.match(rule)
-        if not m:
-            raise RatingError(f"cannot read TOU rule {rule!r}: expected 'PERIOD: DAYS HOURS [MONTHS]'")
-        kinds: set[int] = set()
-        for d in m["days"].split(","):
-            if d not in table:
-                raise RatingError(f"TOU rule {rule!r}: unknown day type {d!r}")
-            kinds |= table[d]
-            mentions_holidays |= d in ("holidays", "holiday")
-        period = m["period"]
-        if period not in names:
-            names.append(period)
-        month_idx = [mo - 1 for mo in _months(m["months"], seasons)]
-        hours = _hours(m["hours"])
-        for k in kinds:
-            sched[k][np.ix_(month_idx, hours)] = names.index(period)
-    if not mentions_holidays:
-        sched[2] = sched[1]
-    if len(names) > 127:
-        raise RatingError("more than 127 TOU periods")
-    return tuple(names), sched
-
-
-def tou_schedule(tou: TouSpec, seasons: dict[str, list[str | int]]) -> tuple[tuple[str, ...], npt.NDArray[np.int8]]:
-    """A TouSpec (matrices or rules) as (period names, int8 [3, 12, 24])."""
-    if tou.weekday is not None:
-        wk = np.array(tou.weekday, dtype=np.int8)
-        we = np.array(tou.weekend, dtype=np.int8) if tou.weekend is not None else wk
-        ho = np.array(tou.holiday, dtype=np.int8) if tou.holiday is not None else we
-        return tuple(tou.periods), np.stack([wk, we, ho])
-    assert tou.default is not None
-    return parse_rules(tou.rules, tou.default, seasons, tou.periods)
-
-
-# -- loading ---------------------------------------------------------------------------------------------------------
-
-
-def _errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'tariff'}: {e['msg']}" for e in exc.errors()[:5])
-
-
-def tariff_from_data(data: Any, *, where: str = "tariff") -> list[TariffSpec]:
-    """Parsed JSON/TOML (amiflow form, a URDB rate item, or a URDB API response) -> tariff versions."""
-    from rating.urdb import is_urdb, urdb_to_specs
-
-    if is_urdb(data):
-        return urdb_to_specs(data, where=where)
-    items = data.get("tariffs") if isinstance(data, dict) and "tariffs" in data else [data]
-    if not isinstance(items, list):
-        raise RatingError(f"{where}: 'tariffs' must be a list")
-    try:
-        return [TariffSpec.model_validate(item) for item in items]
-    except ValidationError as exc:
-        raise RatingError(f"{where}: {_errors(exc)}") from None
-
-
-def load_tariff(path: Path | str) -> list[TariffSpec]:
-    """Read a tariff file (``.json`` or ``.toml``; amiflow form or OpenEI URDB JSON) -> its versions."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise RatingError(f"{path}: cannot read tariff file ({exc.strerror})") from None
-    try:
-        data = (
-            tomllib.loads(raw.decode(), parse_float=Decimal)
-            if path.suffix.lower() == ".toml"
-            else json.loads(raw, parse_float=Decimal)
-        )
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RatingError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
-    return tariff_from_data(data, where=str(path))
 
 
 def select_version(versions: Sequence[TariffSpec], start: date, end: date) -> TariffSpec:

@@ -50,9 +50,9 @@ def scalar(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Any:
 
 def import_tariffs(conn: psycopg.Connection[Any]) -> list[str]:
     """Import the example tariffs in rating/tariffs/ as ``amiflow tariffs import`` does; returns their ids."""
-    from rating.cli import store_tariff
     from rating.compile import compile_tariff
-    from rating.tariff import load_tariff
+    from rating.tariff_files import load_tariff
+    from rating.tariff_store import store_tariff
 
     ids = []
     for path in sorted(TARIFF_DIR.iterdir()):

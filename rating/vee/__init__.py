@@ -7,10 +7,11 @@
     result.post            # billed values, every estimate flagged ESTIMATED (EDITED where an original existed)
     result.summary(i)      # the bill's ``vee`` object: counts per rule, estimated share, hold reason
 
-Rules and their stable codes: :data:`RULES`; see docs/vee-billing.md. ``amiflow vee run`` is in rating.vee.cli.
+Rules and their stable codes: :data:`RULES`; see docs/vee-billing.md. ``amiflow vee run`` stores the results of a
+month (rating.billing_run with ``kind="vee"``).
 """
 
-from rating.vee._arrays import local_start_s
+from rating.local_time import local_start_s
 from rating.vee.core import VeeResult, run_vee
 from rating.vee.estimate import METHODS
 from rating.vee.events import outage_mask

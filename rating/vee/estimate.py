@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from rating.vee._arrays import prev_next_valid, slot_means
+from rating.vee.row_ops import prev_next_valid, slot_means
 
 __all__ = ["METHODS", "interpolate", "like_day", "scale_to_register"]
 

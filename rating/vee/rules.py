@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from amiflow.types import QualityFlag
-from rating.vee._arrays import run_lengths
+from rating.vee.row_ops import run_lengths
 
 __all__ = ["RULES", "Rule", "Validation", "VeeConfig", "VeeInput", "rule", "validate"]
 

@@ -24,8 +24,8 @@ from amiflow.db.registry import MeterRecord, add_meter
 from amiflow.db.writer import BatchWriter
 from amiflow.types import ReadingBatch, Source
 from rating.billing_run import RunOptions, run_billing
-from rating.cli import store_tariff
-from rating.tariff import load_tariff
+from rating.tariff_files import load_tariff
+from rating.tariff_store import store_tariff
 
 TZ = "America/Los_Angeles"
 PERIOD = date(2024, 3, 1)  # has the spring DST change (92 quarter hours on 2024-03-10)

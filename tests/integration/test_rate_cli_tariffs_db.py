@@ -10,8 +10,9 @@ import psycopg
 import pytest
 
 from amiflow_app.cli import main
-from rating.cli import store_tariff, tariff_versions
-from rating.tariff import load_tariff, select_version
+from rating.tariff import select_version
+from rating.tariff_files import load_tariff
+from rating.tariff_store import store_tariff, tariff_versions
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "rating" / "tariffs" / "residential_tou_tiers.toml"

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from rating.compile import CompiledTariff, compile_tariff
-from rating.engine import RatedBlock, local_midnight_ts, rate_block
+from rating.engine import RatedBlock, rate_block
+from rating.local_time import local_midnight_ts
 from rating.tariff import TariffSpec
 
 BASE: dict[str, Any] = {

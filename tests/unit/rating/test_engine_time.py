@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from amiflow.errors import RatingError
-from rating.engine import build_axis
+from rating.time_axis import build_axis
 
 from .conftest import axis_ts, lines, rate, tariff
 

@@ -10,7 +10,9 @@ import pytest
 
 from amiflow.errors import RatingError
 from rating.compile import compile_tariff
-from rating.tariff import HolidaySpec, load_tariff, parse_rules, select_version, tariff_from_data
+from rating.tariff import HolidaySpec, select_version
+from rating.tariff_files import load_tariff, tariff_from_data
+from rating.tou import parse_rules
 
 from .conftest import BASE
 

@@ -14,8 +14,8 @@ import pytest
 
 from amiflow.errors import RatingError
 from rating.compile import compile_tariff
-from rating.engine import build_axis
-from rating.tariff import load_tariff, tariff_from_data
+from rating.tariff_files import load_tariff, tariff_from_data
+from rating.time_axis import build_axis
 
 from .conftest import axis_ts, lines, rate
 

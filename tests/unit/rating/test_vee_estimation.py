@@ -9,7 +9,7 @@ import numpy as np
 
 from amiflow.types import QualityFlag
 from rating.vee import METHODS, VeeConfig, VeeInput, local_start_s, outage_mask, run_vee
-from rating.vee._arrays import run_lengths
+from rating.vee.row_ops import run_lengths
 
 DAY = 96
 START = 1_704_067_200  # 2024-01-01T00:00Z

@@ -1,4 +1,4 @@
-"""One block of a billing (or VEE) run, as a picklable task: read -> VEE -> rate -> write in one transaction.
+"""The per-block step of a billing (or VEE) run, as a picklable task: read -> VEE -> rate -> write in one transaction.
 
 ``run_block(task)`` is what a local worker process or a Dask worker executes. It opens its own connection, skips the
 block when an earlier (crashed) run already committed it, and returns the block's summary with the time spent per
@@ -18,13 +18,17 @@ import numpy as np
 import psycopg
 
 from amiflow.errors import RatingError, StorageError
-from rating import _bill_store as store
-from rating._bill_write import store_bills, store_vee
 from rating.bill import bill_json, default_bill_id
+from rating.bill_store import store_bills
+from rating.block_input import BlockData, load_block, prior_peaks
 from rating.compile import CompiledTariff, compile_tariff
-from rating.engine import build_axis, rate_block
-from rating.tariff import TariffSpec, select_version
+from rating.engine import rate_block
+from rating.run_store import BlockPlan, claim_block, mark_block_done, store_skips
+from rating.tariff import select_version
+from rating.tariff_store import tariff_versions
+from rating.time_axis import build_axis
 from rating.vee import VeeConfig, VeeResult, run_vee
+from rating.vee_store import store_vee
 
 __all__ = ["BlockTask", "run_block"]
 
@@ -38,7 +42,7 @@ class BlockTask:
     url: str
     run_id: int
     kind: str  # "bill" | "vee"
-    plan: store.BlockPlan
+    plan: BlockPlan
     period: date
     history_weeks: int = 4
     max_estimated_share: float = 0.5
@@ -54,8 +58,7 @@ def _tariff(conn: psycopg.Connection[Any], tariff_id: str, period: date) -> Comp
     """The compiled version effective for the month, or the skip reason."""
     key = (tariff_id, period)
     if key not in _TARIFFS:
-        rows = conn.execute("SELECT body FROM amiflow.tariffs WHERE id = %s ORDER BY version", (tariff_id,)).fetchall()
-        versions = [TariffSpec.model_validate(r[0]) for r in rows]
+        versions = tariff_versions(conn, tariff_id)
         if not versions:
             _TARIFFS[key] = "unknown_tariff"
         else:
@@ -67,7 +70,7 @@ def _tariff(conn: psycopg.Connection[Any], tariff_id: str, period: date) -> Comp
 
 
 def _bills(
-    task: BlockTask, data: store.BlockData, vee: VeeResult, rows: list[int], tariff: CompiledTariff, conn: Any
+    task: BlockTask, data: BlockData, vee: VeeResult, rows: list[int], tariff: CompiledTariff, conn: Any
 ) -> list[dict[str, Any]]:
     meters = [data.meters[i] for i in rows]
     imp = vee.post[rows]
@@ -76,7 +79,7 @@ def _bills(
         exp = np.clip(np.nan_to_num(data.export_wh[rows]), 0.0, None)
     ratchets = [d.code for d in tariff.demand if d.ratchet_pct]
     months = max([d.ratchet_months for d in tariff.demand if d.ratchet_pct] or [0])
-    prior = store.prior_peaks(conn, meters, ratchets, task.period, months) if ratchets else None
+    prior = prior_peaks(conn, meters, ratchets, task.period, months) if ratchets else None
     block = rate_block(
         tariff,
         vee.ts,
@@ -105,9 +108,7 @@ def _bills(
     return out
 
 
-def _triage(
-    task: BlockTask, data: store.BlockData, vee: VeeResult
-) -> tuple[list[int], list[tuple[str, str, str | None]]]:
+def _triage(task: BlockTask, data: BlockData, vee: VeeResult) -> tuple[list[int], list[tuple[str, str, str | None]]]:
     """Rows to bill, and (meter, reason, detail) of the rows not billed."""
     rows: list[int] = []
     skips: list[tuple[str, str, str | None]] = []
@@ -164,7 +165,7 @@ def _run(conn: psycopg.Connection[Any], task: BlockTask) -> dict[str, Any]:
     if task.kind == "bill":
         tariff = "no_tariff" if plan.tariff is None else _tariff(conn, plan.tariff, task.period)
     with_export = isinstance(tariff, CompiledTariff) and tariff.export_mode != "none"
-    data = store.load_block(
+    data = load_block(
         conn, plan.meters, period=task.period, tz=plan.timezone, history_weeks=task.history_weeks,
         with_export=with_export, interval_s=task.interval_s,
     )  # fmt: skip
@@ -187,20 +188,20 @@ def _run(conn: psycopg.Connection[Any], task: BlockTask) -> dict[str, Any]:
     t3 = time.perf_counter()
     summary: dict[str, Any] = {"block": plan.block_no, "meters": len(plan.meters), "skipped_block": False}
     with conn.transaction():
-        if not store.claim_block(conn, task.run_id, plan.block_no):
+        if not claim_block(conn, task.run_id, plan.block_no):
             return {"block": plan.block_no, "skipped_block": True}
         summary["vee_rows"] = store_vee(conn, task.run_id, data.meter_ids, vee, task.period)
         summary["bills"] = store_bills(conn, task.run_id, bills)
-        store.store_skips(conn, task.run_id, skips)
+        store_skips(conn, task.run_id, skips)
         summary.update(_block_summary(data, vee, bills, skips))
         t4 = time.perf_counter()
         summary["seconds"] = {"read": t1 - t0, "vee": t2 - t1, "rate": t3 - t2, "write": t4 - t3}
-        store.mark_block_done(conn, task.run_id, plan.block_no, summary)
+        mark_block_done(conn, task.run_id, plan.block_no, summary)
     return summary
 
 
 def _block_summary(
-    data: store.BlockData, vee: VeeResult, bills: list[dict[str, Any]], skips: list[tuple[str, str, str | None]]
+    data: BlockData, vee: VeeResult, bills: list[dict[str, Any]], skips: list[tuple[str, str, str | None]]
 ) -> dict[str, Any]:
     billed = {b["meters"][0] for b in bills}
     rows = [i for i, m in enumerate(data.meters) if m in billed]

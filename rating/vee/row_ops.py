@@ -1,17 +1,15 @@
-"""Array helpers of VEE: run lengths along rows, previous/next valid column, local wall-clock time.
+"""Row-wise operations of VEE on (meters x intervals) matrices: run lengths, the nearest valid column before and
+after each cell, and per-slot means of the valid values.
 
-All functions work on whole (meters x intervals) matrices at once; none loops over meters or intervals.
+All functions work on whole matrices at once; none loops over meters or intervals.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
-
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["local_start_s", "prev_next_valid", "run_lengths", "slot_means"]
+__all__ = ["prev_next_valid", "run_lengths", "slot_means"]
 
 B = npt.NDArray[np.bool_]
 I64 = npt.NDArray[np.int64]
@@ -48,32 +46,6 @@ def prev_next_valid(valid: B) -> tuple[I64, I64]:
     prev = np.maximum.accumulate(np.where(valid, cols, -1), axis=1)
     nxt = np.minimum.accumulate(np.where(valid, cols, t)[:, ::-1], axis=1)[:, ::-1]
     return prev, nxt
-
-
-def local_start_s(ts: npt.ArrayLike, step_s: int, tz: str) -> I64:
-    """Local wall-clock seconds since 1970-01-01 of each interval START (``ts`` are interval ends, UTC epoch s).
-
-    The offset is looked up once per distinct UTC day and refined per interval only on days where it changes
-    (DST), so any zone works, including those with half-hour shifts.
-    """
-    ends = np.asarray(ts, dtype=np.int64)
-    start = ends - step_s
-    if not len(start):
-        return start
-    zone = ZoneInfo(tz)
-
-    def offset(s: int) -> int:
-        delta = datetime.fromtimestamp(s, zone).utcoffset()
-        return int(delta.total_seconds()) if delta is not None else 0
-
-    days = start // 86400
-    uniq = np.unique(days)
-    at = np.array([offset(int(d) * 86400) for d in uniq] + [offset(int(uniq[-1] + 1) * 86400)], dtype=np.int64)
-    out = at[np.searchsorted(uniq, days)]
-    for d in uniq[at[:-1] != at[1:]]:
-        sel = np.flatnonzero(days == d)
-        out[sel] = [offset(int(s)) for s in start[sel]]
-    return start + out
 
 
 def slot_means(values: F64, valid: B, slot: I64, n_slots: int) -> F64:
