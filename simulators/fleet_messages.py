@@ -1,7 +1,7 @@
-"""The MQTT fleet's message generator: load model -> canonical payloads with faults and relay state. No I/O, no clock.
+"""The MQTT fleet's message generator: load model -> canonical payloads with faults. No I/O, no clock.
 
 Work is vectorized per time step across meters (energy, registers, fault decisions); only the final JSON text is built
-per meter, from precomputed per-step fragments.
+per meter, from precomputed per-step fragments. The relays commands open and close: :mod:`simulators.fleet_relays`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ import numpy.typing as npt
 
 from simulators.faults import FaultInjector, FaultSpec
 from simulators.fleet_config import FleetConfig, FleetStats
+from simulators.fleet_relays import FleetRelays
 from simulators.load import LoadModel
 
 __all__ = ["Generated", "MessageGenerator"]
 
 log = logging.getLogger(__name__)
 
-CONNECTED, DISCONNECTED, ARMED = 0, 1, 2
-_RELAY = {CONNECTED: "connected", DISCONNECTED: "disconnected", ARMED: "armed"}
 _SUFFIX = ',"unit":"kWh"}'
 _BLOCK = 2000  # meters per block of generated messages
 
@@ -82,8 +81,7 @@ class MessageGenerator:
         self.pv_idx = np.flatnonzero(model.has_pv(self.meters))
         self.pv_row = np.full(n, -1, dtype=np.int64)
         self.pv_row[self.pv_idx] = np.arange(self.pv_idx.size)
-        self.armed_meter = self.inj.uniform("value", 11, self.meters) < config.armed_share
-        self.relay = np.zeros(n, dtype=np.int8)
+        self.relays = FleetRelays(self.inj.uniform("value", 11, self.meters) < config.armed_share)
         self.lost_wh = np.zeros(n)
         self.lost_exp_wh = np.zeros(n)
         self.wrap_wh = np.zeros(n)
@@ -206,7 +204,7 @@ class MessageGenerator:
         self, imp: npt.NDArray[np.float64], exp: npt.NDArray[np.float64]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """An open relay: no energy flows. The model's energy is kept out of the registers (``lost``)."""
-        off = self.relay != CONNECTED
+        off = self.relays.open()
         if not off.any():
             return imp, exp
         imp, exp = imp.copy(), exp.copy()
@@ -333,8 +331,7 @@ class MessageGenerator:
             out.messages.append(self._events(m, events))
 
     def _button_presses(self, ts: int, out: Generated) -> None:
-        for m in np.flatnonzero(self.relay == ARMED).tolist():
-            self.relay[m] = CONNECTED
+        for m in self.relays.press_buttons():
             out.messages.append(self._events(m, [{"ts": _iso(ts), "code": "relay_closed", "detail": {"by": "button"}}]))
 
     def command(self, m: int, payload: bytes, now_ts: int) -> list[tuple[str, bytes]]:
@@ -345,23 +342,7 @@ class MessageGenerator:
         except (ValueError, TypeError, KeyError):
             log.warning("meter %s: ignoring a command that is not JSON with id and action", self.names[m])
             return []
-        events: list[dict[str, object]] = []
-        status = "ok"
-        if action == "disconnect":
-            if self.relay[m] != DISCONNECTED:
-                events.append({"ts": _iso(now_ts), "code": "relay_open", "detail": {"command": cmd_id}})
-            self.relay[m] = DISCONNECTED
-        elif action == "reconnect":
-            if self.relay[m] == DISCONNECTED and self.armed_meter[m]:
-                self.relay[m] = ARMED
-            elif self.relay[m] == DISCONNECTED:
-                self.relay[m] = CONNECTED
-                events.append({"ts": _iso(now_ts), "code": "relay_closed", "detail": {"command": cmd_id}})
-        elif action == "sync_clock":
-            events.append({"ts": _iso(now_ts), "code": "clock_adjusted", "detail": {"offset_s": 0}})
-        elif action != "read":
-            status = "rejected"
-        result = {"id": cmd_id, "status": status, "relay": _RELAY[int(self.relay[m])]}
+        result, events = self.relays.obey(m, action, cmd_id, _iso(now_ts))
         self.stats.command_results += 1
         messages = [("cmd/result", json.dumps(result, separators=(",", ":")).encode())]
         if events:
