@@ -24,7 +24,7 @@ codes (``bad_crc``, ``crc_missing``, ``no_telegram``, ``bad_line``, ``bad_timest
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -34,24 +34,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from amiflow.types import Issue, ReadingBatch, Source, normalize_unit
-from amiflow.uri import MeterUri
 
-__all__ = [
-    "MAX_TELEGRAM_BYTES",
-    "NEED_DATA",
-    "P1Reading",
-    "P1Splitter",
-    "build_telegram",
-    "crc16_arc",
-    "dsmr5_telegram",
-    "format_timestamp",
-    "parse_telegram",
-    "parse_timestamp",
-    "read_p1",
-]
+__all__ = ["P1Reading", "crc16_arc", "format_timestamp", "parse_telegram", "parse_timestamp"]
 
-MAX_TELEGRAM_BYTES: Final = 16_384  # DSMR 5 telegrams are ~1 KB; the longest with text messages stay well below
-NEED_DATA: Final = None
 _AMS = ZoneInfo("Europe/Amsterdam")
 _SUMMER = timezone(timedelta(hours=2))
 _WINTER = timezone(timedelta(hours=1))
@@ -268,131 +253,3 @@ def _batch(meter: str, readings: Sequence[P1Reading]) -> ReadingBatch:
         unit=np.array([r.unit for r in readings], dtype=object),
         source=Source.P1,
     )
-
-
-def build_telegram(header: str, lines: Iterable[str], *, crc: bool = True) -> bytes:
-    """A telegram from its identification (without ``/``) and data lines; with the CRC (DSMR 4/5) or without."""
-    text = "/" + header + "\r\n\r\n" + "".join(line + "\r\n" for line in lines) + "!"
-    raw = text.encode("ascii")
-    if crc:
-        return raw + f"{crc16_arc(raw):04X}\r\n".encode()
-    return raw + b"\r\n"
-
-
-_TRAILER_RE = re.compile(rb"[0-9A-Fa-f]{0,4}\r?\n")
-_TRAILER_PREFIX_RE = re.compile(rb"[0-9A-Fa-f]{0,4}\r?")
-
-
-class P1Splitter:
-    """Streaming sans-I/O splitter for a P1 serial port: ``receive_data(chunk)``, then ``next_event()`` until it
-    returns NEED_DATA. Each event is one complete telegram (``/`` .. CRC CR LF) as bytes; bytes before a ``/`` are
-    skipped (a reader that attached mid-telegram), and a telegram over ``max_bytes`` without its end is dropped so
-    the splitter resyncs on the next ``/``. ``discarded`` counts skipped bytes.
-    """
-
-    def __init__(self, max_bytes: int = MAX_TELEGRAM_BYTES) -> None:
-        self._buf = bytearray()
-        self.max_bytes = max_bytes
-        self.discarded = 0
-
-    def receive_data(self, chunk: bytes) -> None:
-        self._buf += chunk
-
-    def next_event(self) -> bytes | None:
-        while True:
-            start = self._buf.find(b"/")
-            if start < 0:
-                self.discarded += len(self._buf)
-                self._buf.clear()
-                return NEED_DATA
-            if start:
-                self.discarded += start
-                del self._buf[:start]
-            bang = self._end_mark()
-            nl = self._buf.find(b"\n", bang) if bang >= 0 else -1
-            if nl < 0:
-                if len(self._buf) > self.max_bytes:
-                    self._drop_first()
-                    continue
-                return NEED_DATA
-            next_start = self._buf.find(b"/", 1, bang)
-            if next_start > 0:  # a new telegram began before this one ended: the first was truncated
-                self.discarded += next_start
-                del self._buf[:next_start]
-                continue
-            telegram = bytes(self._buf[: nl + 1])
-            del self._buf[: nl + 1]
-            return telegram
-
-    def _end_mark(self) -> int:
-        """The first '!' followed by a CRC trailer (up to 4 hex digits, CR LF) or a prefix of one; -1 if none.
-        A '!' followed by anything else is stray (noise or a truncated telegram) and is passed over."""
-        bang = self._buf.find(b"!")
-        while bang >= 0:
-            tail = bytes(self._buf[bang + 1 : bang + 7])
-            if _TRAILER_RE.match(tail) or _TRAILER_PREFIX_RE.fullmatch(tail):
-                return bang
-            bang = self._buf.find(b"!", bang + 1)
-        return -1
-
-    def _drop_first(self) -> None:
-        self.discarded += 1
-        del self._buf[:1]
-
-
-def dsmr5_telegram(
-    *,
-    equipment_id: str,
-    ts: int,
-    import_wh: tuple[float, float],
-    export_wh: tuple[float, float] = (0.0, 0.0),
-    power_w: tuple[float, float] = (0.0, 0.0),
-    voltage_v: Sequence[float] = (230.0,),
-    current_a: Sequence[float] = (0.0,),
-    gas_m3: tuple[float, int] | None = None,
-    header: str = "AMF5\\amiflow-sim",
-    tariff: int = 1,
-) -> bytes:
-    """A DSMR 5.0 telegram as a meter would send it (for the simulators and tests): tariff 1/2 import and export
-    registers (Wh, written in kWh with 3 decimals), power, per-phase voltage and current, optional gas (m3, ts)."""
-    lines = [
-        "1-3:0.2.8(50)",
-        f"0-0:1.0.0({format_timestamp(ts)})",
-        f"0-0:96.1.1({equipment_id.encode('ascii').hex().upper()})",
-        f"1-0:1.8.1({import_wh[0] / 1000:010.3f}*kWh)",
-        f"1-0:1.8.2({import_wh[1] / 1000:010.3f}*kWh)",
-        f"1-0:2.8.1({export_wh[0] / 1000:010.3f}*kWh)",
-        f"1-0:2.8.2({export_wh[1] / 1000:010.3f}*kWh)",
-        f"0-0:96.14.0({tariff:04d})",
-        f"1-0:1.7.0({power_w[0] / 1000:06.3f}*kW)",
-        f"1-0:2.7.0({power_w[1] / 1000:06.3f}*kW)",
-    ]
-    for phase, v in zip((32, 52, 72), voltage_v, strict=False):
-        lines.append(f"1-0:{phase}.7.0({v:05.1f}*V)")
-    for phase, a in zip((31, 51, 71), current_a, strict=False):
-        lines.append(f"1-0:{phase}.7.0({round(a):03d}*A)")
-    if gas_m3 is not None:
-        lines += ["0-1:24.1.0(003)", f"0-1:24.2.1({format_timestamp(gas_m3[1])})({gas_m3[0]:09.3f}*m3)"]
-    return build_telegram(header, lines)
-
-
-async def read_p1(
-    uri: MeterUri, *, timeout_s: float, meter: str | None = None
-) -> AsyncIterator[tuple[bytes, ReadingBatch, list[Issue]]]:
-    """Telegrams from a P1 port (``p1:///dev/ttyUSB0``, 115200 8N1 by default, or ``p1+tcp://HOST:PORT`` behind a
-    serial-to-TCP bridge), each as (raw telegram, readings, issues), for as long as the caller iterates.
-
-    ``meter`` (or the URI's ``?meter=``) names the readings, else the equipment id does. ``timeout_s`` bounds the
-    silence between bytes (DSMR 5 sends every second, DSMR 4 every 10 s): ReadTimeout after it, TransportError when
-    the bridge hangs up, ConnectError when the port cannot be opened, each naming the URI.
-    """
-    from protocols.transport import open_link  # the codec above stays importable without the I/O layer
-
-    name = meter or uri.params.get("meter") or None
-    splitter = P1Splitter()
-    async with open_link(uri, timeout_s=timeout_s) as link:
-        while True:
-            splitter.receive_data(await link.read())
-            while (telegram := splitter.next_event()) is not NEED_DATA:
-                batch, issues = parse_telegram(telegram, meter=name)
-                yield telegram, batch, issues
