@@ -6,7 +6,8 @@ meter-year (35,040 rows; ``--quick``: 31 days), with and without null-compressed
 same epoch-second timestamps and value columns (checked before timing):
 
 - amiflow: :func:`protocols.dlms.profile.decode_profile_fast` (uniform rows as one numpy byte matrix; other
-  buffers, such as null-compressed ones, by :func:`protocols.dlms.cosem.decode_profile`, one pass over the bytes);
+  buffers, such as null-compressed ones, by :func:`protocols.dlms.profile_generic.decode_profile`, one pass over
+  the bytes);
 - baseline: the straightforward way, :func:`protocols.dlms.axdr.decode` into Python values, then a loop over the
   rows building a datetime per clock cell and lists per column.
 
