@@ -29,7 +29,7 @@ import httpx
 import psycopg
 
 from amiflow.db.migrate import migrate
-from billing_bridge.receiver import measure_max_rate, spawn_receiver
+from billing_bridge.receiver_load import measure_max_rate, spawn_receiver
 
 SECRET = b"bench-secret"
 

@@ -13,7 +13,8 @@ stores it (the "processed, but the answer was lost" case); ``conflict_rate`` sto
 uniform random delay. ``GET /_stats`` returns the counters as JSON.
 
 Run standalone: ``python -m billing_bridge.receiver --port 8099 --secret S [--fail-rate 0.1 ...]``, or measure the
-receiver's own maximum rate with a plain concurrent httpx load: ``python -m billing_bridge.receiver --max-rate 20000``.
+receiver's own maximum rate with a plain concurrent httpx load (:mod:`billing_bridge.receiver_load`):
+``python -m billing_bridge.receiver --max-rate 20000``.
 """
 
 from __future__ import annotations
@@ -24,16 +25,14 @@ import contextlib
 import hashlib
 import json
 import random
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from billing_bridge.delivery import verify
+from billing_bridge.receiver_load import measure_max_rate, spawn_receiver
 
-__all__ = ["Delivery", "Receiver", "ReceiverConfig", "ReceiverSnapshot", "measure_max_rate", "spawn_receiver"]
+__all__ = ["Delivery", "Receiver", "ReceiverConfig", "ReceiverSnapshot", "main"]
 
 _PATHS = ("/bills", "/notices", "/cim/MeterReadings", "/cim/EndDeviceControls")
 _REASONS = {
@@ -288,45 +287,6 @@ class Receiver:
             self._state.statuses[status] += 1
             self._state.requests += 1
         return status
-
-
-def spawn_receiver(secret: bytes, *, extra_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], str]:
-    """Start ``python -m billing_bridge.receiver`` on a free port in a child process; returns (process, url)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "billing_bridge.receiver", "--port", "0", "--secret", secret.decode(), *extra_args],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("LISTENING "):
-        proc.kill()
-        raise RuntimeError(f"billing receiver failed to start: {line!r}")
-    return proc, line.split(" ", 1)[1]
-
-
-async def _load(url: str, secret: bytes, n: int, concurrency: int) -> float:
-    from billing_bridge.delivery import canonical_body, sign
-    from billing_bridge.sinks import ClientShards
-
-    run = time.monotonic_ns()
-    async with ClientShards(concurrency, 30.0) as shards:
-
-        async def one(i: int) -> None:
-            body = canonical_body({"bill_id": f"max-{i}", "total": "1.00", "account": f"A{i % 1000}"})
-            headers = {"Idempotency-Key": f"max-rate-{run}-{i}", "X-Amiflow-Signature": sign(body, secret)}
-            async with shards.slot() as client:
-                response = await client.post(url + "/bills", content=body, headers=headers)
-            response.raise_for_status()
-
-        start = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        return n / (time.perf_counter() - start)
-
-
-def measure_max_rate(url: str, secret: bytes, n: int = 10_000, concurrency: int = 64) -> float:
-    """Requests per second a plain concurrent httpx load (the dispatcher's client, no database) gets from ``url``."""
-    return asyncio.run(_load(url, secret, n, concurrency))
 
 
 def main(argv: list[str] | None = None) -> int:
