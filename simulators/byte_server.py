@@ -26,6 +26,11 @@ class ByteServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._fds: tuple[int, int] | None = None
 
+    @property
+    def uri(self) -> str:
+        """The meter URI a client uses to reach the simulator (known after :meth:`start`)."""
+        raise NotImplementedError
+
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
 

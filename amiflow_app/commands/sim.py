@@ -22,6 +22,7 @@ from amiflow.settings import Settings
 from amiflow_app.command import Command
 from protocols.dlms.security import SecurityKeys
 from protocols.modbus.maps import SUNSPEC_METER_MODELS
+from simulators.byte_server import ByteServer
 from simulators.dlms import DlmsSimulator
 from simulators.fleet_config import FleetConfig
 from simulators.iec62056_21 import FAULTS as IEC_FAULTS
@@ -42,7 +43,7 @@ def _parse_start(text: str) -> datetime:
     return start.astimezone(UTC)
 
 
-def _serve_until_signalled(sim: DlmsSimulator | IecSimulator, label: str) -> None:
+def _serve_until_signalled(sim: ByteServer, label: str) -> None:
     """Serve, print where, stop cleanly on SIGTERM or SIGINT."""
 
     async def main() -> None:
