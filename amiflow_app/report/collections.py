@@ -111,13 +111,6 @@ def collect_story(conn: psycopg.Connection[Any], account: str, start: datetime, 
         ]
     if exists(conn, "amiflow.disconnect_decisions"):
         events += _decision_runs(conn, account)
-    if exists(conn, "amiflow.meter_commands"):
-        for action, state, relay, created, confirmed in conn.execute(
-            "SELECT action, state, relay, created_at, confirmed_at FROM amiflow.meter_commands WHERE account = %s"
-            " ORDER BY created_at",
-            (account,),
-        ):
-            events.append((confirmed or created, f"{action} {state}; relay read back: {relay or 'unknown'}"))
     if exists(conn, "amiflow.payments"):
         events += [
             (paid, f"payment received: {money(amount, cur)}")
@@ -126,7 +119,15 @@ def collect_story(conn: psycopg.Connection[Any], account: str, start: datetime, 
                 (account,),
             )
         ]
-    story.events = sorted(events, key=lambda e: e[0])
+    if exists(conn, "amiflow.meter_commands"):
+        for action, state, relay, created in conn.execute(
+            "SELECT action, state, relay, created_at FROM amiflow.meter_commands WHERE account = %s"
+            " ORDER BY created_at",
+            (account,),
+        ):
+            # created_at is the policy's (possibly simulated) clock; confirmed_at the relay's wall clock
+            events.append((created, f"{action} command {state}; relay read back: {relay or 'unknown'}"))
+    story.events = sorted(events, key=lambda e: e[0])  # stable: a payment precedes the reconnect it caused
     return story
 
 

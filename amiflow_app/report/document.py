@@ -77,7 +77,9 @@ def _bill_section(data: ReportData) -> str:
          money(ln.get("amount"), cur))
         for ln in bill.get("lines", [])
     ]  # fmt: skip
-    title = f"Bill {bill.get('bill_id')} of {bill.get('account', '')} (meter {bill.get('meter', '')})"
+    meters = bill.get("meters") or ([bill["meter"]] if bill.get("meter") else [])
+    title = f"Bill {bill.get('bill_id')} of {bill.get('account') or 'no account'}"
+    title += f" (meter {', '.join(str(m) for m in meters)})" if meters else ""
     share = bill.get("estimated_share")
     return (
         f"<section id='bill'><h2>{html.escape(title)}</h2>"

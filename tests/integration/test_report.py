@@ -62,8 +62,9 @@ def test_report_follows_an_account(filled: psycopg.Connection[Any], tmp_path: Pa
 
 
 BILL = {
-    "bill_id": "B-1", "account": "ACC-9", "meter": "R2", "currency": "EUR", "total": "1234.50",
+    "bill_id": "B-1", "account": "ACC-9", "currency": "EUR", "total": "1234.50",
     "estimated_share": 0.02, "determinants": {"energy": {"peak": {"tier1": 12.5}}, "days": 30},
+    "meters": ["R2"],
     "lines": [{"code": "energy", "description": "Energy", "quantity": "12.5", "unit": "kWh", "rate": "0.2",
                "amount": "2.50"}],
 }  # fmt: skip
