@@ -56,6 +56,9 @@ payments import | billing  | billing:PAYMENTS_IMPORT | record payments from a CS
 arrears report  | billing  | billing:ARREARS_REPORT  | the accounts most at risk of arrears, with their risk features
 disconnect plan | billing  | billing:DISCONNECT_PLAN | send due reminders and record the policy's decisions; no relay
 disconnect run  | billing  | billing:DISCONNECT_RUN  | plan, then switch relays: allowed disconnects and due reconnects
+usage export    | billing  | usage:USAGE_EXPORT      | a customer's usage as a Green Button (ESPI) feed or CSV
+usage insights  | billing  | usage:USAGE_INSIGHTS    | baseload, peak hours, comparisons and the best tariff of a month
+usage token     | billing  | usage:USAGE_TOKEN       | print the token that opens one account's usage in the HTTP API
 """
 
 
@@ -84,6 +87,7 @@ GROUPS = {
     "payments": "inbound payments",
     "arrears": "overdue accounts",
     "disconnect": "disconnection and reconnection under the policy",
+    "usage": "customers' usage: Green Button exports, insights and API tokens",
 }
 
 
