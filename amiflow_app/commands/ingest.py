@@ -43,7 +43,12 @@ log = logging.getLogger(__name__)
 def _ingest_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--client-id", help="MQTT client id (default AMIFLOW_MQTT_CLIENT_ID); unique per worker")
     p.add_argument("--prefix", help="topic prefix (default AMIFLOW_MQTT_TOPIC_PREFIX, ami/v1)")
-    p.add_argument("--http-port", type=int, help="port of /health and /metrics (default AMIFLOW_HTTP_PORT); 0 = none")
+    p.add_argument(
+        "--http-port",
+        type=int,
+        help="serve /health and /metrics on this port (0 = none, the default unless AMIFLOW_HTTP_PORT is set:"
+        " several workers on one host must not fight over one port)",
+    )
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -52,6 +57,8 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         changes["mqtt_client_id"] = args.client_id
     if args.http_port is not None:
         changes["http_port"] = args.http_port
+    elif "http_port" not in settings.model_fields_set:
+        changes["http_port"] = 0  # AMIFLOW_HTTP_PORT's default belongs to `amiflow serve`'s API, not to each worker
     if changes:
         settings = settings.model_copy(update=changes)
     db = open_database(settings)
