@@ -3,7 +3,8 @@
 A capture is what a reader wrote down from an optical head: any number of transport-framed SML files
 (SML 1.04 clause 8, see :mod:`.transport`) with noise around them, or, when there is no start sequence at all,
 bare message bytes without the transport (``76 ...``). Hex text is accepted with whitespace, ``:``/``,``/``-``
-separators, ``0x`` prefixes and ``h`` suffixes (``1bh 1bh ...``, the Tasmota/Energy2Shelly log style).
+separators, ``0x`` prefixes, ``h`` suffixes (``1bh 1bh ...``, the Tasmota/Energy2Shelly log style) and ``#``
+comments to the end of a line (the annotated vectors in tests/data/sml/).
 
 Every frame fault and message problem becomes an :class:`~amiflow.types.Issue`; nothing here raises for bad
 input. Issue codes: those of the transport (``bad_crc``, ``truncated``, ``bad_escape``, ``bad_padding``,
@@ -25,6 +26,7 @@ from .transport import FrameFault, SmlFrame, SmlStreamDecoder
 
 __all__ = ["SmlCapture", "SmlFile", "decode_capture", "decode_sml_capture", "from_hex"]
 
+_COMMENT: Final = re.compile(rb"#[^\n]*")
 _SEPARATORS: Final = re.compile(rb"0[xX]|(?<=[0-9a-fA-F]{2})h\b|[\s:,;\-]")
 _HEX: Final = re.compile(rb"(?:[0-9a-fA-F]{2})+")
 _NAMES: Final = {
@@ -40,7 +42,7 @@ _NAMES: Final = {
 
 def from_hex(data: bytes) -> bytes | None:
     """The bytes of hex text (separators tolerated), or None when ``data`` is not hex text."""
-    cleaned = _SEPARATORS.sub(b"", bytes(data))
+    cleaned = _SEPARATORS.sub(b"", _COMMENT.sub(b"", bytes(data)))
     return bytes.fromhex(cleaned.decode("ascii")) if cleaned and _HEX.fullmatch(cleaned) else None
 
 

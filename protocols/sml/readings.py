@@ -160,8 +160,9 @@ def sml_readings(
     msgs = list(messages)
     name = meter or meter_id(msgs)
     if name is None:
+        has_values = any(isinstance(m.body, GetListRes | GetProfileListRes) for m in msgs)
         issue = Issue("no_meter_id", "no meter given, no 96.1.0 value and no server id in the SML file")
-        return SmlFileReadings(ReadingBatch(), (issue,), None, None)
+        return SmlFileReadings(ReadingBatch(), (issue,) if has_values else (), None, None)
     dzg = dzg_unsigned_power and _is_dzg(msgs)
     rows = _Rows(name, dzg)
     clocks: set[str] = set()

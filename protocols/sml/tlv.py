@@ -127,7 +127,7 @@ def decode_value(data: bytes, pos: int = 0, depth: int = 0) -> tuple[SmlValue, i
     if kind not in (TYPE_BOOL, TYPE_INT, TYPE_UINT):
         raise FrameError(f"SML TLV: unknown type {kind} in TL byte {data[pos]:02x} at byte {pos}")
     if not 1 <= size <= 8 or (kind == TYPE_BOOL and size != 1):
-        raise FrameError(f"SML TLV: a {_NAMES[kind]} of {size} bytes at byte {pos}")
+        raise FrameError(f"SML TLV: a {size}-byte {_NAMES[kind]} at byte {pos}")
     end = p + size
     if end > len(data):
         raise FrameError(f"SML TLV: {_NAMES[kind]} at byte {pos} runs past the end")
