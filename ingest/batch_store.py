@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,8 +64,12 @@ class IngestStore:
         bounds: Bounds,
         unknown_meter_policy: str = "quarantine",
         connect_timeout_s: int = 5,
+        prepare: Callable[[], None] | None = None,
     ) -> None:
+        """``prepare`` runs once, on the first connection (a worker started while the database was away applies
+        the migrations then); while it fails with a StorageError the database counts as down."""
         self.url = url
+        self._prepare = prepare
         self.bounds = bounds
         self.policy = unknown_meter_policy
         self._timeout = connect_timeout_s
@@ -94,6 +99,13 @@ class IngestStore:
             )
         except psycopg.OperationalError as exc:
             raise DatabaseDown(f"cannot connect to the database: {str(exc).strip()}") from exc
+        if self._prepare is not None:
+            try:
+                self._prepare()
+            except StorageError as exc:
+                self.close()
+                raise DatabaseDown(str(exc)) from exc
+            self._prepare = None
         self._writer = BatchWriter(self._conn, source_name=_SOURCE)
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -49,7 +50,8 @@ class IngestWorker:
     """One MQTT ingest worker. ``start()``/``stop()`` run it in a thread; ``run(stop_event)`` blocks until set.
 
     ``settings`` supplies the client id, share group, batching, validation and spool settings; ``db_url`` the
-    database (already migrated); ``prefix`` replaces ``ami/v1`` (tests use their own).
+    database (already migrated, or ``prepare_db`` migrates it on the first connection: a worker started while the
+    database is away spools until then); ``prefix`` replaces ``ami/v1`` (tests use their own).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class IngestWorker:
         tasmota_prefix: str = "tele",
         mqtt_url: str | None = None,
         metrics: IngestMetrics | None = None,
+        prepare_db: Callable[[], None] | None = None,
     ) -> None:
         url = mqtt_url or settings.mqtt_url
         if not url:
@@ -74,6 +77,7 @@ class IngestWorker:
             db_url,
             bounds=Bounds(settings.clock_skew_future_s, settings.reading_horizon_days),
             unknown_meter_policy=settings.unknown_meter_policy,
+            prepare=prepare_db,
         )
         # one spool per client id: workers on one host never share one (the spool also locks itself)
         spool_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in settings.mqtt_client_id)

@@ -114,6 +114,10 @@ def _params(chunk_interval: str, compress_after: str) -> dict[str, str]:
     return {"chunk_interval": chunk_interval.strip(), "compress_after": compress_after.strip()}
 
 
+#: A database that does not answer (a cut network, not a refused port) is an error after this long, not a hang.
+CONNECT_TIMEOUT_S = 10
+
+
 def migrate(
     url: str,
     *,
@@ -124,7 +128,7 @@ def migrate(
     """Apply every pending migration to the database at ``url``; returns the versions applied (empty if none)."""
     params = _params(chunk_interval, compress_after)
     try:
-        conn = psycopg.connect(url, autocommit=True)
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.OperationalError as exc:
         raise StorageError(f"cannot connect to the database to migrate: {exc}".strip()) from exc
     applied: list[str] = []

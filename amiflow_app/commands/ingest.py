@@ -13,11 +13,15 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from amiflow.db import open_database
-from amiflow.errors import ConfigError
+import psycopg
+
+from amiflow.db import Database, open_database
+from amiflow.db.migrate import migrate
+from amiflow.errors import ConfigError, StorageError
 from amiflow.settings import Settings
 from amiflow.uri import parse_meter_uri
 from amiflow_app.command import Command
@@ -51,6 +55,24 @@ def _ingest_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _database(settings: Settings) -> tuple[Database, Callable[[], None] | None]:
+    """The migrated database; or, when it cannot be reached now, the database and the migration to run once it
+    answers (a worker restarted during an outage must start and spool, not exit)."""
+    try:
+        return open_database(settings), None
+    except StorageError as exc:
+        if not isinstance(exc.__cause__, psycopg.OperationalError):
+            raise
+        log.warning("%s; starting anyway: spooling until the database answers, migrating then", exc)
+    db = open_database(settings, apply_migrations=False)
+
+    def prepare() -> None:
+        migrate(db.url, chunk_interval=settings.chunk_interval, compress_after=settings.compress_after,
+                partitions_ahead=settings.partitions_ahead)  # fmt: skip
+
+    return db, prepare
+
+
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     changes: dict[str, Any] = {}
     if args.client_id:
@@ -61,7 +83,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         changes["http_port"] = 0  # AMIFLOW_HTTP_PORT's default belongs to `amiflow serve`'s API, not to each worker
     if changes:
         settings = settings.model_copy(update=changes)
-    db = open_database(settings)
+    db, prepare = _database(settings)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -70,7 +92,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    worker = IngestWorker(settings, db.url, prefix=args.prefix or settings.mqtt_topic_prefix)
+    worker = IngestWorker(settings, db.url, prefix=args.prefix or settings.mqtt_topic_prefix, prepare_db=prepare)
     server = None
     if settings.http_port:
         server = MetricsServer(worker.metrics, settings.http_host, settings.http_port)
