@@ -18,7 +18,7 @@ import numpy.typing as npt
 import psycopg
 
 from billing_bridge.customer.tariff_advice import TariffAdvice, tariff_advice
-from billing_bridge.customer.usage import Channel, MeterInfo, load_channels, read_usage
+from billing_bridge.customer.usage import Channel, MeterInfo, check_year, load_channels, read_usage
 from rating.local_time import local_start_s
 
 __all__ = ["Comparison", "Insights", "baseload_w", "month_after", "peak_hours", "usage_insights"]
@@ -167,6 +167,7 @@ def _compare(conn: psycopg.Connection[Any], info: MeterInfo, kwh: float, start: 
 
 def usage_insights(conn: psycopg.Connection[Any], meter: str, period: date, *, account: str | None = None) -> Insights:
     """Insights and tariff advice for ``meter`` in the local month starting ``period``; UsageNotFound without data."""
+    check_year(period)
     start, end = period.replace(day=1), month_after(period)
     usage = read_usage(conn, meter, start, end, account=account)
     info = usage.meter

@@ -34,6 +34,7 @@ __all__ = [
     "MeterUsage",
     "UsageNotFound",
     "account_known",
+    "check_year",
     "find_meter",
     "load_channels",
     "parse_day",
@@ -121,6 +122,12 @@ def parse_month(text: str, option: str = "--period") -> date:
         raise ConfigError(f"{option} {text!r} is not a month (YYYY-MM)") from None
 
 
+def check_year(day: date) -> None:
+    """ConfigError for a day outside the years metering data can have (1900-9998): a typo, not a request."""
+    if not 1900 <= day.year <= 9998:
+        raise ConfigError(f"{day} is outside the years 1900-9998")
+
+
 def find_meter(conn: psycopg.Connection[Any], meter: str, *, account: str | None = None) -> MeterInfo:
     """The registered meter (of ``account`` when given); UsageNotFound naming what is unknown."""
     record = get_meter(conn, meter)
@@ -198,6 +205,8 @@ def read_usage(
     """
     if start >= end:
         raise ConfigError(f"the period {start}..{end} is empty: --from must be before --to (--to is exclusive)")
+    check_year(start)
+    check_year(end)
     info = find_meter(conn, meter, account=account)
     usage = load_channels(conn, info, start, end)
     if not usage.channels:
