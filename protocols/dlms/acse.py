@@ -130,6 +130,15 @@ def _oid_last(value: bytes, prefix: bytes, name: str) -> int:
     return value[8]
 
 
+def _mechanism(value: bytes, name: str) -> Mechanism:
+    mech = _oid_last(b"\x06\x07" + value, _OID_PREFIX_MECH, name)
+    try:
+        return Mechanism(mech)
+    except ValueError:
+        known = ", ".join(f"{m.value} {m.name}" for m in Mechanism)
+        raise FrameError(f"{name}: unknown authentication mechanism id {mech} (known: {known})") from None
+
+
 def _context(value: int) -> bytes:
     return _tlv(0xA1, b"\x06\x07" + _OID_PREFIX_CONTEXT + bytes((value,)))
 
@@ -254,7 +263,7 @@ class Aarq:
             if tag == 0xA1:
                 context = _oid_last(value, _OID_PREFIX_CONTEXT, "AARQ context")
             elif tag == 0x8B:
-                mechanism = Mechanism(_oid_last(b"\x06\x07" + value, _OID_PREFIX_MECH, "AARQ mechanism"))
+                mechanism = _mechanism(value, "AARQ mechanism")
             elif tag == 0xAC:
                 auth = _octets_in(value, 0x80, "AARQ authentication value")
             elif tag == 0xA6:
@@ -305,11 +314,14 @@ class Aare:
             elif tag == 0xA2:
                 result = _int_field(tag, value, "AARE result")
             elif tag == 0xA3:
-                ((inner, body),) = ber_tlvs(value) or [(0, b"")]
+                inner_tlvs = ber_tlvs(value) or [(0, b"")]
+                if len(inner_tlvs) != 1:
+                    raise FrameError(f"AARE diagnostic: expected one element, found {len(inner_tlvs)}")
+                ((inner, body),) = inner_tlvs
                 provider = inner == 0xA2
                 diag = _int_field(tag, body, "AARE diagnostic")
             elif tag == 0x89:
-                mechanism = Mechanism(_oid_last(b"\x06\x07" + value, _OID_PREFIX_MECH, "AARE mechanism"))
+                mechanism = _mechanism(value, "AARE mechanism")
             elif tag == 0xA4:
                 title = _octets_in(value, 0x04, "AARE responding-AP-title")
             elif tag == 0xAA:

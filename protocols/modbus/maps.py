@@ -136,7 +136,12 @@ def read_map_csv(text: str, name: str, *, obis_table: dict[str, str] | None = No
             continue
         lines.append(line)
     regs = []
-    for n, row in enumerate(csv.DictReader(io.StringIO("\n".join(lines))), start=2):
+    reader = csv.DictReader(io.StringIO("\n".join(lines)))
+    for n, row in enumerate(reader, start=2):
+        if None in row.values():  # csv fills the fields a short row lacks with None
+            found = sum(v is not None for v in row.values())
+            header = len(reader.fieldnames or ())
+            raise ConfigError(f"register map {name}, line {n}: {found} fields, the header names {header}")
         try:
             regs.append(_register(row, obis_table or {}, address=int(row["address"], 0), name=row["name"].strip()))
         except (KeyError, ValueError, TypeError) as exc:
