@@ -1,12 +1,17 @@
 """The HTTP API of ``amiflow serve`` (FastAPI): health, Prometheus metrics, meters, readings, bills, accounts.
 
 Read endpoints use the stable contract views (CONTRACT.md) so they survive migrations. The inbound billing API
-(payments, balances) is mounted from :mod:`billing_bridge.api` when that package provides it.
+(payments, balances) is mounted from :mod:`billing_bridge.api`.
+
+The read routes (``/meters``, ``/meters/{meter}``, ``/meters/{meter}/readings``, ``/bills``, ``/accounts/{account}``)
+take the same credentials as the billing API's write routes (``Authorization: Bearer <AMIFLOW_API_TOKEN>`` or an
+``X-Amiflow-Signature``): 401 without, 503 when neither is configured, open only with ``AMIFLOW_API_PUBLIC_READS``.
+``/health`` and ``/metrics`` stay open for load balancers and scrapers. Every request body is limited to
+``AMIFLOW_API_MAX_BODY_BYTES`` (413).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -14,13 +19,16 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Response
 from fastapi.responses import PlainTextResponse
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
 from amiflow import __version__
+from amiflow.db import Database
+from amiflow.settings import Settings
+from billing_bridge.api import BodyLimit, authenticator, create_router
 
 __all__ = ["create_app"]
 
@@ -87,16 +95,24 @@ def create_app(
     *,
     metrics: dict[str, MetricsSource] | None = None,
     component_health: Callable[[], dict[str, str]] | None = None,
-    settings: Any = None,
-    database: Any = None,
+    settings: Settings | None = None,
+    database: Database | None = None,
 ) -> FastAPI:
     """Build the app on a pool of autocommit connections. ``metrics`` are Prometheus text sources by component.
 
-    With ``settings`` and ``database`` (an :class:`amiflow.db.Database`), the inbound billing API is mounted too.
+    ``settings`` give the credentials and limits (without them: the defaults, so the read routes answer 503); with
+    ``database`` too, the inbound billing API is mounted.
     """
+    config = settings if settings is not None else Settings.model_construct()
     app = FastAPI(title="amiflow", version=__version__, description="AMI head-end and metering service")
+    app.add_middleware(BodyLimit, max_bytes=config.api_max_body_bytes)
     started = time.time()
     sources = dict(metrics or {})
+    reads = [Depends(authenticator(config, read=True))]
+    guarded: dict[int | str, dict[str, Any]] = {
+        401: {"description": "missing or wrong credentials"},
+        503: {"description": "no credentials configured (AMIFLOW_API_TOKEN) and reads not public"},
+    }
 
     @app.get(
         "/health",
@@ -131,7 +147,7 @@ def create_app(
                 log.exception("metrics source %s failed", name)
         return "\n".join(lines) + "\n"
 
-    @app.get("/meters", response_model=list[Meter], tags=["meters"])
+    @app.get("/meters", response_model=list[Meter], tags=["meters"], dependencies=reads, responses=guarded)
     def meters(
         protocol: str | None = None,
         limit: int = Query(1000, ge=1, le=100_000),
@@ -146,7 +162,13 @@ def create_app(
             ).fetchall()
         return [Meter(**r) for r in rows]
 
-    @app.get("/meters/{meter}", response_model=Meter, tags=["meters"], responses={404: {"description": "unknown"}})
+    @app.get(
+        "/meters/{meter}",
+        response_model=Meter,
+        tags=["meters"],
+        dependencies=reads,
+        responses={**guarded, 404: {"description": "unknown"}},
+    )
     def meter(meter: str) -> Meter:
         with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(
@@ -162,7 +184,8 @@ def create_app(
         "/meters/{meter}/readings",
         response_model=list[Reading],
         tags=["meters"],
-        responses={404: {"description": "unknown meter"}, 422: {"description": "bad range"}},
+        dependencies=reads,
+        responses={**guarded, 404: {"description": "unknown meter"}, 422: {"description": "bad range"}},
     )
     def readings(
         meter: str,
@@ -198,7 +221,7 @@ def create_app(
                 ).fetchall()
         return [Bill(**r) for r in rows]
 
-    @app.get("/bills", response_model=list[Bill], tags=["billing"])
+    @app.get("/bills", response_model=list[Bill], tags=["billing"], dependencies=reads, responses=guarded)
     def bills(account: str | None = None, limit: int = Query(100, ge=1, le=10_000)) -> list[Bill]:
         if account is None:
             return _bills("", (), limit)
@@ -208,7 +231,8 @@ def create_app(
         "/accounts/{account}",
         response_model=AccountStatus,
         tags=["billing"],
-        responses={404: {"description": "unknown account"}},
+        dependencies=reads,
+        responses={**guarded, 404: {"description": "unknown account"}},
     )
     def account_status(account: str) -> AccountStatus:
         with pool.connection() as conn:
@@ -230,14 +254,5 @@ def create_app(
         )
 
     if settings is not None and database is not None:
-        _mount_billing(app, settings, database)
+        app.include_router(create_router(settings, lambda: database))
     return app
-
-
-def _mount_billing(app: FastAPI, settings: Any, database: Any) -> None:
-    """Mount the inbound billing API (payments, balances) of :mod:`billing_bridge.api` when it is installed."""
-    try:
-        module = importlib.import_module("billing_bridge.api")
-    except ModuleNotFoundError:
-        return
-    app.include_router(module.create_router(settings, lambda: database))

@@ -24,6 +24,7 @@ from ingest.testing import publish, readings_payload
 
 STOP_TIMEOUT_S = 10.0
 SECRET = "serve-test-secret"
+TOKEN = "serve-test-token"
 
 
 class Serve:
@@ -39,7 +40,7 @@ class Serve:
 
     def get(self, path: str) -> httpx.Response:
         assert self.url is not None
-        return httpx.get(self.url + path, timeout=10)
+        return httpx.get(self.url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
 
     def terminate(self) -> tuple[int, float]:
         """SIGTERM; (exit code, seconds until it exited)."""
@@ -73,6 +74,7 @@ def serve(tmp_path: Path, db_url: str, mqtt_url: str, topic_prefix: str) -> Iter
             AMIFLOW_MQTT_CLIENT_ID=f"serve-{topic_prefix.rsplit('/', 1)[-1]}",
             AMIFLOW_HTTP_PORT="0",
             AMIFLOW_DATA_DIR=str(tmp_path / "data"),
+            AMIFLOW_API_TOKEN=TOKEN,
         )
         base.update(env or {})
         out = tmp_path / f"serve-{len(children)}.log"
