@@ -15,12 +15,16 @@ from psycopg_pool import ConnectionPool
 from amiflow.settings import Settings
 from amiflow_app.api_usage import create_usage_router
 from billing_bridge.customer import customer_token, token_account
-
-from .test_usage_export import _channels, _store_sums, _validate, store  # noqa: F401 (the store fixture)
+from tests.integration.test_usage_export import _channels, _store_sums, _validate, fill_store
 
 OPERATOR = {"Authorization": "Bearer operator-token"}
 FEED = "/usage/v1/accounts/{account}/meters/{meter}/greenbutton"
 NOVEMBER = {"from": "2026-11-01", "to": "2026-12-01"}
+
+
+@pytest.fixture
+def store(db_conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    return fill_store(db_conn)
 
 
 @pytest.fixture
@@ -56,10 +60,8 @@ def test_a_customer_reads_only_its_own_account(client: TestClient, settings: Set
     assert client.get(FEED.format(account="ACC-1", meter="M2"), params=NOVEMBER, headers=mine).status_code == 404
     assert client.get(FEED.format(account="ACC-1", meter="M1"), params=NOVEMBER).status_code == 401
     forged = customer_token(Settings(api_token="another-secret"), "ACC-1")
-    assert (
-        client.get(FEED.format(account="ACC-1", meter="M1"), params=NOVEMBER, headers=_bearer(forged)).status_code
-        == 401
-    )
+    feed = FEED.format(account="ACC-1", meter="M1")
+    assert client.get(feed, params=NOVEMBER, headers=_bearer(forged)).status_code == 401
     assert token_account(settings, forged) is None and token_account(settings, "cu1.x.y") is None
 
 

@@ -56,7 +56,11 @@ EDITED_TS = _midnight(date(2026, 11, 11)) + 900 * 41  # stored, then replaced by
 
 @pytest.fixture
 def store(db_conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
-    conn = db_conn
+    return fill_store(db_conn)
+
+
+def fill_store(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """The example tariffs, meters M1 (with data) and M2 (without), and the VEE estimates described above."""
     for path in sorted((ROOT / "rating" / "tariffs").iterdir()):
         for spec in load_tariff(path):
             store_tariff(conn, spec)
