@@ -58,6 +58,7 @@ class SmlFile:
     readings: int
 
     def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary for ``amiflow decode sml``: size, CRC, message names, server id, meter, clock."""
         server = next((getattr(m.body, "server_id", None) for m in self.messages), None)
         return {
             "kind": "sml" if self.crc_variant else "sml-messages",
@@ -82,6 +83,7 @@ class SmlCapture:
 
     @property
     def meter(self) -> str | None:
+        """The meter of the first file that names one."""
         return next((f.meter for f in self.files if f.meter), None)
 
 

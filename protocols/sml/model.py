@@ -81,6 +81,8 @@ class PeriodEntry:
 
 @dataclass(frozen=True, slots=True)
 class PublicOpenReq:
+    """SML_PublicOpen.Req: a client opens a session (codepage, ids, username/password, version)."""
+
     TAG: ClassVar[int] = 0x0100
     codepage: bytes | None
     client_id: bytes | None
@@ -93,6 +95,8 @@ class PublicOpenReq:
 
 @dataclass(frozen=True, slots=True)
 class PublicOpenRes:
+    """SML_PublicOpen.Res: the first message of a meter's push, with its server id."""
+
     TAG: ClassVar[int] = 0x0101
     codepage: bytes | None
     client_id: bytes | None
@@ -104,18 +108,24 @@ class PublicOpenRes:
 
 @dataclass(frozen=True, slots=True)
 class PublicCloseReq:
+    """SML_PublicClose.Req: a client ends a session."""
+
     TAG: ClassVar[int] = 0x0200
     global_signature: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PublicCloseRes:
+    """SML_PublicClose.Res: the last message of a file."""
+
     TAG: ClassVar[int] = 0x0201
     global_signature: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class GetListRes:
+    """SML_GetList.Res: the values (``entries``) of a list such as 0100620affff, the meter's push."""
+
     TAG: ClassVar[int] = 0x0701
     client_id: bytes | None
     server_id: bytes | None
@@ -128,6 +138,8 @@ class GetListRes:
 
 @dataclass(frozen=True, slots=True)
 class GetProfileListRes:
+    """SML_GetProfileList.Res: one period of a load profile (``periods`` at ``val_time``)."""
+
     TAG: ClassVar[int] = 0x0401
     server_id: bytes | None
     act_time: SmlTime | None
@@ -142,6 +154,8 @@ class GetProfileListRes:
 
 @dataclass(frozen=True, slots=True)
 class AttentionRes:
+    """SML_Attention.Res: an error or note from the server (``attention_no``, e.g. 81 81 c7 c7 fe 03)."""
+
     TAG: ClassVar[int] = 0xFF01
     server_id: bytes | None
     attention_no: bytes
@@ -171,6 +185,8 @@ Body: TypeAlias = (
 
 @dataclass(frozen=True, slots=True)
 class SmlMessage:
+    """One SML message: transactionId, groupNo, abortOnError, body, and which CRC variant it carried."""
+
     transaction_id: bytes
     group_no: int
     abort_on_error: int

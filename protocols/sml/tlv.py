@@ -108,7 +108,11 @@ def read_tl(data: bytes, pos: int) -> tuple[int, int, int]:
 
 def decode_value(data: bytes, pos: int = 0, depth: int = 0) -> tuple[SmlValue, int]:
     """Decode the element at ``pos``: (value, position after it)."""
-    kind, length, p = read_tl(data, pos)
+    if pos < len(data) and data[pos] < 0x80:  # a one-byte TL, nearly every field: skip the general reader
+        b = data[pos]
+        kind, length, p = b >> 4, b & 0x0F, pos + 1
+    else:
+        kind, length, p = read_tl(data, pos)
     if kind == TYPE_LIST:
         return _decode_list(data, pos, p, length, depth)
     size = length - (p - pos)

@@ -24,7 +24,8 @@ from protocols.sml import SmlFrame, SmlStreamDecoder, decode_capture, from_hex, 
 from protocols.sml.tlv import decode_tlv
 
 DATA = Path(__file__).parents[3] / "data" / "sml"
-_INSERTS = (b"\x1b\x1b\x1b\x1b", b"\x1b\x1b\x1b\x1b\x01\x01\x01\x01", b"\x1b\x1b\x1b\x1b\x1a", b"\x00", b"\x76", b"\xff")
+_ESC = b"\x1b\x1b\x1b\x1b"
+_INSERTS = (_ESC, _ESC + b"\x01\x01\x01\x01", _ESC + b"\x1a", b"\x00", b"\x76", b"\xff")
 
 
 def corpus() -> list[bytes]:
