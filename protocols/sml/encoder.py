@@ -7,12 +7,15 @@ Used by the simulator and the round-trip tests. Each message is written as a met
 with the message CRC-16/X-25 over the bytes from ``76`` up to the ``crc16`` field, low byte first (or, for a
 quirk test, the other byte order or CRC-16/KERMIT, see :mod:`.crc`). :func:`encode_file` adds the transport
 (:func:`.transport.encode_transport`). Integer fields are written in the smallest width unless given as a
-:class:`~.tlv.Typed`; unit is an Unsigned8 and scaler an Integer8 as in every meter seen.
+:class:`~.tlv.Typed`; unit is an Unsigned8 and scaler an Integer8 as in every meter seen. A value that cannot be
+written (an Unsigned8 of 300) raises FrameError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from amiflow.errors import FrameError
 
 from .crc import crc16_kermit, crc16_x25
 from .model import (
@@ -102,7 +105,7 @@ def _fields(body: Body) -> list[bytes]:
         ]  # fmt: skip
     if isinstance(body, AttentionRes):
         return [o(body.server_id), o(body.attention_no), o(body.message), _tree(body.details)]
-    raise TypeError(f"not an SML body: {body!r}")  # UnknownBody is handled by encode_body
+    raise FrameError(f"SML encoder: not an SML body: {body!r:.80}")  # UnknownBody is handled by encode_body
 
 
 def _tree(details: SmlValue) -> bytes:

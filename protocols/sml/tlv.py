@@ -13,7 +13,8 @@ any width of 1 to 8 bytes, odd ones included (EMH: 5-byte ``56``, DZG: 3-byte ``
 
 Decoded values: bytes, bool, int, tuple (list), None (absent OPTIONAL) and :data:`END_OF_MESSAGE`. Malformed or
 truncated input raises FrameError; nesting is bounded by :data:`MAX_DEPTH`. The encoder takes the same values;
-:class:`Typed` pins an integer's wire type and width (a meter's ``55`` Integer32 rather than the smallest fit).
+:class:`Typed` pins an integer's wire type and width (a meter's ``55`` Integer32 rather than the smallest fit);
+a value that does not fit its field raises FrameError too.
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ _NAMES: Final = {TYPE_BOOL: "boolean", TYPE_INT: "integer", TYPE_UINT: "unsigned
 def encode_tl(kind: int, length: int, n: int = 1) -> bytes:
     """A TL field of ``n`` bytes for ``length`` (which, for a non-list, already counts the ``n`` TL bytes)."""
     if length >= 1 << (4 * n):
-        raise ValueError(f"SML TLV: length {length} does not fit {n} TL bytes")
+        raise FrameError(f"SML TLV: length {length} does not fit {n} TL bytes")
     out = bytearray()
     for i in range(n):
         nibble = (length >> (4 * (n - 1 - i))) & 0x0F
@@ -202,7 +203,7 @@ def encode_uint(value: int, width: int | None = None) -> bytes:
     """An Unsigned of ``width`` bytes (the smallest that fits when None)."""
     w = width or _width(value, False)
     if not 1 <= w <= 8 or value < 0 or value >= 1 << (8 * w):
-        raise ValueError(f"SML TLV: {value} is not an Unsigned of {w} bytes")
+        raise FrameError(f"SML TLV: {value} is not an Unsigned of {w} bytes")
     return encode_tl(TYPE_UINT, w + 1) + value.to_bytes(w, "big")
 
 
@@ -210,7 +211,7 @@ def encode_int(value: int, width: int | None = None) -> bytes:
     """An Integer of ``width`` bytes (the smallest that fits when None)."""
     w = width or _width(value, True)
     if not 1 <= w <= 8 or not -(1 << (8 * w - 1)) <= value < 1 << (8 * w - 1):
-        raise ValueError(f"SML TLV: {value} is not an Integer of {w} bytes")
+        raise FrameError(f"SML TLV: {value} is not an Integer of {w} bytes")
     return encode_tl(TYPE_INT, w + 1) + value.to_bytes(w, "big", signed=True)
 
 

@@ -42,7 +42,7 @@ def test_read_tl(raw: str, kind: int, length: int, after: int) -> None:
 def test_encode_tl_is_the_inverse() -> None:
     assert encode_tl(0, 0x32, 2) == bytes.fromhex("8302")
     assert encode_tl(7, 20, 2) == bytes.fromhex("f104")
-    with pytest.raises(ValueError):
+    with pytest.raises(FrameError):
         encode_tl(0, 16, 1)
 
 
@@ -86,8 +86,10 @@ def test_smallest_width_round_trip(v: int) -> None:
 def test_typed_pins_the_wire_type() -> None:
     assert encode_value(Typed(5, signed=True, width=4)) == bytes.fromhex("5500000005")
     assert encode_value(Typed(5, signed=False, width=2)) == bytes.fromhex("630005")
-    with pytest.raises(ValueError):
+    with pytest.raises(FrameError):
         encode_value(Typed(256, signed=False, width=1))
+    with pytest.raises(FrameError):
+        encode_int(128, 1)
 
 
 def test_lists_nest_and_round_trip() -> None:
