@@ -60,7 +60,10 @@ class Settings(BaseSettings):
     clock_skew_future_s: int = Field(300, ge=0, description="readings further in the future are quarantined")
     reading_horizon_days: int = Field(400, ge=1, description="readings older than this are quarantined")
     plausible_past_days: int = Field(
-        3650, ge=1, description="payments and balance statements (API, imports) dated further back are refused"
+        3650,
+        ge=1,
+        le=36500,
+        description="payments and balance statements (API, imports) dated further back are refused",
     )
     plausible_future_s: int = Field(
         3600, ge=0, description="payments and balance statements dated further in the future are refused"
