@@ -8,11 +8,12 @@ Two ways in, both storing through the core's batch writer:
 - polled: :class:`Poller` reads DLMS, IEC 62056-21 and Modbus meters on their schedule through one
   :class:`MeterSession` shape (:func:`open_session`), storing through :class:`PollStore`.
 
-:func:`commission` identifies and test-reads a new meter; :func:`store_report` and :func:`register_meter` keep the
-report and register the meter. See docs/ingest-mqtt.md and docs/poller.md.
+:func:`commission` (:mod:`ingest.commissioning`) identifies, test-reads and judges a new meter for its commissioning
+sheet; :func:`store_report` and :func:`register_meter` keep the report and register the meter. See
+docs/ingest-mqtt.md, docs/poller.md and docs/commissioning.md.
 """
 
-from ingest.commission import Check, CommissioningReport, commission, register_meter, store_report
+from ingest.commissioning import Check, CommissioningReport, commission, register_meter, store_report
 from ingest.meter_sessions import MeterSession, SessionFactory, open_session
 from ingest.metrics import IngestMetrics, MetricsServer, render_metrics
 from ingest.mqtt_worker import IngestWorker

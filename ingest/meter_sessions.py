@@ -4,6 +4,9 @@ A session is an async context manager (connecting and releasing the link) with: 
 ``set_clock()``, ``read_registers(at)`` (registers and instantaneous values as a ReadingBatch), and, where the meter
 keeps one (DLMS), ``read_profile(after, until)`` (the load profile's intervals). Adapters translate each protocol
 client; their errors are already amiflow's (TransportError, ProtocolError, ConnectError).
+
+Commissioning reads more (:class:`SheetSession`): ``read_quantities()`` (every value with its unit and the meter's
+scaling, :class:`ingest.meter_quantities.Quantity`) and ``read_relay()`` (the relay read back).
 """
 
 from __future__ import annotations
@@ -11,15 +14,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from amiflow.errors import ConfigError
 from amiflow.types import ReadingBatch, Source, normalize_unit
 from amiflow.uri import MeterUri
+from ingest.meter_quantities import (
+    Quantity,
+    RelayState,
+    dlms_quantities,
+    dlms_relay,
+    iec_quantities,
+    modbus_quantities,
+    modbus_relay,
+)
 
-__all__ = ["MeterSession", "SessionFactory", "open_session"]
+__all__ = ["MeterSession", "SessionFactory", "SheetSession", "open_session"]
 
 # What a DLMS poll reads besides the profile: energy registers and instantaneous values.
 DLMS_REGISTERS = ("1-0:1.8.0", "1-0:2.8.0", "1-0:1.7.0", "1-0:32.7.0", "1-0:31.7.0")
@@ -44,6 +56,15 @@ class MeterSession(Protocol):
     async def read_registers(self, at: datetime) -> ReadingBatch: ...
 
     async def read_profile(self, after: datetime, until: datetime) -> ReadingBatch: ...
+
+
+@runtime_checkable
+class SheetSession(MeterSession, Protocol):
+    """A session that can fill a commissioning sheet: values with units and scaling, and the relay."""
+
+    async def read_quantities(self) -> list[Quantity]: ...
+
+    async def read_relay(self) -> RelayState: ...
 
 
 SessionFactory = Callable[[str, MeterUri, float], MeterSession]
@@ -93,6 +114,12 @@ class _DlmsSession:
             source=Source.DLMS,
         )
 
+    async def read_quantities(self) -> list[Quantity]:
+        return await dlms_quantities(self._client)
+
+    async def read_relay(self) -> RelayState:
+        return await dlms_relay(self._client)
+
     async def read_profile(self, after: datetime, until: datetime) -> ReadingBatch:
         batch: ReadingBatch = await self._client.read_profile(DLMS_PROFILE, after, until)
         if len(batch) and (batch.meter != self._meter).any():
@@ -137,6 +164,12 @@ class _ModbusSession:
         batch: ReadingBatch = await self._client.read_readings(int(at.timestamp()))
         return _named(batch, self._meter)
 
+    async def read_quantities(self) -> list[Quantity]:
+        return await modbus_quantities(self._client)
+
+    async def read_relay(self) -> RelayState:
+        return await modbus_relay(self._client)
+
     async def read_profile(self, after: datetime, until: datetime) -> ReadingBatch:
         return ReadingBatch()
 
@@ -166,9 +199,13 @@ class _IecSession:
     async def identify(self) -> dict[str, Any]:
         readout = await self._read()
         ident = getattr(readout, "identification", None)
+        text = str(ident or "")[4:]  # after XXXZ: manufacturer and baud character
+        model = (text[2:] if text.startswith("\\") else text).strip()
         return {
             "identification": str(ident),
             **({"serial": readout.serial} if getattr(readout, "serial", None) else {}),
+            **({"manufacturer": readout.manufacturer} if getattr(readout, "manufacturer", "") else {}),
+            **({"model": model} if model else {}),
         }
 
     async def read_clock(self) -> datetime | None:
@@ -193,6 +230,12 @@ class _IecSession:
                 batch.unit,
             )
         return _named(batch, self._meter)
+
+    async def read_quantities(self) -> list[Quantity]:
+        return iec_quantities(await self._read())
+
+    async def read_relay(self) -> RelayState:
+        return RelayState(False, detail="an IEC 62056-21 readout carries no relay state")
 
     async def read_profile(self, after: datetime, until: datetime) -> ReadingBatch:
         return ReadingBatch()
@@ -220,4 +263,8 @@ def open_session(meter: str, uri: MeterUri, timeout_s: float) -> MeterSession:
         return _ModbusSession(meter, uri, timeout_s)
     if uri.protocol == "iec62056-21":
         return _IecSession(meter, uri, timeout_s)
+    if uri.protocol == "mqtt":
+        raise ConfigError(
+            f"meter {meter}: MQTT meters push their readings and cannot be commissioned or polled over a link"
+        )
     raise ConfigError(f"meter {meter}: {uri.protocol} meters are not polled (they push their readings)")

@@ -89,7 +89,7 @@ def _simulators(parts: Sequence[str], seed: int, clock: SimClock, start: datetim
 
 async def _register(conn: psycopg.Connection[Any], meters: list[PolledMeter], seed: int, clock: SimClock,
                     summary: Summary) -> None:  # fmt: skip
-    from ingest.commission import commission
+    from ingest.commissioning import commission
     from simulators.load import LoadModel
 
     model = LoadModel(seed)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from amiflow.uri import parse_meter_uri
-from ingest.commission import CommissioningReport, commission
+from ingest.commissioning import CommissioningReport, commission
 from simulators.iec62056_21 import IecSimulator
 from simulators.modbus import ModbusSimulator
 

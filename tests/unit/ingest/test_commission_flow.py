@@ -1,4 +1,4 @@
-"""Commissioning plausibility checks (pure) and the commissioning flow against an in-memory meter."""
+"""Commissioning: the value checks at once (pure) and the commissioning flow against an in-memory meter."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from amiflow.errors import ConnectError
 from amiflow.types import ReadingBatch
 from amiflow.uri import MeterUri, parse_meter_uri
-from ingest.commission import commission, plausibility
+from ingest.commissioning import commission, plausibility
 
 GOOD = {"1-0:32.7.0": 231.0, "1-0:31.7.0": 4.0, "1-0:1.7.0": 850.0, "1-0:1.8.0": 1000.0}
 
@@ -23,9 +23,15 @@ def _status(checks: list[Any]) -> dict[str, str]:
 def test_plausible_values_pass() -> None:
     assert _status(plausibility(GOOD, {**GOOD, "1-0:1.8.0": 1000.5}, 1.0)) == {
         "voltage": "pass",
+        "frequency": "skip",
+        "power_factor": "skip",
+        "current": "pass",
         "power": "pass",
+        "phase_sequence": "skip",
+        "direction": "pass",
         "monotonic": "pass",
         "ct_ratio": "pass",
+        "vt_ratio": "pass",
     }
 
 
@@ -34,12 +40,19 @@ def test_each_implausible_value_fails_its_check() -> None:
     assert _status(plausibility({**GOOD, "1-0:1.7.0": 5000.0}, GOOD, 1.0))["power"] == "fail"
     assert _status(plausibility(GOOD, {**GOOD, "1-0:1.8.0": 999.0}, 1.0))["monotonic"] == "fail"
     assert _status(plausibility(GOOD, GOOD, 0.5))["ct_ratio"] == "fail"
-    assert _status(plausibility({**GOOD, "1-0:31.7.0": 700.0, "1-0:1.7.0": 1000.0}, GOOD, 100.0))["ct_ratio"] == "fail"
+    # a CT meter: 700 A primary through a 100:1 CT is 7 A secondary, beyond a 5 A CT's 6 A
+    assert _status(plausibility({**GOOD, "1-0:31.7.0": 700.0, "1-0:1.7.0": 1000.0}, GOOD, 100.0))["current"] == "fail"
     assert _status(plausibility({}, {}, 1.0)) == {
         "voltage": "skip",
+        "frequency": "skip",
+        "power_factor": "skip",
+        "current": "skip",
         "power": "skip",
+        "phase_sequence": "skip",
+        "direction": "skip",
         "monotonic": "skip",
         "ct_ratio": "pass",
+        "vt_ratio": "pass",
     }
 
 
@@ -83,6 +96,7 @@ def _run(meter: Meter, **kw: Any) -> Any:
             parse_meter_uri("dlms+tcp://127.0.0.1:4059"),
             session_factory=factory,  # type: ignore[arg-type]
             clock=lambda: 1_800_000_000.0,
+            pause_s=0.0,
             **kw,
         )
     )
