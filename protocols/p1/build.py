@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .telegram import crc16_arc, format_timestamp
+from .clock import format_timestamp
+from .frame import crc16_arc
 
 __all__ = ["build_telegram", "dsmr5_telegram"]
 

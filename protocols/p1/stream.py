@@ -7,6 +7,7 @@ noise or a truncated telegram must not stall the stream: the splitter resyncs on
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -27,13 +28,21 @@ class P1Splitter:
     """Streaming sans-I/O splitter for a P1 serial port: ``receive_data(chunk)``, then ``next_event()`` until it
     returns NEED_DATA. Each event is one complete telegram (``/`` .. CRC CR LF) as bytes; bytes before a ``/`` are
     skipped (a reader that attached mid-telegram), and a telegram over ``max_bytes`` without its end is dropped so
-    the splitter resyncs on the next ``/``. ``discarded`` counts skipped bytes.
+    the splitter resyncs on the next ``/``. ``discarded`` counts skipped bytes, ``truncated`` the telegrams that
+    began and never ended (a new ``/`` came first, or ``max_bytes`` passed); :attr:`pending` is what waits for
+    more bytes.
     """
 
     def __init__(self, max_bytes: int = MAX_TELEGRAM_BYTES) -> None:
         self._buf = bytearray()
         self.max_bytes = max_bytes
         self.discarded = 0
+        self.truncated = 0
+
+    @property
+    def pending(self) -> bytes:
+        """The bytes of a telegram begun and not yet ended (empty when none is under way)."""
+        return bytes(self._buf) if self._buf[:1] == b"/" else b""
 
     def receive_data(self, chunk: bytes) -> None:
         self._buf += chunk
@@ -52,11 +61,13 @@ class P1Splitter:
             nl = self._buf.find(b"\n", bang) if bang >= 0 else -1
             if nl < 0:
                 if len(self._buf) > self.max_bytes:
+                    self.truncated += 1
                     self._drop_first()
                     continue
                 return NEED_DATA
             next_start = self._buf.find(b"/", 1, bang)
             if next_start > 0:  # a new telegram began before this one ended: the first was truncated
+                self.truncated += 1
                 self.discarded += next_start
                 del self._buf[:next_start]
                 continue
@@ -86,7 +97,8 @@ async def read_p1(
     """Telegrams from a P1 port (``p1:///dev/ttyUSB0``, 115200 8N1 by default, or ``p1+tcp://HOST:PORT`` behind a
     serial-to-TCP bridge), each as (raw telegram, readings, issues), for as long as the caller iterates.
 
-    ``meter`` (or the URI's ``?meter=``) names the readings, else the equipment id does. ``timeout_s`` bounds the
+    ``meter`` (or the URI's ``?meter=``) names the readings, else the equipment id does; telegrams without a clock
+    (DSMR 2.2/3.0) are stamped with the time they arrived. ``timeout_s`` bounds the
     silence between bytes (DSMR 5 sends every second, DSMR 4 every 10 s): ReadTimeout after it, TransportError when
     the bridge hangs up, ConnectError when the port cannot be opened, each naming the URI.
     """
@@ -98,5 +110,5 @@ async def read_p1(
         while True:
             splitter.receive_data(await link.read())
             while (telegram := splitter.next_event()) is not NEED_DATA:
-                batch, issues = parse_telegram(telegram, meter=name)
+                batch, issues = parse_telegram(telegram, meter=name, received_ts=int(time.time()))
                 yield telegram, batch, issues

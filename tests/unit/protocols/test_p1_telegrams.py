@@ -14,6 +14,7 @@ from protocols.p1 import (
     crc16_arc,
     dsmr5_telegram,
     format_timestamp,
+    is_informational,
     parse_telegram,
     parse_timestamp,
 )
@@ -90,7 +91,8 @@ def test_dsmr22_without_crc_and_no_clock() -> None:
     batch, issues = parse_telegram(V22, meter="M22")
     assert len(batch) == 0 and issues[0].code == "no_timestamp"
     batch, issues = parse_telegram(V22, meter="M22", received_ts=1_700_000_000)
-    assert issues == []
+    assert [(i.code, is_informational(i)) for i in issues] == [("receive_time", True)]
+    assert set(batch.ts) >= {1_700_000_000}
     r = _by_obis(batch)
     assert r["1-0:1.8.0"][:2] == (2002.0, "Wh")
     assert r["1-0:1.7.0"][:2] == (1010.0, "W")
