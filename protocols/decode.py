@@ -4,7 +4,8 @@ The result has the readings payload shape: ``meter``, ``readings`` [{``obis``, `
 units, ``ts`` ISO 8601 UTC), plus ``frames`` (what was found in the input) and ``issues`` ({``code``, ``detail``}).
 A bad frame is an issue in the result, not an exception.
 
-- ``p1``: one or more DSMR telegrams (CRC checked), split like a serial port stream.
+- ``p1``: one or more DSMR telegrams (CRC checked), split like a serial port stream
+  (:func:`protocols.p1.describe_capture`); informational issues carry ``severity: "info"``.
 - ``iec62056-21``: a captured mode C exchange or just the readout (identification line, STX .. ETX BCC, checked);
   plain data lines without framing are accepted too.
 - ``hdlc`` / ``dlms-apdu``: :func:`protocols.dlms.describe_hdlc` / :func:`protocols.dlms.describe_apdu`.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -48,23 +50,7 @@ def _issues(issues: Sequence[Issue]) -> list[dict[str, Any]]:
 
 
 def _decode_p1(data: bytes) -> dict[str, Any]:
-    splitter = p1.P1Splitter()
-    splitter.receive_data(data if data.endswith(b"\n") else data + b"\r\n")
-    frames: list[dict[str, Any]] = []
-    readings: list[dict[str, Any]] = []
-    issues: list[Issue] = []
-    meter: str | None = None
-    while (telegram := splitter.next_event()) is not None:
-        batch, found = p1.parse_telegram(telegram)
-        issues += found
-        header = telegram[1 : telegram.find(b"\r")].decode("ascii", "replace") if b"\r" in telegram else ""
-        frames.append({"kind": "p1", "bytes": len(telegram), "header": header, "readings": len(batch)})
-        if len(batch):
-            meter = meter or str(batch.meter[0])
-            readings += _readings(batch)
-    if not frames:
-        issues.append(Issue("no_telegram", "no '/' ... '!' telegram in the input"))
-    return {"meter": meter, "readings": readings, "frames": frames, "issues": _issues(issues)}
+    return p1.describe_capture(data, received_ts=int(time.time()))  # DSMR 2.2/3.0 telegrams have no clock: now
 
 
 def _decode_iec(data: bytes) -> dict[str, Any]:

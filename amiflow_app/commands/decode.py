@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"decode {args.kind}: not built yet ({exc})", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str))
-    return 1 if result["issues"] else 0
+    return 1 if any(i.get("severity") != "info" for i in result["issues"]) else 0  # info: unusual, decoded
 
 
 DECODE = Command(
