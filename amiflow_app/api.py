@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from amiflow import __version__
 from amiflow.db import Database
 from amiflow.settings import Settings
+from amiflow_app.api_usage import create_usage_router
 from billing_bridge.api import BodyLimit, authenticator, create_router
 
 __all__ = ["create_app"]
@@ -255,4 +256,5 @@ def create_app(
 
     if settings is not None and database is not None:
         app.include_router(create_router(settings, lambda: database))
+    app.include_router(create_usage_router(config, pool))  # customers' usage: Green Button and insights
     return app

@@ -11,6 +11,7 @@ naming it; :class:`UsageNotFound` (a ConfigError) when the meter or its data is 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -48,6 +49,7 @@ EXPORT_OBIS = "1-0:2.29.0"
 METHODS = ("none", "interpolated", "like_day", "profile", "mean", "outage")
 
 I64 = npt.NDArray[np.int64]
+_METER_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # amiflow.meters.name's CHECK
 _FLOWS: dict[str, Literal["import", "export"]] = {IMPORT_OBIS: "import", EXPORT_OBIS: "export"}
 _BITS = {flag.name.lower(): int(flag) for flag in QualityFlag if flag.name}
 
@@ -130,9 +132,9 @@ def check_year(day: date) -> None:
 
 def find_meter(conn: psycopg.Connection[Any], meter: str, *, account: str | None = None) -> MeterInfo:
     """The registered meter (of ``account`` when given); UsageNotFound naming what is unknown."""
-    record = get_meter(conn, meter)
     if account is not None and not account_known(conn, account):
         raise UsageNotFound(f"unknown account {account!r}")
+    record = get_meter(conn, meter) if _METER_NAME.fullmatch(meter) else None
     if record is None or (account is not None and record.account != account):
         where = f" of account {account!r}" if account is not None else " (see 'amiflow meters list')"
         raise UsageNotFound(f"unknown meter {meter!r}{where}")
@@ -141,6 +143,8 @@ def find_meter(conn: psycopg.Connection[Any], meter: str, *, account: str | None
 
 def account_known(conn: psycopg.Connection[Any], account: str) -> bool:
     """True when a meter of the registry or the billing system's accounts name ``account``."""
+    if not 1 <= len(account) <= 128 or "\x00" in account:
+        return False  # what amiflow.accounts can hold (and PostgreSQL text cannot hold NUL)
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM amiflow.meters WHERE account = %(a)s)"
         " OR EXISTS (SELECT 1 FROM amiflow.accounts WHERE account = %(a)s)",

@@ -91,6 +91,8 @@ def test_insights_route(client: TestClient, settings: Settings) -> None:
     ("account", "meter", "params", "status", "words"),
     [
         ("NOPE", "M1", NOVEMBER, 404, "unknown account 'NOPE'"),
+        ("A%00B", "M1", NOVEMBER, 404, "unknown account"),  # NUL: PostgreSQL text cannot hold it, never a 500
+        ("ACC-1", "M%001", NOVEMBER, 404, "unknown meter"),
         ("ACC-1", "NOPE", NOVEMBER, 404, "unknown meter 'NOPE' of account 'ACC-1'"),
         ("ACC-2", "M2", NOVEMBER, 404, "meter 'M2' has no interval readings"),
         ("ACC-1", "M1", {"from": "2026-12-01", "to": "2026-11-01"}, 422, "is empty"),
@@ -121,3 +123,17 @@ def test_the_routes_hold_under_schemathesis(client: TestClient) -> None:
             case.call_and_validate(headers=OPERATOR)
 
         check()
+
+
+def test_serve_app_mounts_the_usage_routes(
+    store: psycopg.Connection[Any], pool: ConnectionPool[Any], settings: Settings
+) -> None:
+    from amiflow_app.api import create_app
+
+    client = TestClient(create_app(pool, settings=settings))
+    token = _bearer(customer_token(settings, "ACC-1"))
+    got = client.get(
+        FEED.format(account="ACC-1", meter="M1"), params={"from": "2026-11-01", "to": "2026-11-02"}, headers=token
+    )
+    assert got.status_code == 200 and b"<espi:UsagePoint>" in got.content
+    assert client.get("/meters", headers=token).status_code == 401  # a customer token opens nothing else
