@@ -58,6 +58,7 @@ class Source(enum.IntEnum):
     ESTIMATE = 7
     MANUAL = 8
     IMPORT = 9
+    SML = 10
 
 
 class ChannelKind(enum.StrEnum):

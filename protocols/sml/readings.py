@@ -41,8 +41,8 @@ from .tlv import SmlValue, Typed
 
 __all__ = ["SML_SOURCE", "SmlFileReadings", "id_text", "meter_id", "sml_readings", "unit_name"]
 
-#: Source of SML rows: ``Source.SML`` once amiflow.types has one, IMPORT until then.
-SML_SOURCE: Final[Source] = getattr(Source, "SML", Source.IMPORT)
+#: Source of SML rows.
+SML_SOURCE: Final[Source] = Source.SML
 _EXTRA_UNITS: Final = {13: "m3"}  # not in the DLMS table of protocols.dlms.cosem
 _METER_ID_OBIS: Final = (bytes((1, 0, 96, 1, 0, 255)), bytes((0, 0, 96, 1, 0, 255)))
 _POWER_C: Final = frozenset((1, 2, 15, 16, 21, 22, 36, 41, 42, 56, 61, 62, 76))
