@@ -3,7 +3,9 @@
 ``modbus+tcp://HOST:PORT?unit=1&map=sdm630``, ``modbus+rtu:///dev/ttyX?baud=9600&unit=1``,
 ``dlms+tcp://HOST:4059?client=16&server=1``, ``dlms+hdlc:///dev/ttyX``, ``dlms+hdlc+tcp://HOST:PORT``,
 ``iec62056-21:///dev/ttyX``, ``mqtt://METER_ID``; added (compatible): ``iec62056-21+tcp://HOST:PORT``,
-``p1:///dev/ttyX`` and ``p1+tcp://HOST:PORT`` for DSMR P1 ports behind a serial-to-TCP bridge.
+``p1:///dev/ttyX`` and ``p1+tcp://HOST:PORT`` for DSMR P1 ports behind a serial-to-TCP bridge;
+``sml+serial:///dev/ttyX?baud=9600`` and ``sml+tcp://HOST:PORT`` for SML push meters (an optical IR head on a
+serial port, or behind a TCP serial server such as ser2net).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "iec62056-21+tcp": ("iec62056-21", "tcp"),
     "p1": ("p1", "serial"),
     "p1+tcp": ("p1", "tcp"),
+    "sml+serial": ("sml", "serial"),
+    "sml+tcp": ("sml", "tcp"),
     "mqtt": ("mqtt", "mqtt"),
 }
-PROTOCOLS = ("dlms", "iec62056-21", "modbus", "mqtt", "p1")
+PROTOCOLS = ("dlms", "iec62056-21", "modbus", "mqtt", "p1", "sml")
 _DEFAULT_PORTS = {"modbus": 502, "dlms": 4059}
 
 
