@@ -2,10 +2,11 @@
 
 A readout block is ``STX data-lines ! CR LF ETX BCC``; each data line holds data sets
 ``ADDRESS(value*unit)(value)...``. The address is an OBIS code in full (``1-0:1.8.0``), short (``1.8.0``, A=1 and
-B=0) or letter form (``C.1.0`` = serial number, ``F.F`` = error register); a ``*NN`` suffix marks a historic (billing
-period) value, which is not a current reading. Clock lines ``0.9.1(hh:mm:ss)`` and ``0.9.2(YY-MM-DD)`` give the
-meter's local time (zone from the URI's ``tz`` parameter, default UTC). No I/O; the system clock is read only when
-neither ``ts`` nor the meter clock says when.
+B=0) or letter form (``C.1.0`` / ``C.1`` = serial number, ``F.F`` = error register), with or without the billing
+period group F: ``*255`` (or no F) is the current value, ``*NN`` / ``&NN`` (``&``: a manually reset period, older
+meters) a historic value, which is not a current reading. Clock lines ``0.9.1(hh:mm:ss)`` and ``0.9.2(YY-MM-DD)``
+give the meter's local time (zone from the URI's ``tz`` parameter, default UTC). No I/O; the system clock is read
+only when neither ``ts`` nor the meter clock says when.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def parse_readout(
                 return ds.values[0][0]
         return None
 
-    serial = first("0-0:96.1.0", "C.1.0", "96.1.0", "0-0:C.1.0")
+    serial = first("0-0:96.1.0", "C.1.0", "C.1", "96.1.0", "0-0:C.1.0", "1-0:96.1.0", "0-0:96.1.0*255")
     clock = _clock(first("0-0:0.9.2", "0.9.2"), first("0-0:0.9.1", "0.9.1"), tz)
     name = meter or serial
     if name is None:
@@ -163,12 +164,14 @@ def parse_readout(
     units: list[str] = []
     seen: set[str] = set()
     for ds in datasets:
-        if not ds.values or "*" in ds.address or "&" in ds.address:
-            continue  # historic values
+        if not ds.values:
+            continue
         try:
             code = parse_obis(ds.address)
         except ValueError:
             continue
+        if code.f != 255:
+            continue  # a historic value (billing period F)
         parsed = _base_value(*ds.values[0])
         if parsed is None or code.c in (0, 96, 97) or str(code) in seen:
             continue

@@ -76,7 +76,7 @@ def split_frame(data: bytes, meter: str | None) -> tuple[Frame | None, Issue | N
     if start < 0 or end < 0:
         return None, Issue("no_telegram", "no '/' ... '!' telegram in the input", meter, data)
     text = data[start : end + 1].decode("ascii", errors="replace")
-    lines = [ln.strip() for ln in text[:-1].splitlines()]
+    lines = [ln.strip().lstrip("\x02") for ln in text[:-1].splitlines()]  # STX: an IEC 62056-21 readout block
     header, body = lines[0][1:], [ln for ln in lines[1:] if ln]
     version, needs_crc = _version(body)
     tail = data[end + 1 : end + 8].split(b"\r", 1)[0].split(b"\n", 1)[0].strip()

@@ -39,7 +39,7 @@ from .objects import power_failures as read_power_failures
 __all__ = ["MbusDevice", "P1Reading", "P1Telegram", "decode_telegram", "is_informational", "parse_telegram"]
 
 _INFO = {"severity": "info"}
-_IDS = ("0-0:96.1.1", "0-0:96.1.0", "0-0:96.1.255", "0-0:42.0.0", "1-0:0.0.0", "0-0:0.0.0")
+_IDS = ("0-0:96.1.1", "0-0:96.1.0", "0-0:96.1.255", "0-0:42.0.0", "1-0:0.0.0", "0-0:0.0.0", "1-0:96.1.0")
 _HEADER_RE = re.compile(r"[A-Za-z]{3}\d.{1,60}")
 _TOTALS = (("1-0:1.8.0", "1-0:1.8."), ("1-0:2.8.0", "1-0:2.8."))
 
