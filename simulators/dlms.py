@@ -8,7 +8,11 @@ frames with HDLC instead of the wrapper (always HDLC on a pty). The meter (serve
 0-0:96.1.0      1      serial number; 0-0:96.1.1 model; 1-0:0.2.0 firmware; 0-0:42.0.0 logical device name
 1-0:1.8.0/2.8.0 3      import / export energy registers, Wh (scaler 0)
 1-0:1.7.0       3      active power W (the current interval's mean); 1-0:32.7.0 voltage (0.1 V) and 1-0:31.7.0
-                       current (0.01 A) of L1, with ``--phases 3`` also L2/L3 (52/51, 72/71) sharing the load
+                       current (0.01 A) of L1, with ``--phases 3`` also L2/L3 (52/51, 72/71) sharing the load;
+                       per phase active power import/export (21/22, 41/42, 61/62 .7.0), power factor (33/53/73,
+                       0.001), current angle (81.7.40/51/62, 0.1 deg); 3 phases: voltage angles 81.7.10/81.7.20
+1-0:13.7.0      3      power factor (0.001); 1-0:14.7.0 frequency (0.01 Hz)
+1-0:0.4.2/0.4.5 1      CT ratio numerator/denominator (and 0.4.3/0.4.6 VT), only when ``wiring`` sets them
 1-0:1.29.0      3      import energy of the last interval, Wh; 1-0:2.29.0 export
 1-0:99.1.0      7      15-minute load profile: clock + 1-0:1.29.0 + 1-0:2.29.0 (``--profile registers``: clock +
                        1-0:1.8.0 + 1-0:2.8.0), range and entry selective access, long answers in GET blocks
@@ -27,6 +31,8 @@ model (:class:`simulators.load.LoadModel`). Faults (``--faults timeout=0.05,bad_
 clock_drift=120,truncate=0.02``), decided per answer with a seeded RNG: ``timeout`` no answer, ``bad_crc`` a
 corrupted FCS (HDLC) or wrapper version (TCP wrapper), ``truncate`` half an answer, ``exception`` an
 exception-response instead of a GET/SET/ACTION answer, ``clock_drift`` seconds added to the meter clock.
+Installation faults (``wiring``: a reversed CT, swapped phases, low voltage, off frequency, low PF, a CT ratio held,
+an open relay) are those of :mod:`simulators.wiring`.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from protocols.dlms.xdlms import ExceptionResponse
 from simulators.byte_server import ByteServer
 from simulators.dlms_meter import DlmsFaults, DlmsMeter, parse_dlms_faults
 from simulators.listen import parse_listen as _parse_listen
+from simulators.wiring import Wiring
 
 # the Green Book's example keys: a simulator's default only, never a real meter's
 DEFAULT_KEYS = SecurityKeys(bytes(range(16)), bytes(range(0xD0, 0xE0)))
@@ -81,6 +88,7 @@ class DlmsSimulator(ByteServer):
         phases: int = 1,
         max_pdu: int = 1024,
         keys: SecurityKeys | None = None,
+        wiring: Wiring | str | None = None,
     ) -> None:
         self.kind, self.host, self.port = parse_listen(listen)
         self.hdlc = hdlc or self.kind == "pty"
@@ -102,6 +110,7 @@ class DlmsSimulator(ByteServer):
             register_profile=register_profile,
             compress_rows=compress_rows,
             phases=phases,
+            wiring=wiring,
         )
         self.max_pdu = max_pdu
         serial = self.meter.serial.encode()[-5:].rjust(5, b"0")

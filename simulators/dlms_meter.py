@@ -2,7 +2,8 @@
 
 Pure apart from the clock callable: values come from :class:`simulators.load.LoadModel`; the relay follows the
 class 70 state machine (:func:`protocols.dlms.disconnect.disconnect_transition`) and a disconnected meter records
-zero load in its registers, power and load profile.
+zero load in its registers, power and load profile. ``wiring`` (:mod:`simulators.wiring`) injects installation faults
+into what the meter measures per phase (a reversed CT, swapped phases, low voltage, a transformer ratio held ...).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from protocols.dlms.profile_generic import CaptureObject
 from protocols.dlms.server import AccessLevel
 from protocols.dlms.xdlms import AccessSelection, ActionResult, AttributeDescriptor, DataAccessResult
 from simulators.load import LoadModel
+from simulators.wiring import DEFAULT_PF, PhaseSupply, Wiring, parse_wiring, phase_supply
 
 __all__ = ["DlmsFaults", "DlmsMeter", "parse_dlms_faults"]
 
@@ -33,6 +35,12 @@ EVENT_LOG = parse_obis("0-0:99.98.0")
 DISCONNECT = parse_obis("0-0:96.3.10")
 EVENT_CODE = parse_obis("0-0:96.11.0")
 EV_POWER_UP, EV_CLOCK_SET, EV_DISCONNECT, EV_RECONNECT, EV_MANUAL = 2, 5, 70, 71, 72
+# per phase: voltage, current, active power import (A+) and export (A-), power factor, current angle (C of 81.7.E)
+_PHASE_CODES = (
+    ("32", "31", "21", "22", "33", "40"),
+    ("52", "51", "41", "42", "53", "51"),
+    ("72", "71", "61", "62", "73", "62"),
+)
 _O = parse_obis
 
 
@@ -83,10 +91,14 @@ class DlmsMeter:
         profile_entries: int = 96 * 62,
         compress_rows: bool = False,
         phases: int = 1,
+        wiring: Wiring | str | None = None,
     ) -> None:
         if phases not in (1, 3):
             raise ConfigError(f"phases {phases}: a meter has 1 or 3")
         self.phases = phases
+        self.wiring = parse_wiring(wiring)
+        if self.wiring.reversed_ct > phases:
+            raise ConfigError(f"wiring reversed_ct={self.wiring.reversed_ct}: the meter has {phases} phase(s)")
         self.serial = serial
         self.load = LoadModel(seed)
         self.meter_index = meter_index
@@ -102,6 +114,9 @@ class DlmsMeter:
         self.outages: list[list[float]] = []  # [off_ts, on_ts or inf] of a disconnected relay
         self.events: list[tuple[int, int]] = [(self.start_ts, EV_POWER_UP)]
         self._power_cache: tuple[tuple[int, int] | None, float] = (None, 0.0)
+        if self.wiring.relay_open:  # installed with the relay open: disconnected from the start
+            self.control_state = ControlState.DISCONNECTED
+            self.outages.append([now, float("inf")])
 
     # -- values ------------------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -169,6 +184,9 @@ class DlmsMeter:
             }
             if key in texts:
                 return texts[key].encode()
+            ratios = self._ratios()
+            if key in ratios:
+                return axdr.DoubleLongUnsigned(round(ratios[key]))
         if class_id == 3 and attr in (2, 3):
             registers = self._registers()
             if key in registers:
@@ -181,26 +199,53 @@ class DlmsMeter:
             return {2: state is ControlState.CONNECTED, 3: axdr.Enum(state), 4: axdr.Enum(self.control_mode)}[attr]
         raise LookupError(key)
 
+    def _ratios(self) -> dict[str, float]:
+        """The transformer ratio objects (class 1) the meter holds: only where ``wiring`` sets them."""
+        out: dict[str, float] = {}
+        if self.wiring.ct_ratio is not None:
+            out.update(zip(("1-0:0.4.2", "1-0:0.4.5"), self.wiring.ct_ratio, strict=True))
+        if self.wiring.vt_ratio is not None:
+            out.update(zip(("1-0:0.4.3", "1-0:0.4.6"), self.wiring.vt_ratio, strict=True))
+        return out
+
     def _registers(self) -> dict[str, tuple[Callable[[], Any], ScalerUnit]]:
         now = self.clock()
         power = self.power_w
         last = np.array([int(now) // PERIOD_S * PERIOD_S])
         volts = [2300 + (self.meter_index * 7 + i * 13 + int(now) // 60) % 41 - 20 for i in range(3)]
         wh, v, a, w = ScalerUnit(0, 30), ScalerUnit(-1, 35), ScalerUnit(-2, 33), ScalerUnit(0, 27)
+        per_mille, deg = ScalerUnit(-3, 255), ScalerUnit(-1, 8)
 
-        def amps(i: int) -> axdr.LongUnsigned:
-            return axdr.LongUnsigned(round(power() / self.phases / (volts[i] / 10) * 100))
+        def supply() -> PhaseSupply:
+            return phase_supply(power(), [x / 10 for x in volts[: self.phases]], self.wiring)
 
         registers = {
             "1-0:1.8.0": (lambda: axdr.DoubleLongUnsigned(int(self.register_wh(now)) % 2**32), wh),
             "1-0:2.8.0": (lambda: axdr.DoubleLongUnsigned(int(self.register_wh(now, True)) % 2**32), wh),
-            "1-0:1.7.0": (lambda: axdr.DoubleLong(round(power())), w),
+            "1-0:1.7.0": (lambda: axdr.DoubleLong(round(sum(supply().watts))), w),
             "1-0:1.29.0": (lambda: axdr.DoubleLongUnsigned(int(self.interval_wh(last)[0])), wh),
             "1-0:2.29.0": (lambda: axdr.DoubleLongUnsigned(int(self.interval_wh(last, True)[0])), wh),
+            "1-0:13.7.0": (lambda: axdr.Long(round((self.wiring.pf or DEFAULT_PF) * 1000)), per_mille),
+            "1-0:14.7.0": (lambda: axdr.LongUnsigned(round(self.wiring.frequency * 100)), ScalerUnit(-2, 44)),
         }
-        for i, (vc, ac) in enumerate((("32", "31"), ("52", "51"), ("72", "71"))[: self.phases]):
-            registers[f"1-0:{vc}.7.0"] = (lambda i=i: axdr.LongUnsigned(volts[i]), v)  # type: ignore[misc]
-            registers[f"1-0:{ac}.7.0"] = (lambda i=i: amps(i), a)  # type: ignore[misc]
+
+        def phase(i: int, value: Callable[[PhaseSupply, int], Any]) -> Callable[[], Any]:
+            return lambda: value(supply(), i)
+
+        codes = _PHASE_CODES[: self.phases]
+        for i, (vc, ac, pc, xc, fc, angle) in enumerate(codes):
+            registers[f"1-0:{vc}.7.0"] = (phase(i, lambda s, k: axdr.LongUnsigned(round(s.volts[k] * 10))), v)
+            registers[f"1-0:{ac}.7.0"] = (phase(i, lambda s, k: axdr.LongUnsigned(round(s.amps[k] * 100))), a)
+            registers[f"1-0:{pc}.7.0"] = (phase(i, lambda s, k: axdr.DoubleLong(round(max(s.watts[k], 0.0)))), w)
+            registers[f"1-0:{xc}.7.0"] = (phase(i, lambda s, k: axdr.DoubleLong(round(max(-s.watts[k], 0.0)))), w)
+            registers[f"1-0:{fc}.7.0"] = (phase(i, lambda s, k: axdr.Long(round(s.pf[k] * 1000))), per_mille)
+            registers[f"1-0:81.7.{angle}"] = (
+                phase(i, lambda s, k: axdr.LongUnsigned(round(s.current_angle[k] * 10))),
+                deg,
+            )
+        if self.phases == 3:  # voltage angles of U(L2), U(L3) against U(L1)
+            for i, code in ((1, "1-0:81.7.10"), (2, "1-0:81.7.20")):
+                registers[code] = (phase(i, lambda s, k: axdr.LongUnsigned(round(s.voltage_angle[k] * 10))), deg)
         return registers
 
     def _capture_objects(self, obis: Obis) -> list[CaptureObject]:

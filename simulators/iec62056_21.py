@@ -7,7 +7,8 @@ silence, as real meters do.
 
 Values come from the same load model as the MQTT fleet: ``LoadModel(seed).register_wh(meter_index, ts)`` for the
 import register ``1-0:1.8.0`` (and the export register, instantaneous power, voltage and current derived from it), at
-the simulated clock: ``clock`` (epoch seconds, settable: ``sim.clock = lambda: ts``) plus ``drift_s``.
+the simulated clock: ``clock`` (epoch seconds, settable: ``sim.clock = lambda: ts``) plus ``drift_s``. Of the
+installation faults of :mod:`simulators.wiring` a readout shows ``voltage`` (the phase voltage line).
 
 Faults (``--fault NAME`` repeatable, each session picks one with probability ``--fault-rate``):
 ``timeout`` (no answer to the sign-on), ``bad_bcc`` (a corrupted BCC), ``truncate`` (half the readout, then the
@@ -43,6 +44,7 @@ from protocols.iec62056_21 import (
 from simulators.byte_server import ByteServer
 from simulators.listen import parse_listen as _parse_listen
 from simulators.load import LoadModel
+from simulators.wiring import Wiring, parse_wiring
 
 __all__ = ["FAULTS", "IecSimulator", "parse_listen"]
 
@@ -79,6 +81,7 @@ class IecSimulator(ByteServer):
         tz: str = "UTC",
         clock: Callable[[], float] = time.time,
         drift_s: float = 0.0,
+        wiring: Wiring | str | None = None,
     ) -> None:
         self.kind, self.host, self.port = parse_listen(listen)
         self.faults = tuple(sorted(set(faults)))
@@ -98,6 +101,7 @@ class IecSimulator(ByteServer):
         self.tz = ZoneInfo(tz)
         self.clock = clock
         self.drift_s = drift_s
+        self.wiring = parse_wiring(wiring)
         self.pty_path: str | None = None
         self.sessions = 0
         self.readouts = 0
@@ -130,7 +134,7 @@ class IecSimulator(ByteServer):
         reg = self._register(t)
         export = float(np.asarray(self.model.export_register_wh(self.meter_index, t)).reshape(-1)[0])
         power_w = max(0.0, (reg - self._register(t - 900)) * 4.0)
-        volts = 230.0 + 4.0 * math.sin(t / 3600.0 + self.meter_index)
+        volts = self.wiring.voltage or 230.0 + 4.0 * math.sin(t / 3600.0 + self.meter_index)
         month_start = datetime.fromtimestamp(t, UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         local = datetime.fromtimestamp(t, UTC).astimezone(self.tz)
         return [

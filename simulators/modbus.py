@@ -9,12 +9,15 @@ the command line is ``amiflow sim modbus``.
 
 Faults (``faults``, comma-separated ``kind=rate``, seeded): ``timeout`` (no answer), ``corrupt`` (a response
 with a bad CRC on RTU or a garbled header on TCP), ``exception`` (exception response 4, device failure),
-``truncate`` (the response cut short) and ``drift=SECONDS`` (the simulator's clock offset: the registers are
-those of another time; Modbus meters have no clock register to show it).
+``truncate`` (the response cut short), ``drift=SECONDS`` (the simulator's clock offset: the registers are
+those of another time; Modbus meters have no clock register to show it) and ``delay=SECONDS`` (every answer that
+late: a slow link). Installation faults (a reversed CT, swapped phases, low voltage, an open relay ...) are the
+``wiring`` spec of :mod:`simulators.wiring`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -25,23 +28,25 @@ from amiflow.errors import ConfigError
 from simulators.listen import parse_listen as _parse_listen
 from simulators.modbus_meter import ModbusMeter
 from simulators.pty_bridge import PtyBridge
+from simulators.wiring import Wiring
 
 __all__ = ["ModbusSimulator", "SerialFaults", "parse_listen", "parse_sim_faults"]
 
 
 @dataclass(frozen=True, slots=True)
 class SerialFaults:
-    """Rates in [0, 1] per request, except ``drift`` (seconds of clock offset)."""
+    """Rates in [0, 1] per request, except ``drift`` (seconds of clock offset) and ``delay`` (seconds per answer)."""
 
     timeout: float = 0.0
     corrupt: float = 0.0
     exception: float = 0.0
     truncate: float = 0.0
     drift: float = 0.0
+    delay: float = 0.0
 
 
 def parse_sim_faults(spec: str | None) -> SerialFaults:
-    """``timeout=0.1,corrupt=0.05,exception=0.1,truncate=0.05,drift=300`` (``none`` or empty: no faults)."""
+    """``timeout=0.1,corrupt=0.05,exception=0.1,truncate=0.05,drift=300,delay=0.3`` (``none`` or empty: none)."""
     if not spec or spec.strip().lower() == "none":
         return SerialFaults()
     names = {f.name for f in fields(SerialFaults)}
@@ -54,7 +59,9 @@ def parse_sim_faults(spec: str | None) -> SerialFaults:
             values[key] = float(raw)
         except ValueError:
             raise ConfigError(f"--faults {spec!r}: {key} needs a number, got {raw!r}") from None
-        if key != "drift" and not 0.0 <= values[key] <= 1.0:
+        if key == "delay" and not 0.0 <= values[key] <= 60.0:
+            raise ConfigError(f"--faults {spec!r}: delay must be between 0 and 60 s")
+        if key not in ("drift", "delay") and not 0.0 <= values[key] <= 1.0:
             raise ConfigError(f"--faults {spec!r}: {key} must be a rate between 0 and 1")
     return SerialFaults(**values)
 
@@ -68,7 +75,8 @@ class ModbusSimulator:
     """One simulated Modbus meter; ``await sim.start()`` then ``sim.port`` (TCP) or ``sim.path`` (pty).
 
     ``clock`` (epoch seconds) is injectable so tests can move time; ``unit`` is the device id it answers;
-    ``sim.meter`` is its :class:`~simulators.modbus_meter.ModbusMeter` (the register image).
+    ``wiring`` the installation faults (:mod:`simulators.wiring`); ``sim.meter`` is its
+    :class:`~simulators.modbus_meter.ModbusMeter` (the register image).
     """
 
     def __init__(
@@ -84,6 +92,7 @@ class ModbusSimulator:
         sunspec_meter_model: int = 203,
         word_order: str = "big",
         clock: Callable[[], float] = time.time,
+        wiring: Wiring | str | None = None,
     ) -> None:
         self.kind, self.host, self.port = parse_listen(listen)
         self.map_name = map_name
@@ -98,6 +107,7 @@ class ModbusSimulator:
             sunspec_base=sunspec_base,
             sunspec_meter_model=sunspec_meter_model,
             word_order=word_order,
+            wiring=wiring,
         )
         self._clock = clock
         self._rng = random.Random(seed ^ 0x5EED)
@@ -109,7 +119,7 @@ class ModbusSimulator:
         self.requests = 0
         self.injected: dict[str, int] = {"timeout": 0, "corrupt": 0, "exception": 0, "truncate": 0}
         self._pending: str | None = None
-        self.relay_closed = True  # maps with a relay start connected
+        self.relay_closed = not self.meter.wiring.relay_open  # maps with a relay start connected
 
     async def _action(
         self,
@@ -123,6 +133,8 @@ class ModbusSimulator:
         from pymodbus.constants import ExcCodes
 
         self.requests += 1
+        if self.faults.delay:
+            await asyncio.sleep(self.faults.delay)
         self._pending = self._decide()
         if self._pending == "exception":
             self._pending = None

@@ -2,9 +2,11 @@
 
 Values come from the shared load model (:class:`simulators.load.LoadModel`, ``meter_index`` and ``seed``): the
 import/export energy registers are the model's cumulative registers at the time of the read (monotonic), power is the
-current interval's mean, split over three phases, with voltages near 230 V and currents P/V. Maps: ``sdm630`` and
-``sdm120`` (input registers, float32; with ``+breaker`` a relay at holding 4096) and ``sunspec`` (the SunS marker at
-``sunspec_base``, common model 1, meter model 203 with scale factors or 213 in float32, end marker).
+current interval's mean, split over three phases, with voltages near 230 V and currents P/V; ``wiring``
+(:mod:`simulators.wiring`) injects installation faults (a reversed CT, swapped phases, low voltage ...).
+Maps: ``sdm630`` and ``sdm120`` (input registers, float32; with ``+breaker`` a relay at holding 4096) and
+``sunspec`` (the SunS marker at ``sunspec_base``, common model 1, meter model 203 with scale factors or 213 in
+float32, end marker).
 
 Pure: no I/O and no clock (the time is a parameter); the pymodbus server around it is :mod:`simulators.modbus`.
 """
@@ -16,14 +18,16 @@ from collections.abc import Callable
 from protocols.modbus.maps import load_map, sunspec_model
 from protocols.modbus.registers import Register, RegisterMap, encode_value
 from simulators.load import LoadModel
+from simulators.wiring import DEFAULT_PF, Wiring, parse_wiring, phase_supply
 
 __all__ = ["ModbusMeter"]
 
 _SLOT_S = 900
 
 
-def _meter_values(model: LoadModel, meter_index: int, now: float) -> dict[str, float]:
-    """Engineering values of a meter at ``now`` from the load model (energy in Wh, power in W)."""
+def _meter_values(model: LoadModel, meter_index: int, now: float, wiring: Wiring | None = None) -> dict[str, float]:
+    """Engineering values of a meter at ``now`` from the load model (energy in Wh, power in W), as ``wiring``
+    (:mod:`simulators.wiring`) makes the meter see them."""
     ts = int(now)
     slot_end = (ts // _SLOT_S + 1) * _SLOT_S
     import_wh = float(model.register_wh(meter_index, ts))
@@ -33,20 +37,27 @@ def _meter_values(model: LoadModel, meter_index: int, now: float) -> dict[str, f
     power = p_imp - p_exp
     wobble = ((meter_index * 7919 + ts // 60) % 41 - 20) / 10.0  # +-2 V, changing each minute
     volts = [230.0 + wobble, 230.5 - wobble / 2, 229.5 + wobble / 3]
-    amps = [abs(power) / 3.0 / v for v in volts]
-    return {
+    wiring = wiring or Wiring()
+    supply = phase_supply(power, volts, wiring)
+    ct, vt = wiring.ct_ratio or (1.0, 1.0), wiring.vt_ratio or (1.0, 1.0)
+    out = {
         "import_wh": import_wh,
         "export_wh": export_wh,
-        "power_w": power,
-        "v1": volts[0],
-        "v2": volts[1],
-        "v3": volts[2],
-        "a1": amps[0],
-        "a2": amps[1],
-        "a3": amps[2],
-        "hz": 50.0,
-        "pf": 0.97,
+        "power_w": sum(supply.watts),
+        "hz": supply.frequency,
+        "pf": wiring.pf if wiring.pf is not None else DEFAULT_PF,
+        "ct_primary": ct[0],
+        "ct_secondary": ct[1],
+        "vt_primary": vt[0],
+        "vt_secondary": vt[1],
     }
+    for i in range(3):
+        out[f"v{i + 1}"] = supply.volts[i]
+        out[f"a{i + 1}"] = supply.amps[i]
+        out[f"w{i + 1}"] = supply.watts[i]
+        out[f"pf{i + 1}"] = supply.pf[i]
+        out[f"ia{i + 1}"] = supply.current_angle[i]
+    return out
 
 
 _EASTRON_VALUES: dict[str, Callable[[dict[str, float]], float]] = {
@@ -60,9 +71,15 @@ _EASTRON_VALUES: dict[str, Callable[[dict[str, float]], float]] = {
     "l3_current": lambda v: v["a3"],
     "current": lambda v: v["a1"] * 3,
     "total_line_current": lambda v: v["a1"] + v["a2"] + v["a3"],
-    "l1_power_active": lambda v: v["power_w"] / 3,
-    "l2_power_active": lambda v: v["power_w"] / 3,
-    "l3_power_active": lambda v: v["power_w"] / 3,
+    "l1_power_active": lambda v: v["w1"],
+    "l2_power_active": lambda v: v["w2"],
+    "l3_power_active": lambda v: v["w3"],
+    "l1_power_factor": lambda v: v["pf1"],
+    "l2_power_factor": lambda v: v["pf2"],
+    "l3_power_factor": lambda v: v["pf3"],
+    "l1_phase_angle": lambda v: v["ia1"],
+    "l2_phase_angle": lambda v: v["ia2"],
+    "l3_phase_angle": lambda v: v["ia3"],
     "total_power_active": lambda v: v["power_w"],
     "power_active": lambda v: v["power_w"],
     "total_power_factor": lambda v: v["pf"],
@@ -72,6 +89,10 @@ _EASTRON_VALUES: dict[str, Callable[[dict[str, float]], float]] = {
     "export_energy_active": lambda v: v["export_wh"] / 1000,
     "total_energy_active": lambda v: (v["import_wh"] + v["export_wh"]) / 1000,
     "l1_voltage_thd": lambda v: 1.5,
+    "ct_primary": lambda v: v["ct_primary"],
+    "ct_secondary": lambda v: v["ct_secondary"],
+    "vt_primary": lambda v: v["vt_primary"],
+    "vt_secondary": lambda v: v["vt_secondary"],
 }
 _SUNSPEC_VALUES: dict[str, Callable[[dict[str, float]], float]] = {
     "AphA": lambda v: v["a1"],
@@ -84,12 +105,15 @@ _SUNSPEC_VALUES: dict[str, Callable[[dict[str, float]], float]] = {
     "PhV": lambda v: (v["v1"] + v["v2"] + v["v3"]) / 3,
     "Hz": lambda v: v["hz"],
     "W": lambda v: v["power_w"],
-    "WphA": lambda v: v["power_w"] / 3,
-    "WphB": lambda v: v["power_w"] / 3,
-    "WphC": lambda v: v["power_w"] / 3,
+    "WphA": lambda v: v["w1"],
+    "WphB": lambda v: v["w2"],
+    "WphC": lambda v: v["w3"],
     "TotWhImp": lambda v: v["import_wh"],
     "TotWhExp": lambda v: v["export_wh"],
     "PF": lambda v: v["pf"] * 100,
+    "PFphA": lambda v: v["pf1"] * 100,
+    "PFphB": lambda v: v["pf2"] * 100,
+    "PFphC": lambda v: v["pf3"] * 100,
 }
 # scale factors of the int16/acc32 model: A 0.01 A, V 0.1 V, Hz 0.01 Hz, W 1 W, Wh 1 Wh, PF 0.01 %
 _SUNSPEC_SF = {"A_SF": -2, "V_SF": -1, "Hz_SF": -2, "W_SF": 0, "TotWh_SF": 0, "PF_SF": -2}
@@ -109,8 +133,10 @@ class ModbusMeter:
         sunspec_base: int = 40000,
         sunspec_meter_model: int = 203,
         word_order: str = "big",
+        wiring: Wiring | str | None = None,
     ) -> None:
         self.map_name = map_name
+        self.wiring = parse_wiring(wiring)
         self.unit = unit
         self.meter_index = meter_index
         self.sunspec_base = sunspec_base
@@ -156,7 +182,7 @@ class ModbusMeter:
         return RegisterMap(meter.name, regs, max_registers=125, even=False, max_gap=0, sunspec=True), static
 
     def _values(self, ts: float) -> dict[str, float | None]:
-        v = _meter_values(self._model, self.meter_index, ts)
+        v = _meter_values(self._model, self.meter_index, ts, self.wiring)
         table = _SUNSPEC_VALUES if self.regmap.sunspec else _EASTRON_VALUES
         out: dict[str, float | None] = {}
         for reg in self.regmap.registers:
