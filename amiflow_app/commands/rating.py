@@ -38,11 +38,20 @@ def _rate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tz", default="UTC", help="IANA time zone the tariff is evaluated in (default UTC)")
     parser.add_argument("--period", help="bill one month YYYY-MM (default: every whole month in the file)")
     parser.add_argument("--meter", default="usage", help="meter name to print on the bill")
+    parser.add_argument(
+        "--what-if",
+        action="store_true",
+        help="rate with the tariff's latest version, ignoring its effective dates; the bill says hypothetical",
+    )
 
 
 def _rate(args: argparse.Namespace, settings: Settings) -> int:
     del settings
     versions = load_tariff(args.tariff)
+    if args.what_if:
+        from billing_bridge.customer import what_if  # only here: the billing side is not needed to rate a file
+
+        versions = [what_if(max(versions, key=lambda v: v.version))]
     usage = read_usage_csv(args.usage)
     try:
         zone = ZoneInfo(args.tz)
@@ -53,14 +62,19 @@ def _rate(args: argparse.Namespace, settings: Settings) -> int:
             month = datetime.strptime(args.period, "%Y-%m").date()
         except ValueError:
             raise ConfigError(f"--period {args.period!r}: expected YYYY-MM") from None
-        bills = rate_usage(versions, usage, args.tz, [month], meter=args.meter)
+        bills = _marked(rate_usage(versions, usage, args.tz, [month], meter=args.meter), args.what_if)
         print(json.dumps(bills[0], indent=2))
         return 0
     months = whole_months(usage, zone)
     if not months:
         raise RatingError(f"{args.usage}: holds no whole month in {args.tz}; use --period or give a whole month")
-    print(json.dumps(rate_usage(versions, usage, args.tz, months, meter=args.meter), indent=2))
+    print(json.dumps(_marked(rate_usage(versions, usage, args.tz, months, meter=args.meter), args.what_if), indent=2))
     return 0
+
+
+def _marked(bills: list[dict[str, Any]], hypothetical: bool) -> list[dict[str, Any]]:
+    """With --what-if every bill carries ``"hypothetical": true`` (a real bill has no such key)."""
+    return [{**b, "hypothetical": True} for b in bills] if hypothetical else bills
 
 
 # -- the tariffs table -----------------------------------------------------------------------------------------------

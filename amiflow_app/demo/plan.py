@@ -100,6 +100,7 @@ class Summary:
     timeline: list[tuple[str, str]] = field(default_factory=list)
     zero_load_intervals: int = 0
     report: str = ""
+    greenbutton_files: int = 0
     not_built: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
 
@@ -153,6 +154,8 @@ def format_summary(s: Summary) -> str:
         lines.append(f"    zero-load intervals stored while disconnected: {s.zero_load_intervals}")
     if s.report:
         lines.append(f"  report: {s.report}")
+    if s.greenbutton_files:
+        lines.append(f"  Green Button (ESPI) usage files: {s.greenbutton_files} in greenbutton/")
     lines += [f"  not built yet: {what}" for what in s.not_built]
     lines.append(f"  elapsed: {s.elapsed_s:.1f} s")
     return "\n".join(lines)

@@ -72,6 +72,8 @@ class Insights:
         if self.peak_hours:
             hours = ", ".join(f"{h:02d}:00-{(h + 1) % 24:02d}:00 ({kw:.2f} kW)" for h, kw in self.peak_hours)
             out.append(f"You use the most power at {hours} on average.")
+        if self.advice.options:
+            out.append("What this usage costs on each eligible tariff, cheapest first:")
         for o in self.advice.options:
             tag = "your tariff" if o.current else "hypothetical"
             if o.current and o.hypothetical:

@@ -248,8 +248,13 @@ def _method(name: str) -> int:
 
 
 def _interval_s(ts: I64) -> int:
-    """The channel's interval length: the smallest step between stored intervals (gaps are longer steps)."""
-    steps = np.diff(ts)
-    steps = steps[steps > 0]
-    step = int(steps.min()) if steps.size else 900
-    return step if 0 < step <= 86400 else 900
+    """The channel's interval length: the commonest step between stored intervals.
+
+    Not the smallest: gaps make longer steps, and a meter whose clock is off sends some intervals off the grid
+    (kept as they were stored), which make shorter ones.
+    """
+    steps, counts = np.unique(np.diff(ts), return_counts=True)
+    keep = (steps > 0) & (steps <= 86400)
+    if not keep.any():
+        return 900
+    return int(steps[keep][np.argmax(counts[keep])])
