@@ -1,7 +1,7 @@
 """``amiflow ingest mqtt``, ``amiflow poll`` and ``amiflow commission``: the acquisition commands.
 
 Argument parsing, signals and printing only; the work is done by :class:`ingest.IngestWorker`, :class:`ingest.Poller`
-and :func:`ingest.commission`.
+and :func:`ingest.commission` (the commissioning sheet: :mod:`ingest.commissioning`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from amiflow.db import Database, open_database
 from amiflow.db.migrate import migrate
 from amiflow.errors import ConfigError, StorageError
 from amiflow.settings import Settings
-from amiflow.uri import parse_meter_uri
+from amiflow.uri import MeterUri, parse_meter_uri
 from amiflow_app.command import Command
 from ingest import (
     CommissioningReport,
@@ -37,6 +37,7 @@ from ingest import (
     register_meter,
     store_report,
 )
+from ingest.commissioning import Limits, load_limits, render_html, render_pdf, render_table
 
 __all__ = ["COMMISSION", "INGEST_MQTT", "POLL"]
 
@@ -144,66 +145,134 @@ def _poll(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_poll_main(Poller(PollStore(conn), config), args))
 
 
-# -- commission: identify, test-read and (optionally) register a meter, with a pass/fail report ----------------------
+# -- commission: identify, test-read, judge and (optionally) register a meter: the commissioning sheet --------------
+_FORMATS = ("table", "json", "html", "pdf")
+
+
 def _commission_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("uri", help="meter URI, e.g. modbus+tcp://10.0.0.5:502?unit=1&map=sdm630")
-    parser.add_argument("--map", help="Modbus register map (sdm630, sdm120, sunspec)")
+    parser.add_argument("--map", help="Modbus register map (sdm630, sdm120, sunspec, sdm630+breaker, a .csv)")
     parser.add_argument("--sync-clock", action="store_true", help="set the meter clock when it drifts")
     parser.add_argument("--register", action="store_true", help="add the meter to the registry when it passes")
     parser.add_argument("--meter", help="the meter id to register (required with --register)")
-    parser.add_argument("--tariff")
-    parser.add_argument("--account")
-    parser.add_argument("--tz", default="UTC")
-    parser.add_argument("--ct-ratio", type=float, default=1.0)
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--tariff", help="tariff of the registered meter")
+    parser.add_argument("--account", help="account of the registered meter")
+    parser.add_argument("--tz", default="UTC", help="time zone of the registered meter (default UTC)")
+    limits = parser.add_argument_group("ranges (defaults in docs/commissioning.md; a --profile sets them too)")
+    limits.add_argument("--profile", help="TOML file of commissioning limits (keys as in docs/commissioning.md)")
+    limits.add_argument("--ct-ratio", help="the installation's CT ratio, e.g. 200/5 or 40 (default 1: direct)")
+    limits.add_argument("--vt-ratio", help="the installation's VT ratio, e.g. 11000/110 (default 1: direct)")
+    limits.add_argument("--nominal-voltage", type=float, help="phase-to-neutral nominal voltage (default 230 V)")
+    limits.add_argument("--voltage-tolerance", type=float, help="percent either side of nominal (default 10)")
+    limits.add_argument("--frequency", type=float, choices=(50.0, 60.0), help="nominal frequency (default 50 Hz)")
+    limits.add_argument("--frequency-tolerance", type=float, help="percent either side (default 1)")
+    limits.add_argument("--min-pf", type=float, help="lowest power factor per loaded phase (default 0.5)")
+    limits.add_argument("--imax", type=float, help="the meter's Imax in A (default from the model, else 100)")
+    limits.add_argument("--clock-tolerance", type=float, help="clock drift allowed in s (default the settings')")
+    limits.add_argument("--relay", choices=("closed", "open", "any"), help="relay state expected (default closed)")
+    limits.add_argument("--retries", type=int, help="retries of a read that timed out or broke (default 2)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--format", choices=_FORMATS, default=None, help="table (default), json, html or pdf")
+    out.add_argument("--out", help="write the sheet to FILE (html and pdf default to AMIFLOW_DATA_DIR/commissioning/)")
+    out.add_argument("--json", action="store_true", help="the same as --format json")
 
 
-def _commission(args: argparse.Namespace, settings: Settings) -> int:
+def _commission_limits(args: argparse.Namespace, settings: Settings) -> Limits:
+    base = load_limits(args.profile, Limits(clock_tolerance_s=settings.clock_drift_tolerance_s))
+    return base.with_changes(
+        ct_ratio=args.ct_ratio,
+        vt_ratio=args.vt_ratio,
+        nominal_voltage_v=args.nominal_voltage,
+        voltage_tolerance_pct=args.voltage_tolerance,
+        nominal_frequency_hz=args.frequency,
+        frequency_tolerance_pct=args.frequency_tolerance,
+        min_power_factor=args.min_pf,
+        imax_a=args.imax,
+        clock_tolerance_s=args.clock_tolerance,
+        relay_expected=args.relay,
+        retries=args.retries,
+    )
+
+
+def _commission_uri(args: argparse.Namespace) -> MeterUri:
     text = args.uri
     if args.map and "map=" not in text:
         text += ("&" if "?" in text else "?") + f"map={args.map}"
     uri = parse_meter_uri(text)
+    if uri.protocol == "mqtt":
+        raise ConfigError(f"{uri}: MQTT meters push their readings; there is no link to commission them over")
+    if uri.protocol not in ("dlms", "modbus", "iec62056-21"):
+        raise ConfigError(f"{uri}: {uri.protocol} meters cannot be commissioned yet (DLMS, Modbus, IEC 62056-21 can)")
+    return uri
+
+
+def _commission(args: argparse.Namespace, settings: Settings) -> int:
+    uri = _commission_uri(args)
     if args.register and not args.meter:
         raise ConfigError("--register needs --meter ID")
+    fmt = "json" if args.json and args.format is None else (args.format or "table")
+    limits = _commission_limits(args, settings)
     print(f"commissioning {uri}", file=sys.stderr)
     report = asyncio.run(
         commission(
             uri,
             meter=args.meter,
             sync_clock=args.sync_clock,
-            clock_tolerance_s=settings.clock_drift_tolerance_s,
             timeout_s=settings.poll_timeout_s,
-            ct_ratio=args.ct_ratio,
+            limits=limits,
             progress=sys.stderr,
         )
     )
-    body = report.to_json()
     out_dir = Path(settings.data_dir) / "commissioning"
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = (args.meter or uri.host or Path(uri.path or "meter").name).replace("/", "_")
-    path = out_dir / f"{stem}-{report.started_at[:19].replace(':', '')}.json"
-    path.write_text(json.dumps(body, indent=2, default=str))
-    _store(settings, report, args)
-    if args.json:
-        print(json.dumps(body, indent=2, default=str))
-    verdict = "PASS" if report.passed else "FAIL"
-    failed = [c for c in report.checks if c.status == "fail"]
-    print(f"{verdict}: {uri}" + (f" ({'; '.join(f'{c.name}: {c.detail}' for c in failed)})" if failed else ""))
+    stem = f"{stem}-{report.started_at[:19].replace(':', '')}"
+    path = out_dir / f"{stem}.json"
+    body = json.dumps(report.to_json(), indent=2, default=str)
+    path.write_text(body)
+    _store(settings, report, args, limits.ct_ratio)
+    sheet = _write_sheet(report, fmt, args.out, out_dir / f"{stem}.{fmt}", body)
+    if fmt == "table":
+        print(render_table(report), end="")
+    elif fmt == "json" and not args.out:
+        print(body)
+    failed = report.named("fail")
+    print(f"{report.verdict}: {uri}" + (f" ({'; '.join(f'{c.name}: {c.detail}' for c in failed)})" if failed else ""))
     print(f"report: {path}")
+    if sheet is not None:
+        print(f"sheet: {sheet}")
     return 0 if report.passed else 1
 
 
-def _store(settings: Settings, report: CommissioningReport, args: argparse.Namespace) -> None:
+def _write_sheet(report: CommissioningReport, fmt: str, out: str | None, default: Path, body: str) -> Path | None:
+    """Write the sheet in ``fmt`` to ``out`` (html and pdf: to ``default`` without one); the path written, if any."""
+    if out is None and fmt in ("table", "json"):
+        return None
+    target = Path(out) if out else default
+    try:
+        if fmt == "pdf":
+            target.write_bytes(render_pdf(report))
+        else:
+            text = {"table": render_table, "html": render_html}.get(fmt)
+            target.write_text(text(report) if text else body, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--out {target}: cannot write: {exc.strerror}") from None
+    return target
+
+
+def _store(settings: Settings, report: CommissioningReport, args: argparse.Namespace, ct_ratio: float) -> None:
     with open_database(settings) as db, db.connect() as conn:
         store_report(conn, report, meter=args.meter)
         if not (args.register and report.passed):
             return
         register_meter(
-            conn, report, args.meter, timezone=args.tz, tariff=args.tariff, account=args.account, ct_ratio=args.ct_ratio
+            conn, report, args.meter, timezone=args.tz, tariff=args.tariff, account=args.account, ct_ratio=ct_ratio
         )
         print(f"meter {args.meter} registered", file=sys.stderr)
 
 
 INGEST_MQTT = Command("run one MQTT ingest worker (several share the stream)", _ingest_arguments, _ingest)
 POLL = Command("poll DLMS, IEC 62056-21 and Modbus meters on their schedule", _poll_arguments, _poll)
-COMMISSION = Command("identify, test-read and register a meter", _commission_arguments, _commission)
+COMMISSION = Command(
+    "identify, test-read, judge and register a meter: the commissioning sheet", _commission_arguments, _commission
+)

@@ -36,6 +36,8 @@ def clock_check(offset_s: float | None, limits: Limits, *, after_set_s: float | 
     limit = f"|drift| <= {limits.clock_tolerance_s:g} s"
     if offset_s is None:
         return Check("clock", "skip", "the meter keeps no clock", limit)
+    offset_s = round(offset_s, 1) + 0.0  # never "-0.0 s"
+    after_set_s = None if after_set_s is None else round(after_set_s, 1) + 0.0
     if after_set_s is not None:
         ok = abs(after_set_s) <= limits.clock_tolerance_s
         return Check(

@@ -78,6 +78,13 @@ def render_html(report: CommissioningReport) -> str:
     return "\n".join(parts)
 
 
+_PDF_WIDTHS = {
+    "Checks": (1.2, 2.2, 7.0, 4.8),
+    "Start register reads": (2.0, 3.5, 2.5, 2.5, 5.5),
+    "Instantaneous values": (2.0, 3.5, 2.5, 2.5, 5.5),
+}
+
+
 def _latin1(text: str) -> str:
     """The core PDF fonts cover Latin-1 only."""
     return text.replace("\u2264", "<=").replace("\u2265", ">=").encode("latin-1", "replace").decode("latin-1")
@@ -108,7 +115,10 @@ def render_pdf(report: CommissioningReport) -> bytes:
         rows = [section.header, *section.rows] if section.header else list(section.rows)
         if not rows:
             continue
-        with pdf.table(first_row_as_headings=bool(section.header), headings_style=heading, line_height=4.5) as table:
+        widths = _PDF_WIDTHS.get(section.title) or ((1, 3) if not section.header else None)
+        with pdf.table(
+            col_widths=widths, first_row_as_headings=bool(section.header), headings_style=heading, line_height=4.5
+        ) as table:
             for r in rows:
                 row = table.row()
                 for cell in r:

@@ -7,6 +7,7 @@ current 0.01 A, frequency 0.01 Hz, power factor 0.001) next to the base unit ami
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 from ingest.commissioning.limits import Limits
@@ -17,6 +18,7 @@ from ingest.meter_quantities import Quantity
 __all__ = ["Section", "display_value", "render_table", "sheet_sections"]
 
 _DISPLAY = {"Wh": ("kWh", 1e-3, 3), "varh": ("kvarh", 1e-3, 3), "VAh": ("kVAh", 1e-3, 3)}
+_WRAP = 64
 _DECIMALS = {"W": 0, "var": 0, "VA": 0, "V": 1, "A": 2, "Hz": 2, "deg": 1, "": 3}
 
 
@@ -70,7 +72,7 @@ def _identity(report: CommissioningReport) -> Section:
         ("firmware", str(ident.get("firmware") or "not reported")),
         ("started (UTC)", report.started_at),
         ("meter clock", report.meter_clock or "none (the meter keeps no clock)"),
-        ("clock offset", "n/a" if report.clock_offset_s is None else f"{report.clock_offset_s:+.1f} s"),
+        ("clock offset", "n/a" if report.clock_offset_s is None else f"{round(report.clock_offset_s, 1) + 0.0:+.1f} s"),
     ]
     return Section("Identity", (), tuple(rows))
 
@@ -99,18 +101,18 @@ def _phases(report: CommissioningReport, limits: Limits) -> Section | None:
 
 
 def sheet_sections(report: CommissioningReport) -> list[Section]:
-    """The sheet's sections in order: identity, start register reads, per phase, other values, link, checks."""
+    """The sheet's sections in order: identity, checks, start register reads, per phase, communication, the other
+    instantaneous values (each with the meter's scaling), verdict."""
     limits = Limits().with_changes(**report.limits) if report.limits else Limits()
     registers = [q for q in report.quantities if _is_register(q.obis)]
     others = [q for q in report.quantities if not _is_register(q.obis)]
     header = ("OBIS", "quantity", "value", "base", "meter scaling")
-    sections = [_identity(report)]
+    checks = tuple((c.status.upper(), c.name, c.detail, c.limit) for c in report.checks)
+    sections = [_identity(report), Section("Checks", ("result", "check", "found", "range"), checks)]
     sections.append(Section("Start register reads", header, _quantity_rows(registers), (2, 3)))
     per_phase = _phases(report, limits)
     if per_phase is not None:
         sections.append(per_phase)
-    if others:
-        sections.append(Section("Instantaneous values", header, _quantity_rows(others), (2, 3)))
     q = report.link
     latency = "n/a" if q.median_latency_s is None else f"median {q.median_latency_s * 1000:.0f} ms"
     if q.max_latency_s is not None:
@@ -123,14 +125,25 @@ def sheet_sections(report: CommissioningReport) -> list[Section]:
         ("read latency", latency),
     )
     sections.append(Section("Communication", (), link_rows))
-    checks = tuple((c.status.upper(), c.name, c.detail, c.limit) for c in report.checks)
-    sections.append(Section("Checks", ("result", "check", "found", "range"), checks))
+    if others:
+        sections.append(Section("Instantaneous values", header, _quantity_rows(others), (2, 3)))
     sections.append(Section("Verdict", (), (("verdict", report.verdict_line()),)))
     return sections
 
 
+def _wrapped(section: Section, rows: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Rows with long text cells wrapped into continuation rows (each column at most ``_WRAP`` wide)."""
+    out: list[tuple[str, ...]] = []
+    for r in rows:
+        parts = [textwrap.wrap(c, _WRAP) or [""] if i not in section.numeric else [c] for i, c in enumerate(r)]
+        for line in range(max(len(p) for p in parts)):
+            out.append(tuple(p[line] if line < len(p) else "" for p in parts))
+    return out
+
+
 def _aligned(section: Section) -> list[str]:
-    rows = [section.header, *section.rows] if section.header else list(section.rows)
+    body = _wrapped(section, list(section.rows))
+    rows = [section.header, *body] if section.header else body
     if not rows:
         return ["  (none)"]
     width = [max(len(r[i]) for r in rows if i < len(r)) for i in range(max(len(r) for r in rows))]

@@ -35,11 +35,13 @@ def phase_sequence_check(phases: list[Phase], values: Mapping[str, float]) -> Ch
         return Check("phase_sequence", "skip", "single-phase meter: no phase sequence", _SEQUENCE_LIMIT)
     u2, u3 = (values.get(code) for code in U_ANGLE[1:] if code)
     if u2 is None or u3 is None:
-        reason = (
-            "the meter gives no voltage angles (1-0:81.7.10/81.7.20); an Eastron meter's phase angles are each"
-            " current's angle to its voltage: check the rotation with a phase-sequence tester"
+        only_currents = any(p.current_angle_deg is not None for p in phases)
+        reason = "the meter gives no voltage angles (1-0:81.7.10/81.7.20)"
+        if only_currents:  # Eastron's "phase angle" registers: the power factor angle of each phase
+            reason += ", only each current's angle to its own voltage"
+        return Check(
+            "phase_sequence", "skip", f"{reason}: check the rotation with a phase-sequence tester", _SEQUENCE_LIMIT
         )
-        return Check("phase_sequence", "skip", reason, _SEQUENCE_LIMIT)
     text = f"U(L2) at {u2 % 360:.0f}, U(L3) at {u3 % 360:.0f} degrees"
     if _near(u2, 120.0) and _near(u3, 240.0):
         return Check("phase_sequence", "pass", f"L1-L2-L3 ({text})", _SEQUENCE_LIMIT)
