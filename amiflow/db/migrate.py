@@ -9,6 +9,7 @@ settings.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from dataclasses import dataclass
@@ -50,7 +51,14 @@ def migrations() -> list[Migration]:
         m = _NAME_RE.match(entry.name)
         if m:
             found.append(Migration(m[1], m[2], entry.read_text(encoding="utf-8")))
-    return sorted(found, key=lambda mig: mig.version)
+    found.sort(key=lambda mig: mig.version)
+    for a, b in itertools.pairwise(found):
+        if a.version == b.version:
+            raise ConfigError(
+                f"two migrations share version {a.version} ({a.version}_{a.name}.sql, {b.version}_{b.name}.sql):"
+                " renumber one of them"
+            )
+    return found
 
 
 def render(sql: str, *, timescaledb: bool, params: dict[str, str]) -> str:
