@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 _ZERO = Decimal(0)
+#: Rows dated before this (stored before the plausibility window existed, e.g. a payment "paid" in year 1) are left
+#: out of the book: Python cannot even represent some of them, and no real debt or payment is that old.
+READABLE_FROM = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +222,8 @@ def load_book(conn: psycopg.Connection[Any], *, today: date, terms_days: int, tz
     stated = {a for (a,) in conn.execute("SELECT account FROM amiflow.accounts WHERE balance IS NOT NULL")}
     statements = conn.execute(
         "SELECT DISTINCT ON (account) account, balance, due_date, as_of FROM amiflow.balances"
-        " WHERE due_date IS NOT NULL AND as_of < %s ORDER BY account, as_of DESC",
-        (cut,),
+        " WHERE due_date IS NOT NULL AND as_of >= %s AND as_of < %s ORDER BY account, as_of DESC",
+        (READABLE_FROM, cut),
     ).fetchall()
     latest_share = _latest_estimated_share(conn, today)
     all_payments: dict[str, list[Payment]] = {}
@@ -233,8 +236,9 @@ def load_book(conn: psycopg.Connection[Any], *, today: date, terms_days: int, tz
             ref = f"stmt:{account}:{due.isoformat()}"
             book.debts[account] = [Debt(account, ref, balance, due, latest_share.get(account, 0.0))]
             rows = conn.execute(
-                "SELECT amount, paid_at FROM amiflow.payments WHERE account = %s AND received_at > %s AND paid_at < %s",
-                (account, as_of, cut),
+                "SELECT amount, paid_at FROM amiflow.payments WHERE account = %s AND received_at > %s"
+                " AND paid_at >= %s AND paid_at < %s",
+                (account, as_of, READABLE_FROM, cut),
             ).fetchall()
             book.payments[account] = [Payment(account, amt, at) for amt, at in rows]
     bills = [d for d in _bill_debts(conn, terms_days, since, today) if d.account not in stated]

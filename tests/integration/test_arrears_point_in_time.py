@@ -64,3 +64,21 @@ def test_a_later_statement_does_not_replace_the_one_in_force(db_conn: psycopg.Co
     assert _arrears(db_conn, date(2026, 11, 1))["ACC-S"].overdue_amount == Decimal("100.00")
     assert "ACC-S" not in _arrears(db_conn, date(2026, 11, 20))  # the newer statement says nothing is owed
     assert "ACC-S" not in _arrears(db_conn, date(2026, 9, 20))  # before any statement: nothing known
+
+
+def test_a_row_stored_out_of_range_does_not_break_the_book(db_conn: psycopg.Connection[Any]) -> None:
+    """A payment "paid" in year 1 (stored before the plausibility window existed) is left out, not a crash."""
+    db_conn.execute(
+        "INSERT INTO amiflow.accounts (account, currency, balance, due_date, balance_as_of)"
+        " VALUES ('ACC-Y', 'USD', 50, '2026-10-15', '2026-10-01T00:00:00Z')"
+    )
+    db_conn.execute(
+        "INSERT INTO amiflow.balances (account, as_of, balance, currency, due_date, source) VALUES"
+        " ('ACC-Y', '2026-10-01T00:00:00Z', 50.00, 'USD', '2026-10-15', 'api'),"
+        " ('ACC-Y', '0001-01-01T00:00:00+01:00', 10.00, 'USD', '2026-10-15', 'api')"
+    )
+    db_conn.execute(
+        "INSERT INTO amiflow.payments (payment_id, account, amount, currency, paid_at, source)"
+        " VALUES ('P-Y', 'ACC-Y', 50.00, 'USD', '0001-01-01T00:00:00+01:00', 'api')"
+    )
+    assert _arrears(db_conn, date(2026, 11, 1))["ACC-Y"].overdue_amount == Decimal("50.00")
