@@ -59,6 +59,7 @@ def _frame(raw: bytes, t: P1Telegram) -> dict[str, Any]:
             "kind": d.kind,
             "equipment_id": d.equipment_id,
             "valve": d.valve,
+            "breaker": d.breaker,
             **({"value": d.reading.value, "unit": d.reading.unit, "ts": _iso(d.reading.ts)} if d.reading else {}),
         }
         for d in t.mbus

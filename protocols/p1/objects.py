@@ -87,6 +87,7 @@ _MAIN: dict[str, tuple[Kind, str]] = {
     "99.97.0": (Kind.POWER_FAILURES, "power_failure_log"),
     "96.13.0": (Kind.TEXT, "message"),
     "96.13.1": (Kind.TEXT, "message_code"),
+    **{f"96.13.{n}": (Kind.TEXT, f"message_{n}") for n in range(2, 6)},  # Luxembourg (Smarty) messages 2..5
     "1.4.0": (_R, "demand_average"),
     "1.6.0": (Kind.MAX_DEMAND, "demand_max_month"),
     "98.1.0": (Kind.DEMAND_HISTORY, "demand_max_history"),
@@ -94,6 +95,8 @@ _MAIN: dict[str, tuple[Kind, str]] = {
     "2.7.0": (_R, "power_export"),
     "3.7.0": (_R, "reactive_power_import"),
     "4.7.0": (_R, "reactive_power_export"),
+    "9.7.0": (_R, "apparent_power_import"),
+    "10.7.0": (_R, "apparent_power_export"),
     "13.7.0": (_R, "power_factor"),
     "14.7.0": (_R, "frequency"),
     "15.8.0": (_R, "energy_combined"),
@@ -124,6 +127,7 @@ _MBUS: dict[str, tuple[Kind, str]] = {
     "24.2.3": (Kind.MBUS_READING, "reading_uncorrected"),  # e-MUCS gas: not temperature corrected
     "24.3.0": (Kind.OLD_GAS, "reading"),
     "24.4.0": (_S, "valve"),
+    "96.3.10": (_S, "breaker"),
 }
 # EN 13757-3 table 6 device types as P1 telegrams write them (decimal)
 DEVICE_TYPES: dict[int, str] = {2: "electricity", 3: "gas", 4: "heat", 6: "warm_water", 7: "water", 21: "hot_water"}
@@ -145,6 +149,8 @@ def classify(obis: str) -> tuple[Kind, str]:
     a, b = int(m[1]), int(m[2])
     if a == 0 and 1 <= b <= 4:
         return _MBUS.get(m[3], (Kind.OTHER, ""))
+    if (a, b, m[3]) == (1, 1, "31.4.0"):  # Luxembourg (Smarty): the current transformer ratio
+        return Kind.SETTING, "ct_ratio"
     if b == 0 or (a, b) == (1, 3):
         return _MAIN.get(m[3], (Kind.OTHER, ""))
     return Kind.OTHER, ""

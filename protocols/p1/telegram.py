@@ -61,13 +61,15 @@ class P1Reading:
 
 @dataclass(frozen=True, slots=True)
 class MbusDevice:
-    """An M-Bus channel (1..4): device type (EN 13757-3), its kind, equipment id, valve, last value, capture time."""
+    """An M-Bus channel (1..4): device type (EN 13757-3), its kind, equipment id, valve or breaker position, and its
+    last value with its capture time."""
 
     channel: int
     device_type: int | None = None
     kind: str = ""
     equipment_id: str | None = None
     valve: str | None = None
+    breaker: str | None = None
     reading: P1Reading | None = None
 
 
@@ -153,7 +155,7 @@ class _Reader:
         elif kind in (Kind.STATE, Kind.VERSION, Kind.SETTING, Kind.IDENTIFIER, Kind.DEVICE_TYPE):
             self.states[item.obis] = first
             if _channel(item.obis):
-                self._mbus_field(item.obis, kind, first)
+                self._mbus_field(item.obis, kind, name, first)
         elif kind is Kind.TEXT:
             self.texts[item.obis] = hex_text(first)
         elif kind is Kind.POWER_FAILURES:
@@ -198,15 +200,17 @@ class _Reader:
                 found = P1Reading(obis, raw[0], raw[1], ts)
             self.mbus[channel] = dataclasses.replace(dev, reading=found)
 
-    def _mbus_field(self, obis: str, kind: Kind, value: str) -> None:
+    def _mbus_field(self, obis: str, kind: Kind, name: str, value: str) -> None:
         channel = _channel(obis)
         dev = self.mbus.get(channel, MbusDevice(channel))
         if kind is Kind.DEVICE_TYPE and value.isdigit():
             dev = dataclasses.replace(dev, device_type=int(value), kind=DEVICE_TYPES.get(int(value), "other"))
         elif kind is Kind.IDENTIFIER:
             dev = dataclasses.replace(dev, equipment_id=hex_text(value) or None)
-        elif kind is Kind.STATE:
+        elif name == "valve":
             dev = dataclasses.replace(dev, valve=value)
+        elif name == "breaker":
+            dev = dataclasses.replace(dev, breaker=value)
         self.mbus[channel] = dev
 
     def add_totals(self, ts: int) -> None:
