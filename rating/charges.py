@@ -3,9 +3,12 @@ fixed, minimum and tax lines computed from them.
 
 The hot path is numpy over the (meters x intervals) matrix ``x`` (Wh per interval, the period's columns ``cols`` of
 the time axis): one ``add.reduceat`` over runs of equal TOU period for energy, and per demand charge one
-``maximum.reduceat`` (plus one ``add.reduceat`` when its demand interval is 30 or 60 minutes). Tiers use the run
-sums only: the energy of a tier inside a run telescopes to ``f(C_end) - f(C_start)`` of the cumulative energy C, so
-chronological allocation costs no extra pass.
+``maximum.reduceat`` (plus one ``add.reduceat`` when its demand interval is 30 or 60 minutes). Tiers
+(rating.tiers) use the run sums only.
+
+Ratchets: billed kW = max(peak, the highest of the earlier monthly peaks of the look-back window, each times the
+percent of its calendar month). When a bill period is a part of a period split at a tariff change
+(rating.tariff_change), a demand charge is prorated: amount = kW x rate x part days / active days of the period.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy.typing as npt
 from rating.compile import CompiledDemand, CompiledTariff
 from rating.lines import LineSpec, LineTable
 from rating.money import IntArray, mul_round, round_half_even_div
+from rating.tiers import group_sum, tier_energy
 from rating.time_axis import TimeAxis
 
 __all__ = ["demand_lines", "demand_peaks", "energy_lines", "export_lines", "fixed_minimum_tax_lines"]
@@ -32,45 +36,15 @@ def _runs(idx: npt.NDArray[Any]) -> tuple[I64, npt.NDArray[Any]]:
     return starts, idx[starts]
 
 
-def _group_sum(run_values: F64, run_period: npt.NDArray[Any], n_periods: int) -> F64:
-    onehot = np.zeros((len(run_period), n_periods))
-    onehot[np.arange(len(run_period)), run_period] = 1.0
-    return np.asarray(run_values @ onehot)
-
-
-def _tier_energy(run_sum: F64, limits: F64, tariff: CompiledTariff, energy_p: F64, run_p: npt.NDArray[Any]) -> F64:
-    """[M, P, K] energy of each TOU period in each block; ``limits`` [M, K-1] per meter."""
-    m, n_p = energy_p.shape
-    k = tariff.n_tiers
-    if k == 1:
-        return energy_p[:, :, None]
-    lo = np.concatenate([np.zeros((m, 1)), limits], axis=1)
-    hi = np.concatenate([limits, np.full((m, 1), np.inf)], axis=1)
-    out = np.empty((m, n_p, k))
-    if tariff.allocation == "pro_rata":
-        total = energy_p.sum(axis=1)
-        share = np.divide(energy_p, total[:, None], out=np.zeros_like(energy_p), where=total[:, None] > 0)
-        for j in range(k):
-            out[:, :, j] = share * (np.clip(total, lo[:, j], hi[:, j]) - lo[:, j])[:, None]
-    else:  # chronological: tier energy within a run = f(C_end) - f(C_start), f = clip to the block
-        cum = np.cumsum(run_sum, axis=1)
-        prev = np.concatenate([np.zeros((m, 1)), cum[:, :-1]], axis=1)
-        for j in range(k):
-            part = np.clip(cum, lo[:, j : j + 1], hi[:, j : j + 1]) - np.clip(prev, lo[:, j : j + 1], hi[:, j : j + 1])
-            out[:, :, j] = _group_sum(part, run_p, n_p)
-    return out
-
-
 def energy_lines(
     lines: LineTable, det: dict[str, I64], t: CompiledTariff, axis: TimeAxis, cols: slice, x: F64, days: I64, pdays: int
 ) -> None:
     period = t.schedule[axis.day_type[cols], axis.month[cols], axis.hour[cols]]
     starts, run_p = _runs(period)
     run_sum = np.add.reduceat(x, starts, axis=1)
-    energy_p = _group_sum(run_sum, run_p.astype(np.int64), len(t.periods))
+    energy_p = group_sum(run_sum, run_p.astype(np.int64), len(t.periods))
     factor = days / pdays if t.tier_basis == "month" else days.astype(np.float64)
-    limits = t.tier_limits_wh[None, :] * factor[:, None]
-    tiers = _tier_energy(run_sum, limits, t, energy_p, run_p.astype(np.int64))
+    tiers = tier_energy(t, run_sum, run_p.astype(np.int64), energy_p, factor)
     qty = np.rint(tiers).astype(np.int64)  # Wh = thousandths of a kWh, half to even
     det["import_kwh"] = np.rint(energy_p.sum(axis=1)).astype(np.int64)
     multi = t.n_tiers > 1
@@ -87,7 +61,7 @@ def energy_lines(
 def export_lines(lines: LineTable, det: dict[str, I64], t: CompiledTariff, axis: TimeAxis, cols: slice, x: F64) -> None:
     period = t.schedule[axis.day_type[cols], axis.month[cols], axis.hour[cols]]
     starts, run_p = _runs(period)
-    per = _group_sum(np.add.reduceat(x, starts, axis=1), run_p.astype(np.int64), len(t.periods))
+    per = group_sum(np.add.reduceat(x, starts, axis=1), run_p.astype(np.int64), len(t.periods))
     qty = np.rint(per).astype(np.int64)
     det["export_kwh"] = np.rint(per.sum(axis=1)).astype(np.int64)
     for p, name in enumerate(t.periods):
@@ -99,8 +73,8 @@ def export_lines(lines: LineTable, det: dict[str, I64], t: CompiledTariff, axis:
         lines.per_unit(spec, qty[:, p], int(t.export_rates[p]), sign=-1)
 
 
-def demand_peaks(x: F64, axis: TimeAxis, cols: slice, d: CompiledDemand) -> F64:
-    """[M, P] highest block-average demand (W) of each demand period of ``d``."""
+def demand_peaks(x: F64, axis: TimeAxis, cols: slice, d: CompiledDemand) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """([M, P] highest block-average demand (W) of each demand period of ``d``, [P] periods with blocks)."""
     m = x.shape[0]
     local = axis.local_start_s[cols]
     if d.interval_s == axis.step_s:
@@ -120,26 +94,52 @@ def demand_peaks(x: F64, axis: TimeAxis, cols: slice, d: CompiledDemand) -> F64:
         np.maximum.reduceat(blocks, starts, axis=1) * (3600.0 / d.interval_s) if blocks.shape[1] else np.zeros((m, 0))
     )
     out = np.zeros((m, len(d.periods)))
+    present = np.zeros(len(d.periods), dtype=bool)
     for p in range(len(d.periods)):
         sel = run_p == p
         if sel.any():
             out[:, p] = run_max[:, sel].max(axis=1)
-    return out
+            present[p] = True
+    return out, present
 
 
-def demand_lines(lines: LineTable, det: dict[str, I64], peaks: F64, d: CompiledDemand, prior: F64 | None) -> None:
-    peak_w = np.rint(peaks).astype(np.int64)
+def _ratchet_w(d: CompiledDemand, prior: F64, first_month: int) -> I64:
+    """[M] ratchet floor (W) from earlier monthly peaks ``prior`` (M, N), most recent (the month before) last."""
+    assert d.ratchet_by_month is not None
+    recent = prior[:, -d.ratchet_months :]
+    months = (first_month - recent.shape[1] + np.arange(recent.shape[1])) % 12  # calendar month of each column
+    pct = [float(d.ratchet_by_month[k]) for k in months]
+    uniform = len(set(pct)) == 1
+    weighted = recent if uniform else recent * (np.array(pct) / 100.0)[None, :]
+    with np.errstate(all="ignore"):
+        floor_w = np.where(np.isnan(weighted).all(axis=1), 0.0, np.nanmax(np.nan_to_num(weighted, nan=-1.0), axis=1))
+    return np.rint(floor_w * pct[0] / 100.0 if uniform else floor_w).astype(np.int64)
+
+
+def demand_lines(
+    lines: LineTable,
+    det: dict[str, I64],
+    peaks: tuple[F64, npt.NDArray[np.bool_]],
+    d: CompiledDemand,
+    prior: F64 | None,
+    *,
+    first_month: int = 0,
+    share: tuple[I64, I64] | None = None,
+) -> None:
+    """Demand lines of ``d`` from its peaks; ``first_month`` (0-11) is the bill period's first month, ``share``
+    (part days, active days) [M] prorates the amounts of a part of a split period."""
+    peak_w, present = np.rint(peaks[0]).astype(np.int64), peaks[1]
     billed = peak_w.copy()
-    if d.ratchet_pct is not None and prior is not None and prior.size:
-        recent = prior[:, -d.ratchet_months :]
-        with np.errstate(all="ignore"):
-            floor_w = np.where(np.isnan(recent).all(axis=1), 0.0, np.nanmax(np.nan_to_num(recent, nan=-1.0), axis=1))
-        ratchet = np.rint(floor_w * float(d.ratchet_pct) / 100.0).astype(np.int64)
-        billed[:, 0] = np.maximum(billed[:, 0], ratchet)
+    if d.ratchet_by_month is not None and prior is not None and prior.size:
+        ratchet = _ratchet_w(d, prior, first_month)
+        for p in [0] if d.monthly_peak else np.flatnonzero(present):
+            billed[:, p] = np.maximum(billed[:, p], ratchet)
+    if d.ratchet_by_month is not None and not d.monthly_peak:
+        det[f"peak_kw.{d.code}.all"] = peak_w.max(axis=1) if peak_w.shape[1] else np.zeros(len(peak_w), np.int64)
     limits = np.r_[0.0, d.limits_w, np.inf]
     for p, name in enumerate(d.periods):
         det[f"peak_kw.{d.code}.{name}"] = peak_w[:, p]
-        if d.ratchet_pct is not None:
+        if d.ratchet_by_month is not None:
             det[f"billed_kw.{d.code}.{name}"] = billed[:, p]
         if not d.charged[p]:
             continue
@@ -149,7 +149,7 @@ def demand_lines(lines: LineTable, det: dict[str, I64], peaks: F64, d: CompiledD
             tier = f" tier {j + 1}" if len(limits) > 2 else ""
             spec = LineSpec(f"{d.code}.{name}" + (f".t{j + 1}" if len(limits) > 2 else ""),
                             f"{d.description} ({name}{tier})", "demand", "kW", d.rate_text[p][j], "per kW")  # fmt: skip
-            lines.per_unit(spec, qty, int(d.rates[p, j]))
+            lines.per_unit(spec, qty, int(d.rates[p, j]), share=share)
 
 
 def fixed_minimum_tax_lines(lines: LineTable, t: CompiledTariff, days: I64, pdays: int) -> None:

@@ -49,6 +49,8 @@ class CompiledDemand:
     months: npt.NDArray[np.bool_]  # [12]: months the charge applies in
     ratchet_pct: Decimal | None
     ratchet_months: int
+    ratchet_by_month: tuple[Decimal, ...] | None = None  # [12] percent by calendar month of the earlier peak
+    monthly_peak: bool = True  # tou unset: one period "all" (else a schedule by month, or TOU periods)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,7 @@ class CompiledTariff:
     rate_scale: int
     periods: tuple[str, ...]
     schedule: I8  # [day type (weekday, weekend, holiday), month 0-11, hour 0-23] -> period index
-    tier_limits_wh: F64  # ascending upper bounds of the blocks, Wh (per month or per day)
+    tier_limits_wh: F64  # ascending upper bounds of the blocks, Wh (per month or per day); period 0's if they differ
     tier_basis: str
     allocation: str
     energy_rates: I64  # [period, tier], scaled
@@ -94,11 +96,12 @@ class CompiledTariff:
     export_mode: str
     export_rates: I64  # [period], scaled, credited per exported kWh
     export_rate_text: tuple[Decimal, ...]
+    period_tier_limits_wh: F64  # [period, tier - 1] bounds of each TOU period (inf past a period's own tiers)
 
     @property
     def n_tiers(self) -> int:
-        """Number of energy blocks (1 without tiers)."""
-        return len(self.tier_limits_wh) + 1
+        """Number of energy blocks (1 without tiers; the most any TOU period has)."""
+        return int(self.period_tier_limits_wh.shape[1]) + 1
 
     def holiday_days(self, years: Iterable[int]) -> I64:
         """Holiday day numbers (days since 1970-01-01) for ``years``."""
@@ -129,7 +132,7 @@ def _rate_table(
     text: list[tuple[Decimal, ...]] = []
     for i, period in enumerate(periods):
         row = rates.get(period, [Decimal(0)])
-        row = row * n_tiers if len(row) == 1 else row
+        row = row + [row[-1]] * (n_tiers - len(row))  # one rate for all blocks, or fewer blocks than the most
         table[i] = [scaled_int(r, scale) for r in row]
         text.append(tuple(row))
     return table, tuple(text), np.array([p in rates for p in periods], dtype=bool)
@@ -147,10 +150,27 @@ def _demand(spec: TariffSpec, d: DemandSpec, energy: tuple[tuple[str, ...], I8],
     rates, text, charged = _rate_table(d.rates, periods, len(limits) + 1, scale, f"demand {d.code}")
     months = np.zeros(12, dtype=bool)
     months[[m - 1 for m in (d.months or range(1, 13))]] = True
+    by_month = (
+        tuple(d.ratchet_pct_by_month) if d.ratchet_pct_by_month is not None
+        else (d.ratchet_pct,) * 12 if d.ratchet_pct is not None else None
+    )  # fmt: skip
     return CompiledDemand(
         d.code, d.description, periods, sched, limits, rates, text, charged, d.interval_min * 60, months,
-        d.ratchet_pct, d.ratchet_months,
+        d.ratchet_pct, d.ratchet_months, by_month, d.tou is None,
     )  # fmt: skip
+
+
+def _energy_limits(spec: TariffSpec, periods: tuple[str, ...]) -> tuple[F64, F64]:
+    """(shared bounds, [period, tier - 1] bounds) in Wh; a period with fewer blocks is padded with inf."""
+    unknown = set(spec.energy.tier_limits_kwh_by_period) - set(periods)
+    if unknown:
+        raise RatingError(f"energy.tier_limits_kwh_by_period: unknown periods {sorted(unknown)}")
+    rows = [[float(x) * 1000.0 for x in spec.energy.limits_of(p)] for p in periods]
+    width = max((len(r) for r in rows), default=0)
+    table = np.full((len(periods), width), np.inf)
+    for i, r in enumerate(rows):
+        table[i, : len(r)] = r
+    return np.array(rows[0] if rows else [], dtype=np.float64), table
 
 
 def compile_tariff(spec: TariffSpec) -> CompiledTariff:
@@ -162,8 +182,8 @@ def compile_tariff(spec: TariffSpec) -> CompiledTariff:
     if scale > 12:
         raise RatingError(f"tariff {spec.id}: a rate has more than 12 decimal places")
     periods, sched = tou_schedule(spec.tou, spec.seasons)
-    limits = np.array([float(x) * 1000.0 for x in spec.energy.tier_limits_kwh], dtype=np.float64)
-    rates, rate_text, _ = _rate_table(spec.energy.rates, periods, len(limits) + 1, scale, "energy")
+    limits, period_limits = _energy_limits(spec, periods)
+    rates, rate_text, _ = _rate_table(spec.energy.rates, periods, period_limits.shape[1] + 1, scale, "energy")
     missing = [p for p in periods if p not in spec.energy.rates]
     if missing:
         raise RatingError(f"tariff {spec.id}: no energy rate for TOU period(s) {missing}")
@@ -197,5 +217,5 @@ def compile_tariff(spec: TariffSpec) -> CompiledTariff:
     export_rates = np.array([scaled_int(r, scale) for r in ex_text], dtype=np.int64)
     return CompiledTariff(
         spec, minor, scale, periods, sched, limits, spec.energy.tier_basis, spec.energy.allocation, rates, rate_text,
-        demand, fixed, minimum, tuple(taxes), ex.mode, export_rates, ex_text,
+        demand, fixed, minimum, tuple(taxes), ex.mode, export_rates, ex_text, period_limits,
     )  # fmt: skip

@@ -29,7 +29,7 @@ from rating.local_time import local_midnight_ts
 from rating.money import IntArray
 from rating.time_axis import TimeAxis, build_axis
 
-__all__ = ["RatedBlock", "rate_block"]
+__all__ = ["RatedBlock", "rate_block", "rate_part"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -55,17 +55,22 @@ class RatedBlock:
     amount_minor: IntArray  # [M, L] int64 (object of Python ints if int64 could overflow)
     total_minor: IntArray  # [M]
     determinants: dict[str, I64] = field(default_factory=dict)  # name -> [M], thousandths (kWh, kW) or counts
+    part_start: date | None = None  # a part of a period split at a tariff change (rate_part); None = whole period
+    part_end: date | None = None  # exclusive
 
 
 def _bounds(
-    tariff: CompiledTariff, axis: TimeAxis, start: date, end: date
+    tariff: CompiledTariff, axis: TimeAxis, start: date, end: date, part: tuple[date, date]
 ) -> tuple[slice, datetime, datetime, ZoneInfo]:
     zone = ZoneInfo(axis.tz)
     if end <= start:
         raise RatingError(f"empty bill period {start}..{end}")
-    if not tariff.spec.covers(start, end):
+    if not start <= part[0] < part[1] <= end:
+        raise RatingError(f"part {part[0]}..{part[1]} is not a non-empty part of the period {start}..{end}")
+    if not tariff.spec.covers(*part):
+        what = "the whole period" if part == (start, end) else "the part"
         raise RatingError(
-            f"tariff {tariff.spec.id} v{tariff.spec.version} is not effective for the whole period {start}..{end}"
+            f"tariff {tariff.spec.id} v{tariff.spec.version} is not effective for {what} {part[0]}..{part[1]}"
         )
     s_ts, e_ts = local_midnight_ts(start, zone), local_midnight_ts(end, zone)
     lo, hi = np.searchsorted(axis.ts, [s_ts, e_ts], side="right")
@@ -102,19 +107,53 @@ def rate_block(
     ``prior_peak_w``: per ratcheted demand code, (M, N) monthly peaks of the previous months in W (NaN unknown,
     most recent last). ``axis``: reuse :func:`build_axis` output across blocks with the same ``ts`` and ``tz``.
     """
+    return rate_part(
+        tariff, ts, import_wh, export_wh, tz=tz, period_start=period_start, period_end=period_end,
+        active_from=active_from, active_to=active_to, prior_peak_w=prior_peak_w, nan=nan, axis=axis,
+    )  # fmt: skip
+
+
+def rate_part(
+    tariff: CompiledTariff,
+    ts: npt.ArrayLike,
+    import_wh: npt.ArrayLike,
+    export_wh: npt.ArrayLike | None = None,
+    *,
+    tz: str,
+    period_start: date,
+    period_end: date,
+    part_start: date | None = None,
+    part_end: date | None = None,
+    active_from: npt.ArrayLike | None = None,
+    active_to: npt.ArrayLike | None = None,
+    prior_peak_w: Mapping[str, npt.ArrayLike] | None = None,
+    nan: Literal["reject", "zero"] = "reject",
+    axis: TimeAxis | None = None,
+) -> RatedBlock:
+    """:func:`rate_block` for the part [part_start, part_end) of the bill period in which ``tariff`` is in effect.
+
+    The part is rated as the meters' active days within it: its own intervals, tier bounds, fixed and minimum
+    charges prorated by its days / period days, and demand charges on the part's own peak prorated by its days /
+    the meter's active days in the period (so the parts of a split period add up to one monthly demand charge).
+    Without a part (or with the whole period) it is exactly :func:`rate_block`.
+    """
     axis = axis if axis is not None else build_axis(tariff, ts, tz)
     if axis.tz != tz:
         raise RatingError(f"time axis is for {axis.tz}, not {tz}")
-    cols, start_utc, end_utc, _ = _bounds(tariff, axis, period_start, period_end)
+    part = (part_start or period_start, part_end or period_end)
+    cols, start_utc, end_utc, _ = _bounds(tariff, axis, period_start, period_end, part)
     imp = np.asarray(import_wh, dtype=np.float64)
     if imp.ndim != 2 or imp.shape[1] != len(axis.ts):
         raise RatingError(f"import_wh must be (meters, {len(axis.ts)}), got {imp.shape}")
     m = imp.shape[0]
     day = axis.day[cols]
     d0, d1 = (period_start - _EPOCH).days, (period_end - _EPOCH).days
-    a0 = np.maximum(_days(active_from, m, d0), d0)
-    a1 = np.minimum(_days(active_to, m, d1), d1)
+    p0, p1 = (part[0] - _EPOCH).days, (part[1] - _EPOCH).days
+    t0 = np.maximum(_days(active_from, m, d0), d0)
+    t1 = np.minimum(_days(active_to, m, d1), d1)
+    a0, a1 = np.maximum(t0, p0), np.minimum(t1, p1)
     days = np.maximum(a1 - a0, 0)
+    share = None if part == (period_start, period_end) else (days, np.maximum(t1 - t0, 0))
     partial = bool(np.any(days != d1 - d0))
     mask = (day[None, :] >= a0[:, None]) & (day[None, :] < a1[:, None]) if partial else None
     x, missing = _prepare(imp[:, cols], mask, "import_wh", nan)
@@ -123,7 +162,8 @@ def rate_block(
     energy_lines(lines, det, tariff, axis, cols, x, days, d1 - d0)
     for d in tariff.demand:
         prior = None if prior_peak_w is None or d.code not in prior_peak_w else np.asarray(prior_peak_w[d.code], float)
-        demand_lines(lines, det, demand_peaks(x, axis, cols, d), d, prior)
+        peaks = demand_peaks(x, axis, cols, d)
+        demand_lines(lines, det, peaks, d, prior, first_month=period_start.month - 1, share=share)
     if export_wh is not None:
         ex = np.asarray(export_wh, dtype=np.float64)
         if ex.shape != imp.shape:
@@ -135,7 +175,8 @@ def rate_block(
     qty = lines.quantities(m)
     return RatedBlock(
         tariff, period_start, period_end, start_utc, end_utc, d1 - d0, tz, a0, np.maximum(a1, a0), days,
-        tuple(lines.specs), qty, amounts, total, det,
+        tuple(lines.specs), qty, amounts, total, det, None if share is None else part[0],
+        None if share is None else part[1],
     )  # fmt: skip
 
 

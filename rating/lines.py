@@ -47,11 +47,19 @@ class LineTable:
         self.qty.append(np.asarray(qty_milli, dtype=np.int64))
         self.amt.append(amount)
 
-    def per_unit(self, spec: LineSpec, qty_milli: I64, rate_scaled: int, sign: int = 1) -> None:
-        """Append a line priced per unit at the scaled rate ``rate_scaled`` (``sign`` -1 for a credit)."""
+    def per_unit(
+        self, spec: LineSpec, qty_milli: I64, rate_scaled: int, sign: int = 1, share: tuple[I64, I64] | None = None
+    ) -> None:
+        """Append a line priced per unit at the scaled rate ``rate_scaled`` (``sign`` -1 for a credit); ``share``
+        (numerator, denominator) [M] prorates the amount: rate x quantity x num / den, still rounded once."""
         # qty in 1e-3 units x rate in 1e-scale -> 1e-(3+scale); one rounding to the minor unit
         den = 10 ** (3 + self.t.rate_scale - self.t.minor_units)
-        self.add(spec, qty_milli, sign * mul_round(qty_milli, rate_scaled, den))
+        if share is None:
+            self.add(spec, qty_milli, sign * mul_round(qty_milli, rate_scaled, den))
+            return
+        num, whole = share
+        scaled = np.asarray(qty_milli, dtype=np.int64) * np.asarray(num, dtype=np.int64)
+        self.add(spec, qty_milli, sign * mul_round(scaled, rate_scaled, den * np.maximum(whole, 1)))
 
     def total(self, categories: frozenset[str]) -> IntArray:
         """[M] sum of the lines whose category or code is in ``categories``."""

@@ -62,6 +62,7 @@ def round_half_even_div(num: IntArray, den: int | IntArray) -> IntArray:
     """
     num = np.asarray(num)
     if num.dtype == object:
+        den = den if isinstance(den, int) else np.asarray(den).astype(object)  # exact Python ints throughout
         q, r = num // den, num % den
     else:
         q, r = np.divmod(num, den)
@@ -72,7 +73,7 @@ def round_half_even_div(num: IntArray, den: int | IntArray) -> IntArray:
     return np.asarray(q + up.astype(q.dtype))
 
 
-def mul_round(qty: IntArray, rate: int | IntArray, den: int) -> IntArray:
+def mul_round(qty: IntArray, rate: int | IntArray, den: int | IntArray) -> IntArray:
     """``round_half_even(qty * rate / den)``, switching to Python ints when the int64 product could overflow."""
     qty = np.asarray(qty)
     rate_arr = np.asarray(rate)

@@ -19,12 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from amiflow.errors import RatingError
-from rating.bill import bill_json
-from rating.compile import compile_tariff
-from rating.engine import rate_block
 from rating.local_time import local_midnight_ts
-from rating.tariff import TariffSpec, select_version
-from rating.time_axis import build_axis
+from rating.tariff import TariffSpec
+from rating.tariff_change import rate_parts, split_bill_json, tariff_parts
 
 __all__ = ["Usage", "rate_usage", "read_usage_csv", "whole_months"]
 
@@ -124,7 +121,8 @@ def whole_months(usage: Usage, zone: ZoneInfo) -> list[date]:
 def rate_usage(
     versions: Sequence[TariffSpec], usage: Usage, tz: str, months: Sequence[date], *, meter: str = "usage"
 ) -> list[dict[str, Any]]:
-    """Bills (CONTRACT.md JSON) of one meter's usage for each whole local month starting at ``months``."""
+    """Bills (CONTRACT.md JSON) of one meter's usage for each whole local month starting at ``months``; a month in
+    which the tariff version changes is split at the change (rating.tariff_change)."""
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -141,12 +139,10 @@ def rate_usage(
         if missing.size:
             first = datetime.fromtimestamp(int(missing[0]), ZoneInfo("UTC")).isoformat().replace("+00:00", "Z")
             raise RatingError(f"usage misses {missing.size} interval(s) in {start:%Y-%m}, first ending {first}")
-        tariff = compile_tariff(select_version(versions, start, end))
         ts = usage.ts[sel]
-        axis = build_axis(tariff, ts, tz)
-        block = rate_block(
-            tariff, ts, usage.import_wh[sel][None, :], usage.export_wh[sel][None, :],
-            tz=tz, period_start=start, period_end=end, axis=axis,
+        blocks = rate_parts(
+            tariff_parts(versions, start, end), ts, usage.import_wh[sel][None, :], usage.export_wh[sel][None, :],
+            tz=tz, period_start=start, period_end=end,
         )  # fmt: skip
-        bills.append(bill_json(block, 0, meter=meter))
+        bills.append(split_bill_json(blocks, 0, meter=meter))
     return bills

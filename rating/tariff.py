@@ -108,6 +108,9 @@ class EnergySpec(_Model):
 
     rates: dict[str, list[Decimal]]
     tier_limits_kwh: list[Decimal] = Field(default_factory=list, description="ascending upper bounds of the blocks")
+    tier_limits_kwh_by_period: dict[str, list[Decimal]] = Field(
+        default_factory=dict, description="bounds of the named TOU periods (URDB form); others use tier_limits_kwh"
+    )
     tier_basis: Literal["month", "day"] = "month"
     allocation: Literal["pro_rata", "chronological"] = "pro_rata"
 
@@ -116,14 +119,21 @@ class EnergySpec(_Model):
     def _listify(cls, v: Any) -> Any:
         return {k: (r if isinstance(r, list) else [r]) for k, r in v.items()} if isinstance(v, dict) else v
 
+    def limits_of(self, period: str) -> list[Decimal]:
+        """The block bounds (kWh) of one TOU period."""
+        return self.tier_limits_kwh_by_period.get(period, self.tier_limits_kwh)
+
     @model_validator(mode="after")
     def _tiers(self) -> EnergySpec:
-        limits = self.tier_limits_kwh
-        if any(b <= a for a, b in itertools.pairwise(limits)) or any(x <= 0 for x in limits):
-            raise ValueError("energy.tier_limits_kwh must be positive and ascending")
+        for where, limits in [("", self.tier_limits_kwh)] + [
+            (f"_by_period.{p}", b) for p, b in self.tier_limits_kwh_by_period.items()
+        ]:
+            if any(b <= a for a, b in itertools.pairwise(limits)) or any(x <= 0 for x in limits):
+                raise ValueError(f"energy.tier_limits_kwh{where} must be positive and ascending")
         for period, rates in self.rates.items():
-            if len(rates) not in (1, len(limits) + 1):
-                raise ValueError(f"energy.rates.{period}: give 1 rate or {len(limits) + 1} (one per tier)")
+            n = len(self.limits_of(period)) + 1
+            if len(rates) not in (1, n):
+                raise ValueError(f"energy.rates.{period}: give 1 rate or {n} (one per tier)")
         return self
 
 
@@ -132,7 +142,10 @@ class DemandSpec(_Model):
 
     ``tou`` None = one period ``all`` (the monthly peak); ``"energy"`` = the energy TOU periods; or its own schedule.
     ``months`` limits the charge to intervals in those months. A ratchet bills at least ``ratchet_pct`` % of the
-    highest peak of the previous ``ratchet_months`` months (monthly peaks only).
+    highest peak of the previous ``ratchet_months`` months; ``ratchet_pct_by_month`` (12 values, URDB
+    ``demandratchetpercentage`` / ``lookbackMonths``) gives the percent by the calendar month of each earlier peak
+    (0 = that month's peak does not count). Ratchets need a monthly peak: ``tou`` unset, or a schedule that depends
+    on the month only (URDB flat demand with month-dependent rates).
     """
 
     code: str = "demand"
@@ -142,21 +155,41 @@ class DemandSpec(_Model):
     tou: TouSpec | Literal["energy"] | None = None
     interval_min: Literal[15, 30, 60] = 15
     months: list[int] | None = None
-    ratchet_pct: Decimal | None = None
+    ratchet_pct: Decimal | None = Field(None, ge=0, le=100)
+    ratchet_pct_by_month: list[Decimal] | None = Field(None, min_length=12, max_length=12)
     ratchet_months: int = Field(11, ge=1, le=36)
 
     _listify = field_validator("rates", mode="before")(EnergySpec._listify.__func__)  # type: ignore[attr-defined]
 
+    @property
+    def ratcheted(self) -> bool:
+        """True when the charge has a ratchet (one percent or one per month)."""
+        return self.ratchet_pct is not None or self.ratchet_pct_by_month is not None
+
     @model_validator(mode="after")
     def _check(self) -> DemandSpec:
-        if self.ratchet_pct is not None and self.tou is not None:
-            raise ValueError(f"demand {self.code}: a ratchet applies to a monthly peak (tou unset) only")
+        if self.ratchet_pct is not None and self.ratchet_pct_by_month is not None:
+            raise ValueError(f"demand {self.code}: give ratchet_pct or ratchet_pct_by_month, not both")
+        if any(not 0 <= p <= 100 for p in self.ratchet_pct_by_month or []):
+            raise ValueError(f"demand {self.code}.ratchet_pct_by_month: percents 0..100")
+        if self.ratcheted and self.tou is not None and not _month_only(self.tou):
+            raise ValueError(
+                f"demand {self.code}: a ratchet applies to a monthly peak only (tou unset, or a schedule by month)"
+            )
         for period, rates in self.rates.items():
             if len(rates) not in (1, len(self.tier_limits_kw) + 1):
                 raise ValueError(f"demand {self.code}.rates.{period}: 1 rate or one per tier")
         if self.months is not None and any(not 1 <= m <= 12 for m in self.months):
             raise ValueError(f"demand {self.code}.months: 1..12")
         return self
+
+
+def _month_only(tou: TouSpec | Literal["energy"]) -> bool:
+    """True for matrices whose period depends on the month only (every hour and day type of a month alike)."""
+    if not isinstance(tou, TouSpec) or tou.weekday is None:
+        return False
+    rows = [m for m in (tou.weekday, tou.weekend, tou.holiday) if m is not None]
+    return all(len(set(rows[0][k])) == 1 and all(m[k] == rows[0][k] for m in rows) for k in range(12))
 
 
 class FixedSpec(_Model):
@@ -241,5 +274,5 @@ def select_version(versions: Sequence[TariffSpec], start: date, end: date) -> Ta
     ids = sorted({s.id for s in versions})
     raise RatingError(
         f"no version of tariff {', '.join(ids)} is effective for the whole period {start}..{end} "
-        "(a tariff change inside a bill period must be billed as two periods)"
+        "(rating.tariff_change.tariff_parts splits a period at a change)"
     )

@@ -97,7 +97,7 @@ def test_select_version_by_effective_dates() -> None:
     v2 = tariff_from_data({**BASE, "version": 2, "effective_from": "2024-03-01"})[0]
     assert select_version([v1, v2], date(2024, 2, 1), date(2024, 3, 1)).version == 1
     assert select_version([v1, v2], date(2024, 3, 1), date(2024, 4, 1)).version == 2
-    with pytest.raises(RatingError, match="two periods"):
+    with pytest.raises(RatingError, match="splits a period at a change"):
         select_version([v1, v2], date(2024, 2, 15), date(2024, 3, 15))
     with pytest.raises(RatingError, match="no version"):
         select_version([v1], date(2022, 1, 1), date(2022, 2, 1))
