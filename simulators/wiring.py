@@ -15,6 +15,8 @@ A spec is a comma-separated list of ``kind=value`` items (``""`` or ``none``: a 
 ``ct_ratio=P/S``    the CT ratio the meter holds (DLMS 1-0:0.4.2/0.4.5; maps with ``ct_primary``/``ct_secondary``)
 ``vt_ratio=P/S``    the VT ratio the meter holds (1-0:0.4.3/0.4.6; ``vt_primary``/``vt_secondary``)
 ``relay=open``      the supply relay is open (disconnected) from the start
+``current=A``       every phase shows A amperes whatever the load (an overload, or current leads on the wrong CT)
+``register=down``   the import energy register counts down (DLMS: a meter programmed for the wrong direction)
 ==================  ==============================================================================================
 
 Pure: :func:`phase_supply` turns the load model's power and voltages into what each phase shows.
@@ -44,6 +46,8 @@ class Wiring:
     ct_ratio: tuple[float, float] | None = None
     vt_ratio: tuple[float, float] | None = None
     relay: str = "closed"
+    current: float | None = None
+    register: str = "up"
 
     @property
     def relay_open(self) -> bool:
@@ -78,7 +82,7 @@ def parse_wiring(spec: str | Wiring | None) -> Wiring:
         try:
             if kind == "reversed_ct":
                 values[kind] = int(value)
-            elif kind in ("voltage", "frequency", "pf"):
+            elif kind in ("voltage", "frequency", "pf", "current"):
                 values[kind] = float(value)
             elif kind in ("ct_ratio", "vt_ratio"):
                 values[kind] = _ratio(item, value)
@@ -95,6 +99,8 @@ def parse_wiring(spec: str | Wiring | None) -> Wiring:
         raise ConfigError(f"wiring pf={wiring.pf:g}: between 0 and 1")
     if wiring.relay not in ("closed", "open"):
         raise ConfigError(f"wiring relay={wiring.relay}: closed or open")
+    if wiring.register not in ("up", "down"):
+        raise ConfigError(f"wiring register={wiring.register}: up or down")
     return wiring
 
 
@@ -120,7 +126,10 @@ def phase_supply(power_w: float, volts: list[float], wiring: Wiring) -> PhaseSup
     shown = [wiring.voltage if wiring.voltage is not None else v for v in volts]
     pf = wiring.pf if wiring.pf is not None else DEFAULT_PF
     share = power_w / n
-    amps = tuple(abs(share) / v / (wiring.pf or 1.0) if v else 0.0 for v in shown)
+    amps = tuple(
+        wiring.current if wiring.current is not None else abs(share) / v / (wiring.pf or 1.0) if v else 0.0
+        for v in shown
+    )
     sign = [-1.0 if wiring.reversed_ct == i + 1 else 1.0 for i in range(n)]
     watts = tuple(share * s for s in sign)
     angle = math.degrees(math.acos(pf))
