@@ -8,12 +8,15 @@ Accepted input: one rate item (a JSON object with ``energyratestructure`` ...), 
   the caller adds a holiday calendar (they are billed as the day of week they fall on).
 * ``energyratestructure[period][tier]``: ``rate + adj`` (exact decimals as written in the JSON) $/kWh; ``max`` is the
   tier's upper bound; ``unit`` ``kWh`` = per month, ``kWh daily`` (or ``kWh/day``) = per day (multiplied by the
-  billed days, the baseline-allowance convention). All periods must share the same bounds (URDB tiers count the
-  month's total energy); other tier units (``kWh/kW``) are rejected. ``sell`` becomes an export credit rate.
+  billed days, the baseline-allowance convention). Periods sharing one set of bounds count the month's total energy
+  (URDB, SAM); periods with bounds of their own keep them (rating.tiers); other tier units (``kWh/kW``) are
+  rejected. ``sell`` becomes an export credit rate.
 * ``demandratestructure`` + ``demandweekdayschedule`` / ``demandweekendschedule``: a TOU demand charge
   (``rate + adj`` $/kW, ``max`` kW tier bounds); ``flatdemandstructure`` + ``flatdemandmonths``: a monthly-peak
   demand charge whose rate depends on the month; ``demandwindow`` (minutes; 15/30/60) the demand interval;
-  ``demandratchetpercentage`` (12 values, one constant value supported) with an 11-month look-back.
+  ``demandratchetpercentage`` (12 percents by calendar month of the earlier peak) with an 11-month look-back, or
+  ``lookbackPercent`` with ``lookbackRange`` (months) or ``lookbackMonths`` (12 booleans: the months whose peaks
+  count, 11-month look-back); percents up to 1 are read as fractions. A ratchet needs the flat (monthly) demand.
 * ``fixedchargefirstmeter`` with ``fixedchargeunits`` ``$/month`` or ``$/day``; ``mincharge`` with
   ``minchargeunits`` ``$/month`` or ``$/day``. ``$/year`` is rejected (not a monthly charge).
 * ``usenetmetering`` true = net metering at the import rate.
@@ -60,10 +63,10 @@ def _dec(value: Any, where: str) -> Decimal:
 
 def _tiers(
     structure: list[Any], where: str, units_ok: dict[str, str]
-) -> tuple[dict[str, list[Decimal]], list[Decimal], str, dict[str, Decimal]]:
-    """(rates per period, shared tier bounds, basis, sell rates) of a URDB rate structure."""
+) -> tuple[dict[str, list[Decimal]], dict[str, list[Decimal]], str, dict[str, Decimal]]:
+    """(rates per period, tier bounds per period, basis, sell rates) of a URDB rate structure."""
     rates: dict[str, list[Decimal]] = {}
-    bounds: list[Decimal] | None = None
+    bounds: dict[str, list[Decimal]] = {}
     basis = {"month"}
     sell: dict[str, Decimal] = {}
     for p, tiers in enumerate(structure):
@@ -84,18 +87,12 @@ def _tiers(
                 sell[name] = _dec(tier["sell"], w + ".sell")
         if len(maxes) != len(row) - 1:
             raise RatingError(f"{where}[{p}]: every tier but the last needs a 'max'")
-        if maxes and bounds is not None and bounds and maxes != bounds:
-            raise RatingError(f"{where}: periods have different tier bounds ({bounds} vs {maxes}); not supported")
-        bounds = maxes if maxes else (bounds or [])
+        bounds[name] = maxes
         rates[name] = row
-    if bounds:
-        for name, row in rates.items():
-            if len(row) == 1:
-                rates[name] = row * (len(bounds) + 1)
     basis.discard("month") if len(basis) > 1 else None
     if len(basis) > 1:
         raise RatingError(f"{where}: mixes monthly and daily tier limits")
-    return rates, bounds or [], basis.pop(), sell
+    return rates, bounds, basis.pop(), sell
 
 
 def _matrix(item: dict[str, Any], key: str, n: int) -> list[list[int]]:
@@ -114,6 +111,56 @@ def _per(units: Any, what: str) -> str:
     return table[units]
 
 
+def _shared(bounds: dict[str, list[Decimal]], where: str) -> list[Decimal]:
+    """The bounds all periods share (a period without tiers takes the others'); demand tiers need one set."""
+    found = {tuple(b) for b in bounds.values() if b}
+    if len(found) > 1:
+        raise RatingError(f"{where}: periods have different kW tier bounds {sorted(found)}; not supported")
+    return list(found.pop()) if found else []
+
+
+def _percent(value: Any, where: str) -> Decimal:
+    """A URDB percentage: a fraction (0.8) or a percent (80); values up to 1 are fractions."""
+    pct = _dec(value, where)
+    return pct * 100 if pct <= 1 else pct
+
+
+def _ratchet(item: dict[str, Any]) -> tuple[list[Decimal] | None, int]:
+    """(percent by calendar month of the earlier peak, look-back months) of a URDB item, or (None, 11)."""
+    monthly = [_percent(x or 0, "URDB demandratchetpercentage") for x in item.get("demandratchetpercentage") or []]
+    look = _lookback(item)
+    if monthly and any(monthly) and look[0] is not None:
+        raise RatingError("URDB demandratchetpercentage and lookbackPercent both set: one ratchet only")
+    if monthly and any(monthly):
+        if len(monthly) != 12:
+            raise RatingError("URDB demandratchetpercentage: expected 12 values")
+        return monthly, 11
+    return look
+
+
+def _lookback(item: dict[str, Any]) -> tuple[list[Decimal] | None, int]:
+    raw = _field(item, "lookbackPercent")
+    if not raw:
+        return None, 11
+    pct = _percent(raw, "URDB lookbackPercent")
+    months = _field(item, "lookbackMonths") or []
+    span = int(_field(item, "lookbackRange") or 0)
+    if span and any(months):
+        raise RatingError("URDB lookbackRange and lookbackMonths both set: one look-back only")
+    if any(months):
+        if len(months) != 12:
+            raise RatingError("URDB lookbackMonths: expected 12 booleans")
+        return [pct if m else Decimal(0) for m in months], 11
+    if not 1 <= span <= 36:
+        raise RatingError(f"URDB lookbackRange {span}: expected 1..36 months with lookbackPercent")
+    return [pct] * 12, span
+
+
+def _field(item: dict[str, Any], key: str) -> Any:
+    """URDB's camelCase field, or its lower-case spelling (both occur in exports)."""
+    return item.get(key, item.get(key.lower()))
+
+
 def _demand(item: dict[str, Any]) -> list[DemandSpec]:
     out: list[DemandSpec] = []
     window = int(item.get("demandwindow") or 15)
@@ -121,12 +168,11 @@ def _demand(item: dict[str, Any]) -> list[DemandSpec]:
         raise RatingError(f"URDB demandwindow {window} min: supported 15, 30, 60")
     if item.get("demandunits", "kW") != "kW":
         raise RatingError(f"URDB demandunits {item.get('demandunits')!r}: only kW is supported")
-    ratchet = {Decimal(str(x)) for x in item.get("demandratchetpercentage") or [] if x}
-    if len(ratchet) > 1:
-        raise RatingError("URDB demandratchetpercentage varies by month: not supported")
+    by_month, look = _ratchet(item)
     units = {"kW": "month"}
     if item.get("demandratestructure"):
-        rates, bounds, _, _ = _tiers(item["demandratestructure"], "URDB demandratestructure", units)
+        rates, period_bounds, _, _ = _tiers(item["demandratestructure"], "URDB demandratestructure", units)
+        bounds = _shared(period_bounds, "URDB demandratestructure")
         n = len(rates)
         tou = TouSpec(
             periods=list(rates),
@@ -136,18 +182,21 @@ def _demand(item: dict[str, Any]) -> list[DemandSpec]:
         out.append(DemandSpec(code="demand_tou", description="TOU demand charge", rates=rates, tier_limits_kw=bounds,
                               tou=tou, interval_min=window))  # fmt: skip
     if item.get("flatdemandstructure"):
-        rates, bounds, _, _ = _tiers(item["flatdemandstructure"], "URDB flatdemandstructure", units)
+        rates, period_bounds, _, _ = _tiers(item["flatdemandstructure"], "URDB flatdemandstructure", units)
+        bounds = _shared(period_bounds, "URDB flatdemandstructure")
         months = item.get("flatdemandmonths") or [0] * 12
         if len(months) != 12 or any(not isinstance(v, int) or not 0 <= v < len(rates) for v in months):
             raise RatingError("URDB flatdemandmonths: expected 12 period indices")
         single = len(set(months)) == 1
         flat_tou = None if single else TouSpec(periods=list(rates), weekday=[[v] * 24 for v in months])
         flat_rates = {"all": rates[f"p{months[0]}"]} if single else rates
+        uniform = by_month is not None and len(set(by_month)) == 1
         out.append(DemandSpec(code="demand", description="Demand charge", rates=flat_rates, tier_limits_kw=bounds,
-                              tou=flat_tou, interval_min=window,
-                              ratchet_pct=ratchet.pop() if ratchet and single else None))  # fmt: skip
-        if ratchet:
-            raise RatingError("URDB demand ratchet with month-dependent flat demand rates: not supported")
+                              tou=flat_tou, interval_min=window, ratchet_months=look,
+                              ratchet_pct=by_month[0] if by_month and uniform else None,
+                              ratchet_pct_by_month=by_month if by_month and not uniform else None))  # fmt: skip
+    elif by_month is not None:
+        raise RatingError("URDB demand ratchet without flatdemandstructure: a ratchet needs a monthly peak charge")
     return out
 
 
@@ -158,7 +207,7 @@ def _date(value: Any) -> date | None:
 
 
 # fields that carry a charge amiflow does not model: refused rather than silently dropped (a bill would be wrong)
-_UNSUPPORTED = ("coincidentratestructure", "annualmincharge", "lookbackpercent", "fixedchargeeaaddl")
+_UNSUPPORTED = ("coincidentratestructure", "annualmincharge", "fixedchargeeaaddl")
 
 
 def _item(item: dict[str, Any]) -> TariffSpec:
@@ -170,6 +219,13 @@ def _item(item: dict[str, Any]) -> TariffSpec:
     rates, bounds, basis, sell = _tiers(
         item["energyratestructure"], "URDB energyratestructure", {"kWh": "month", "kWh daily": "day", "kWh/day": "day"}
     )
+    # one set of bounds (periods without tiers take it, as before): tiers count the month's total, as SAM does;
+    # periods with different bounds: each period's own (rating.tiers)
+    distinct = {tuple(b) for b in bounds.values() if b}
+    if len(distinct) <= 1:
+        energy = EnergySpec(rates=rates, tier_limits_kwh=list(distinct.pop()) if distinct else [], tier_basis=basis)
+    else:
+        energy = EnergySpec(rates=rates, tier_limits_kwh_by_period=bounds, tier_basis=basis)
     n = len(rates)
     tou = TouSpec(
         periods=list(rates),
@@ -197,7 +253,7 @@ def _item(item: dict[str, Any]) -> TariffSpec:
         id=label, version=1, name=name, currency="USD", source="urdb",
         source_ref=item.get("uri") or f"https://apps.openei.org/IURDB/rate/view/{label}",
         effective_from=_date(item.get("startdate")) or date(1970, 1, 1), effective_to=_date(item.get("enddate")),
-        tou=tou, energy=EnergySpec(rates=rates, tier_limits_kwh=bounds, tier_basis=basis),
+        tou=tou, energy=energy,
         demand=_demand(item), fixed=fixed, minimum=minimum, export=export,
     )  # fmt: skip
 
