@@ -1,5 +1,6 @@
 """`amiflow commission` against the protocol simulators over TCP and a pty: passes on a healthy meter, and fails with
-a clear reason on each injected fault (issue 4's done-when)."""
+a clear reason on each injected link fault (issue 4's done-when); the installation faults of the sheet's checks are
+in test_commission_sheet_faults.py (issue 18)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from amiflow.uri import parse_meter_uri
 from ingest.commissioning import CommissioningReport, commission
+from simulators.dlms import DlmsSimulator
 from simulators.iec62056_21 import IecSimulator
 from simulators.modbus import ModbusSimulator
 
@@ -69,3 +71,26 @@ def test_iec62056_21_clock_drift_fails_the_clock_check() -> None:
     if clock is None or clock.status == "skip":
         pytest.skip("the IEC simulator's readout carries no clock lines")
     assert clock.status == "fail" and "drift" in clock.detail
+
+
+@pytest.mark.parametrize("listen", ["tcp://127.0.0.1:0", "pty"])
+def test_three_phase_dlms_meter_passes_with_every_phase_judged(listen: str) -> None:
+    report = asyncio.run(_commission(DlmsSimulator(listen, phases=3)))
+    assert report.verdict == "PASS", report.verdict_line()
+    judged = {c.name for c in report.checks if c.status == "pass"}
+    assert judged >= {"voltage", "frequency", "power_factor", "current", "phase_sequence", "direction", "relay"}
+
+
+def test_a_wrong_unit_id_on_an_rtu_line_times_out_with_the_hint() -> None:
+    async def run() -> CommissioningReport:
+        sim = ModbusSimulator("pty", map_name="sdm120", unit=1)
+        await sim.start()
+        try:
+            uri = parse_meter_uri(f"modbus+rtu://{sim.path}?unit=3&map=sdm120")
+            return await commission(uri, meter="HIL1", timeout_s=0.5, pause_s=0.1)
+        finally:
+            await sim.stop()
+
+    report = asyncio.run(run())
+    reason = _failed(report)
+    assert "no answer from unit 3: check the unit id (the meter's address), baud and wiring" in reason, reason
