@@ -200,19 +200,14 @@ class DlmsMeter:
         raise LookupError(key)
 
     def _import_register(self, t: float) -> float:
-        """1-0:1.8.0 as the meter shows it: with ``wiring`` register=down counting down from 2**31 Wh (and 10 Wh a
-        second faster, so that two reads a moment apart show it)."""
+        """1-0:1.8.0 as shown: with ``wiring`` register=down counting down from 2**31 Wh, 10 Wh/s faster."""
         wh = self.register_wh(t)
         return float(2**31) - wh - 10.0 * (t - self.start_ts) if self.wiring.register == "down" else wh
 
     def _ratios(self) -> dict[str, float]:
         """The transformer ratio objects (class 1) the meter holds: only where ``wiring`` sets them."""
-        out: dict[str, float] = {}
-        if self.wiring.ct_ratio is not None:
-            out.update(zip(("1-0:0.4.2", "1-0:0.4.5"), self.wiring.ct_ratio, strict=True))
-        if self.wiring.vt_ratio is not None:
-            out.update(zip(("1-0:0.4.3", "1-0:0.4.6"), self.wiring.vt_ratio, strict=True))
-        return out
+        pairs = ((("1-0:0.4.2", "1-0:0.4.5"), self.wiring.ct_ratio), (("1-0:0.4.3", "1-0:0.4.6"), self.wiring.vt_ratio))
+        return {code: value for codes, ratio in pairs if ratio for code, value in zip(codes, ratio, strict=True)}
 
     def _registers(self) -> dict[str, tuple[Callable[[], Any], ScalerUnit]]:
         now = self.clock()
@@ -245,10 +240,8 @@ class DlmsMeter:
             registers[f"1-0:{pc}.7.0"] = (phase(i, lambda s, k: axdr.DoubleLong(round(max(s.watts[k], 0.0)))), w)
             registers[f"1-0:{xc}.7.0"] = (phase(i, lambda s, k: axdr.DoubleLong(round(max(-s.watts[k], 0.0)))), w)
             registers[f"1-0:{fc}.7.0"] = (phase(i, lambda s, k: axdr.Long(round(s.pf[k] * 1000))), per_mille)
-            registers[f"1-0:81.7.{angle}"] = (
-                phase(i, lambda s, k: axdr.LongUnsigned(round(s.current_angle[k] * 10))),
-                deg,
-            )
+            angle_value = phase(i, lambda s, k: axdr.LongUnsigned(round(s.current_angle[k] * 10)))
+            registers[f"1-0:81.7.{angle}"] = (angle_value, deg)
         if self.phases == 3:  # voltage angles of U(L2), U(L3) against U(L1)
             for i, code in ((1, "1-0:81.7.10"), (2, "1-0:81.7.20")):
                 registers[code] = (phase(i, lambda s, k: axdr.LongUnsigned(round(s.voltage_angle[k] * 10))), deg)

@@ -101,6 +101,9 @@ def test_clock_drift_fails_and_sync_clock_sets_it() -> None:
 
     report = asyncio.run(run())
     assert _check(report, "clock").status == "pass" and "set; now" in _check(report, "clock").detail
+    refused = _commission(DlmsSimulator(TCP, faults="clock_drift=600"), sync_clock=True)
+    clock = _check(refused, "clock")
+    assert clock.status == "fail" and "setting the clock failed" in clock.detail and "denied" in clock.detail, clock
 
 
 def test_a_blank_serial_fails_identify() -> None:
