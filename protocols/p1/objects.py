@@ -221,13 +221,15 @@ def power_failures(values: tuple[str, ...]) -> tuple[list[PowerFailure], str | N
 
 
 def demand_history(values: tuple[str, ...]) -> tuple[list[DemandPeak], str | None]:
-    """The months of ``0-0:98.1.0``, and what was wrong (unreadable months are skipped: meters write
-    ``632525252525W`` for a month without a peak), or None. Other layouts (E.ON Hungary's month-end
-    registers under the same code) are not a history: no months, no complaint."""
+    """The months of ``0-0:98.1.0``, and what was wrong (unreadable months are skipped), or None. A month of 0 kW
+    whose peak time is not a time is a month without a peak (Fluvius meters write ``632525252525W`` for the months
+    before they were installed): skipped without complaint. Other layouts (E.ON Hungary's month-end registers under
+    the same code) are not a history: no months, no complaint either."""
     if not values or not values[0].isdigit():
         return [], None
     count, months = _count(values), values[3:]
     out: list[DemandPeak] = []
+    empty = 0
     for i in range(0, min(len(months), 3 * count) - 2, 3):
         parsed = base_value(months[i + 2])
         try:
@@ -235,7 +237,7 @@ def demand_history(values: tuple[str, ...]) -> tuple[list[DemandPeak], str | Non
                 raise ValueError(months[i + 2])
             out.append(DemandPeak(parse_timestamp(months[i]), parse_timestamp(months[i + 1]), parsed[0]))
         except ValueError:
-            continue
-    if len(out) != count:
+            empty += parsed is not None and parsed[0] == 0
+    if len(out) + empty != count:
         return out, f"says {count} months, {len(out)} readable"
     return out, None

@@ -88,10 +88,11 @@ def test_power_failure_log_shapes() -> None:
 
 def test_demand_history_shapes() -> None:
     history = ("2", "1-0:1.6.0", "1-0:1.6.0", "200501000000S", "200423192538S", "03.695*kW")
-    history += ("200401000000S", "632525252525W", "00.000*kW")
-    peaks, problem = demand_history(history)
+    peaks, problem = demand_history((*history, "200401000000S", "632525252525W", "00.000*kW"))
     assert [(p.demand_w, p.at_ts) for p in peaks] == [(3695.0, parse_timestamp("200423192538S"))]
-    assert problem == "says 2 months, 1 readable"
+    assert problem is None  # a month without a peak
+    peaks, problem = demand_history((*history, "200401000000S", "632525252525W", "01.500*kW"))
+    assert len(peaks) == 1 and problem == "says 2 months, 1 readable"
     assert demand_history(("230701000000S", "000040.777*kWh")) == ([], None)  # E.ON Hungary: not a history
 
 
