@@ -19,8 +19,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from fastapi import Depends, FastAPI, HTTPException, Query, Response
-from fastapi.responses import PlainTextResponse
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from amiflow import __version__
 from amiflow.db import Database
 from amiflow.settings import Settings
+from amiflow_app.api_plans import create_plans_router
 from amiflow_app.api_usage import create_usage_router
 from billing_bridge.api import BodyLimit, authenticator, create_router
 
@@ -107,6 +108,15 @@ def create_app(
     config = settings if settings is not None else Settings.model_construct()
     app = FastAPI(title="amiflow", version=__version__, description="AMI head-end and metering service")
     app.add_middleware(BodyLimit, max_bytes=config.api_max_body_bytes)
+
+    @app.exception_handler(psycopg.DataError)
+    async def _unstorable(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # a parameter PostgreSQL cannot even compare (a NUL character, an out-of-range number): the request's fault
+        log.info("%s %s: %s", request.method, request.url.path, str(exc).strip().splitlines()[0])
+        return JSONResponse(
+            status_code=422,
+            content={"detail": "a parameter holds a value the database cannot take (e.g. a NUL character)"},
+        )
     started = time.time()
     sources = dict(metrics or {})
     reads = [Depends(authenticator(config, read=True))]
@@ -257,4 +267,5 @@ def create_app(
     if settings is not None and database is not None:
         app.include_router(create_router(settings, lambda: database))
     app.include_router(create_usage_router(config, pool))  # customers' usage: Green Button and insights
+    app.include_router(create_plans_router(config, pool))  # installment plans (collections)
     return app

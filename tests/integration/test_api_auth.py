@@ -60,3 +60,11 @@ def test_the_service_limits_body_size(app_for: Any) -> None:
     auth = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
     assert c.post("/billing/v1/payments", content=b"{" + b" " * 4096 + b"}", headers=auth).status_code == 413
     assert c.post("/billing/v1/payments", content=b"{}", headers=auth).status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/bills?account=%00", "/meters/A%001", "/accounts/AC%00C1"])
+def test_a_value_the_database_cannot_take_is_422_not_500(app_for: Any, path: str) -> None:
+    c = app_for(api_token="tok")
+    response = c.get(path, headers={"Authorization": "Bearer tok"})
+    assert response.status_code in (404, 422), response.text
+    assert "Traceback" not in response.text
