@@ -107,15 +107,15 @@ def _check_object(t: P1Telegram, obj: dict[str, Any], where: str) -> None:
     elif obj["type"] == "mbus":
         _check_mbus(t, obj, where)
     elif obj["type"] == "log":
-        theirs = [(b["ts"]["ts"], int(b["value"])) for b in obj["buffer"] if b["ts"] and b["value"] is not None]
-        assert [(p.end_ts, p.duration_s) for p in t.power_failures] == theirs, where
+        log = [(b["ts"]["ts"], int(b["value"])) for b in obj["buffer"] if b["ts"] and b["value"] is not None]
+        assert [(p.end_ts, p.duration_s) for p in t.power_failures] == log, where
     elif obj["type"] == "peaks":
-        theirs = [
+        peaks = [
             (p["month"]["ts"], p["at"]["ts"], float(Decimal(p["value"]["decimal"]) * 1000))
             for p in obj["peaks"]
             if p["month"] and p["at"]
         ]
-        assert [(p.month_ts, p.at_ts, p.demand_w) for p in t.demand_peaks] == theirs, where
+        assert [(p.month_ts, p.at_ts, p.demand_w) for p in t.demand_peaks] == peaks, where
     else:
         pytest.fail(f"{where}: dsmr-parser gave a {obj['type']}")
 

@@ -68,7 +68,7 @@ def test_classify_and_base_units() -> None:
     assert classify("0-0:98.1.0")[0] is Kind.DEMAND_HISTORY and classify("1-1:31.4.0")[0] is Kind.SETTING
     assert base_value("000004.426*kWh") == (4426.0, "Wh") and base_value("1.001*kWh") == (1001.0, "Wh")
     assert base_value("00.244*kW") == (244.0, "W") and base_value("0000.00*kvarh") == (0.0, "varh")
-    assert base_value("240.860*GJ") == (pytest.approx(240.86e9 / 3600), "Wh")
+    assert base_value("240.860*GJ") == (240.86e9 / 3600, "Wh")
     assert base_value("00123.456*M3") == (123.456, "m3") and base_value("4.556") == (4.556, "")
     assert base_value("12*furlong") is None and base_value("abc") is None and base_value("") is None
     assert hex_text("4B384547") == "K8EG" and hex_text("1ESY13") == "1ESY13" and hex_text("0000") == "0000"
