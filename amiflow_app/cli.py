@@ -27,7 +27,7 @@ __all__ = ["AUDIENCES", "COMMANDS", "ENTRIES", "GROUPS", "main", "one_line"]
 # The summaries are static so that ``amiflow --help`` lists every command without importing any.
 _TABLE = """
 demo            | operator | demo:DEMO               | run the whole head-end on simulated meters, print a summary
-report          | operator | report:REPORT           | write the HTML report (with PNG plots) of a billing period
+report          | operator | report:REPORT           | the HTML report of a period; 'report collection': collection KPIs
 serve           | operator | serve:SERVE             | run ingest, poller, bridge, collections and the API, supervised
 db migrate      | operator | db:MIGRATE              | apply the schema migrations (idempotent)
 db status       | operator | db:STATUS               | show the schema version and the storage features in use
@@ -56,6 +56,9 @@ payments import | billing  | billing:PAYMENTS_IMPORT | record payments from a CS
 arrears report  | billing  | billing:ARREARS_REPORT  | the accounts most at risk of arrears, with their risk features
 disconnect plan | billing  | billing:DISCONNECT_PLAN | send due reminders and record the policy's decisions; no relay
 disconnect run  | billing  | billing:DISCONNECT_RUN  | plan, then switch relays: allowed disconnects and due reconnects
+plans create    | billing  | plans:PLANS_CREATE      | split an overdue balance into a down payment and installments
+plans list      | billing  | plans:PLANS_LIST        | list installment plans
+plans show      | billing  | plans:PLANS_SHOW        | one plan's installments, what each was paid, its standing
 usage export    | billing  | usage:USAGE_EXPORT      | a customer's usage as a Green Button (ESPI) feed or CSV
 usage insights  | billing  | usage:USAGE_INSIGHTS    | baseload, peak hours, comparisons and the best tariff of a month
 usage token     | billing  | usage:USAGE_TOKEN       | print the token that opens one account's usage in the HTTP API
@@ -87,6 +90,7 @@ GROUPS = {
     "payments": "inbound payments",
     "arrears": "overdue accounts",
     "disconnect": "disconnection and reconnection under the policy",
+    "plans": "installment plans (payment arrangements)",
     "usage": "customers' usage: Green Button exports, insights and API tokens",
 }
 

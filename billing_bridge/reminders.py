@@ -5,7 +5,9 @@ rung before it, and never closer to it than the ladder's spacing, so a run that 
 three notices at once. High-risk accounts (:mod:`billing_bridge.risk`) get each rung ``high_risk_advance_days``
 earlier. Warnings and disconnect notices go only to accounts that could be disconnected (not protected, no open
 dispute, no payment plan in good standing, overdue at least the rule set's minimum); the others get payment
-reminders only. Prepaid accounts are handled by :mod:`billing_bridge.prepaid`.
+reminders only. Prepaid accounts are handled by :mod:`billing_bridge.prepaid`. An account with an installment plan in
+good standing (:mod:`billing_bridge.plans`) gets no rung at all: each run first reviews the plans, so a plan broken
+today lets its account's ladder resume in the same run.
 
 Idempotency: ``amiflow.notices`` has one row per (account, debt, type), written in the same transaction as the
 outbox row (key ``notice:{type}:{account}:{debt_ref}``): a re-run sends nothing twice.
@@ -25,6 +27,7 @@ from psycopg.types.json import Jsonb
 
 from amiflow.db.outbox import enqueue
 from billing_bridge.arrears import Arrears, compute_arrears, load_book, load_facts
+from billing_bridge.plans import plans_in_good_standing, review_plans
 from billing_bridge.policy import DisconnectCase, LadderRung, RuleSet
 from billing_bridge.prepaid import prepaid_positions
 from billing_bridge.risk import RiskScore, consumption_change, features_for, score
@@ -139,6 +142,8 @@ def _payload(ruleset: RuleSet, a: Arrears, rung: LadderRung, now: datetime, risk
 def send_reminders(conn: psycopg.Connection[Any], ruleset: RuleSet, *, now: datetime) -> list[SentNotice]:
     """Queue today's due rungs for every overdue account, highest risk first; returns what was queued."""
     today = now.astimezone(ZoneInfo(ruleset.timezone)).date()
+    review_plans(conn, ruleset, now=now)
+    under_plan = plans_in_good_standing(conn, ruleset, today)
     arrears, scores = score_accounts(conn, ruleset, today)
     facts = load_facts(conn)
     order = sorted(
@@ -148,6 +153,8 @@ def send_reminders(conn: psycopg.Connection[Any], ruleset: RuleSet, *, now: date
     for a in order:
         f = facts.get(a.account)
         if a.debt_ref is None or a.due_date is None or a.overdue_amount <= 0 or (f and f.prepaid):
+            continue
+        if a.account in under_plan:  # the plan suspends the ladder while it is kept
             continue
         risk = scores.get(a.account)
         high = risk is not None and risk.score >= ruleset.high_risk_score
@@ -188,6 +195,7 @@ def disconnect_cases(conn: psycopg.Connection[Any], ruleset: RuleSet, now: datet
     today = now.astimezone(ZoneInfo(ruleset.timezone)).date()
     arrears, scores = score_accounts(conn, ruleset, today)
     facts = load_facts(conn)
+    under_plan = plans_in_good_standing(conn, ruleset, today)
     cases = []
     for a in sorted(
         arrears.values(), key=lambda a: (-(scores[a.account].score if a.account in scores else 0), a.account)
@@ -207,6 +215,7 @@ def disconnect_cases(conn: psycopg.Connection[Any], ruleset: RuleSet, now: datet
                 open_dispute=bool(f and f.open_dispute),
                 payment_plan=f.payment_plan if f else "none",
                 estimated_share=a.estimated_share,
+                installment_plan=str(under_plan[a.account].id) if a.account in under_plan else None,
             )
         )
     for p in prepaid_positions(conn):

@@ -1,4 +1,5 @@
-"""The meter registry: add, update, list and show meters, and import them from CSV."""
+"""The meter registry: add, update, list and show meters, and import them from CSV; the region and the assigned
+collector of their accounts (``amiflow.accounts``, migration 0008) come with the same import."""
 
 from __future__ import annotations
 
@@ -16,7 +17,17 @@ from psycopg.types.json import Jsonb
 from amiflow.errors import ConfigError, StorageError
 from amiflow.uri import PROTOCOLS, parse_meter_uri
 
-__all__ = ["MeterRecord", "add_meter", "get_meter", "import_meters_csv", "list_meters", "update_meter"]
+__all__ = [
+    "AccountAssignment",
+    "MeterRecord",
+    "account_assignments",
+    "add_meter",
+    "assign_account",
+    "get_meter",
+    "import_meters_csv",
+    "list_meters",
+    "update_meter",
+]
 
 _NAME_OK = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
 _STATUSES = ("active", "unverified", "inactive")
@@ -130,13 +141,48 @@ def list_meters(
     return [_row_to_record(r) for r in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class AccountAssignment:
+    """Where an account belongs for collection work: its ``region`` and its assigned ``collector`` (a staff id)."""
+
+    account: str
+    region: str | None = None
+    collector: str | None = None
+
+    def check(self) -> None:
+        """Raise ConfigError naming the account and the first wrong field."""
+        for what, value in (("region", self.region), ("collector", self.collector)):
+            if value is not None and not 1 <= len(value) <= 64:
+                raise ConfigError(f"account {self.account}: the {what} must be 1-64 characters")
+
+
+def assign_account(conn: psycopg.Connection[Any], a: AccountAssignment) -> None:
+    """Set the region and collector of ``a.account`` (creating the account, its currency still unknown, if new)."""
+    a.check()
+    conn.execute(
+        "INSERT INTO amiflow.accounts (account, region, collector) VALUES (%s, %s, %s) ON CONFLICT (account)"
+        " DO UPDATE SET region = excluded.region, collector = excluded.collector, updated_at = now()",
+        (a.account, a.region, a.collector),
+    )
+
+
+def account_assignments(conn: psycopg.Connection[Any]) -> dict[str, AccountAssignment]:
+    """The region and collector of every account that has either."""
+    rows = conn.execute(
+        "SELECT account, region, collector FROM amiflow.accounts WHERE region IS NOT NULL OR collector IS NOT NULL"
+    ).fetchall()
+    return {a: AccountAssignment(a, r, c) for a, r, c in rows}
+
+
 REQUIRED_CSV = ("meter", "protocol", "uri", "timezone", "tariff", "account")
 _OPTIONAL_CSV = ("serial", "manufacturer", "model", "feeder", "ct_ratio", "vt_ratio", "status")
+_ACCOUNT_CSV = ("region", "collector")
 
 
 def import_meters_csv(conn: psycopg.Connection[Any], text: str, *, source: str = "CSV") -> int:
     """Import meters from CSV (header with at least meter,protocol,uri,timezone,tariff,account) in one transaction.
 
+    Optional columns ``region`` and ``collector`` assign the row's account (rows of one account must agree).
     Every row is checked first; the first bad row is a ConfigError naming the line, and nothing is imported.
     """
     reader = csv.DictReader(io.StringIO(text))
@@ -145,6 +191,7 @@ def import_meters_csv(conn: psycopg.Connection[Any], text: str, *, source: str =
         raise ConfigError(f"{source}: the header lacks {', '.join(missing)} (needs {','.join(REQUIRED_CSV)})")
     records = []
     seen: set[str] = set()
+    assignments: dict[str, AccountAssignment] = {}
     for line, row in enumerate(reader, start=2):
         extra: dict[str, Any] = {k: row[k] for k in _OPTIONAL_CSV if row.get(k)}
         for ratio in ("ct_ratio", "vt_ratio"):
@@ -170,10 +217,29 @@ def import_meters_csv(conn: psycopg.Connection[Any], text: str, *, source: str =
             raise ConfigError(f"{source} line {line}: meter {record.name} appears twice")
         seen.add(record.name)
         records.append(record)
+        _collect_assignment(assignments, record.account, row, f"{source} line {line}")
     with conn.transaction():
         for i, record in enumerate(records):
             try:
                 add_meter(conn, record)
             except ConfigError as exc:
                 raise ConfigError(f"{source} line {i + 2}: {exc}") from None
+        for assignment in assignments.values():
+            assign_account(conn, assignment)
     return len(records)
+
+
+def _collect_assignment(
+    found: dict[str, AccountAssignment], account: str | None, row: dict[str, Any], where: str
+) -> None:
+    """The row's region/collector for its account; ConfigError when it contradicts an earlier row of that account."""
+    values = {k: (row.get(k) or "").strip() or None for k in _ACCOUNT_CSV}
+    if account is None or not any(values.values()):
+        return
+    a = AccountAssignment(account, values["region"], values["collector"])
+    try:
+        a.check()
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if found.setdefault(account, a) != a:
+        raise ConfigError(f"{where}: account {account} has another region or collector on an earlier line")

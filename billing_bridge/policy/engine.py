@@ -11,6 +11,7 @@ allowed only when no rule blocks. Rule ids are stable: they are stored with each
 | days_past_due | the debt is fewer days past due than the minimum |
 | open_dispute | the customer disputes the bill (when the rule set says a dispute blocks) |
 | payment_plan | a payment plan is in good standing |
+| installment_plan | an amiflow installment plan (billing_bridge.plans) is in good standing |
 | notice_ladder | a required notice was not sent for this debt |
 | notice_period | the disconnect_scheduled notice (prepaid: the zero balance) is younger than the notice period |
 | protected_customer | the account is in a protected category (life support, medical, ...) |
@@ -72,6 +73,13 @@ def _open_dispute(rs: RuleSet, c: DisconnectCase, k: Conditions) -> RuleResult:
 def _payment_plan(rs: RuleSet, c: DisconnectCase, k: Conditions) -> RuleResult:
     blocks = rs.payment_plan_blocks and c.payment_plan == "good_standing"
     return RuleResult("payment_plan", blocks, f"payment plan: {c.payment_plan}")
+
+
+def _installment_plan(rs: RuleSet, c: DisconnectCase, k: Conditions) -> RuleResult:
+    plan = c.installment_plan
+    blocks = rs.payment_plan_blocks and plan is not None
+    detail = f"installment plan {plan} in good standing" if plan else "no installment plan in good standing"
+    return RuleResult("installment_plan", blocks, detail)
 
 
 def _required(rs: RuleSet, c: DisconnectCase) -> tuple[str, ...]:
@@ -178,6 +186,7 @@ RULES: tuple[Rule, ...] = (
     _days_past_due,
     _open_dispute,
     _payment_plan,
+    _installment_plan,
     _notice_ladder,
     _notice_period,
     _protected,

@@ -98,7 +98,8 @@ class DisconnectCase:
     """One account (and meter) proposed for disconnection, as the arrears and notices stand.
 
     ``notices_sent`` maps a notice type to when it was sent for the debt behind the case. ``prepaid`` cases use the
-    rule set's prepaid notices and notice period (hours after the balance reached zero).
+    rule set's prepaid notices and notice period (hours after the balance reached zero). ``installment_plan`` names
+    the account's amiflow installment plan in good standing (:mod:`billing_bridge.plans`), if any.
     """
 
     account: str
@@ -114,6 +115,7 @@ class DisconnectCase:
     feeder: str | None = None
     prepaid: bool = False
     zero_since: datetime | None = None
+    installment_plan: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
