@@ -13,6 +13,7 @@ and D is repaired (with an informational issue), since a meter that copied the e
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,8 +39,14 @@ class DataLine:
     repaired: bool = False
 
 
+_PLAIN_RE = re.compile(r"\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}")
+
+
+@functools.lru_cache(maxsize=4096)  # a meter sends the same few dozen addresses every second
 def _address(text: str) -> tuple[str, bool, bool] | None:
     """(obis, historic, repaired) of an address, or None when it is not one."""
+    if _PLAIN_RE.fullmatch(text) and max(int(g) for g in re.split(r"[-:.]", text)) <= 255:
+        return text, False, False
     repaired = False
     typo = _TYPO_RE.fullmatch(text)
     if typo:

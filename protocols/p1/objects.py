@@ -23,6 +23,7 @@ Numbers come out in base units (kWh -> Wh, kW -> W, kvarh -> varh, GJ -> Wh; m3,
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -141,6 +142,7 @@ _EXTRA_UNITS: dict[str, tuple[str, Decimal]] = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def classify(obis: str) -> tuple[Kind, str]:
     """The kind and name of a data object (``Kind.OTHER`` and ``""`` for codes not in the table)."""
     m = _OBIS_RE.fullmatch(obis)

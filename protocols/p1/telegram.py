@@ -21,6 +21,7 @@ stamped with the caller's receive time), ``meter_id_from_header`` (no equipment 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -222,6 +223,7 @@ class _Reader:
                 self.readings.append(P1Reading(total, value, "Wh", ts))
 
 
+@functools.lru_cache(maxsize=1024)
 def _channel(obis: str) -> int:
     """The M-Bus channel (1..4) of an ``0-n:...`` code, 0 for the meter's own objects."""
     m = re.match(r"0-([1-4]):", obis)
