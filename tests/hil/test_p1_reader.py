@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 import tty
 
 import pytest
 
 from amiflow.errors import ReadTimeout
 from amiflow.uri import parse_meter_uri
-from protocols.p1 import dsmr5_telegram, read_p1
+from protocols.p1 import build_telegram, dsmr5_telegram, read_p1
 
 TS = 1_790_000_000
 
@@ -78,6 +79,35 @@ async def test_read_p1_through_a_tcp_bridge_and_silence() -> None:
         with pytest.raises(ReadTimeout, match=f"p1\\+tcp://127.0.0.1:{port}"):
             async for _ in read_p1(parse_meter_uri(f"p1+tcp://127.0.0.1:{port}"), timeout_s=0.3):
                 pass  # the four telegrams, then silence
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_read_p1_stamps_clockless_dsmr22_telegrams_with_their_arrival() -> None:
+    old = build_telegram(
+        "ISk5\\2ME382-1004",
+        ["0-0:96.1.1(4B414C37)", "1-0:1.8.1(00608.400*kWh)", "1-0:1.8.2(00490.342*kWh)", "1-0:1.7.0(0001.51*kW)"],
+        crc=False,
+    )
+
+    async def bridge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"\x00" + old)
+        await writer.drain()
+        with contextlib.suppress(Exception):
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(bridge, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        before = int(time.time())
+        async for raw, batch, issues in read_p1(parse_meter_uri(f"p1+tcp://127.0.0.1:{port}"), timeout_s=2.0):
+            assert raw == old and set(batch.meter) == {"KAL7"}
+            assert [i.code for i in issues] == ["receive_time"]
+            assert before <= min(batch.ts) and max(batch.ts) <= int(time.time())
+            assert dict(zip(batch.obis, batch.value, strict=True))["1-0:1.8.0"] == 1098742.0
+            break
     finally:
         server.close()
         await server.wait_closed()
