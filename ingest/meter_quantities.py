@@ -146,7 +146,8 @@ async def dlms_quantities(client: Any, codes: tuple[str, ...] = SHEET_OBIS) -> l
             scaler = ScalerUnit() if _dar(su) else ScalerUnit.from_value(su)
             stated = float(raw) / 10.0**-scaler.scaler if scaler.scaler < 0 else float(raw) * 10.0**scaler.scaler
             base, factor = base_unit(scaler.unit_text)
-            scaling = f"raw {raw} x 10^{scaler.scaler} {scaler.unit_text or '(no unit)'} (scaler_unit)"
+            number = int(raw) if isinstance(raw, int) else float(raw)
+            scaling = f"raw {number} x 10^{scaler.scaler} {scaler.unit_text or '(no unit)'} (scaler_unit)"
             out.append(Quantity(code, stated * factor, base, stated, scaler.unit_text, scaling))
     ratios = CT_RATIO_OBIS + VT_RATIO_OBIS
     values = await client.get_many([(k, parse_obis(c), 2) for c in ratios for k in (1, 3)])
