@@ -140,11 +140,18 @@ def load_block(
 
 
 def prior_peaks(
-    conn: psycopg.Connection[Any], meters: Sequence[str], codes: Sequence[str], period: date, months: int
+    conn: psycopg.Connection[Any],
+    meters: Sequence[str],
+    codes: Sequence[str],
+    period: date,
+    months: int,
+    accounts: Sequence[str | None] | None = None,
 ) -> dict[str, F64]:
-    """Per demand code, (M, months) billed monthly peaks in W of the previous months (latest versions), NaN unknown.
+    """Per demand code, (M, months) monthly peaks in W of the previous months (latest bill versions), NaN unknown.
 
-    Read from the ``peak_kw.<code>.all`` determinants of earlier bills; the most recent month is the last column.
+    Read from the ``peak_kw.<code>.all`` determinants of earlier bills of each row's meter (and, where ``accounts``
+    names one, of that account only: a new occupant's ratchet does not inherit the previous one's peaks); a month
+    with several bills (move-in / move-out) counts its highest. The most recent month is the last column.
     """
     out = {code: np.full((len(meters), months), np.nan) for code in codes}
     if not codes or not meters or months <= 0:
@@ -154,17 +161,21 @@ def prior_peaks(
     for _ in range(months):
         y, mth = (y, mth - 1) if mth > 1 else (y - 1, 12)
         starts.append(date(y, mth, 1))
-    first = starts[-1]
     rows = conn.execute(
-        "SELECT DISTINCT ON (b.meter, b.period_start, d.name) b.meter, b.period_start, d.name, d.value"
-        " FROM amiflow.bills b JOIN amiflow.bill_determinants d ON d.bill = b.id"
+        "SELECT DISTINCT ON (b.bill_id, d.name) b.meter, b.account, date_trunc('month', b.period_start)::date,"
+        " d.name, d.value FROM amiflow.bills b JOIN amiflow.bill_determinants d ON d.bill = b.id"
         " WHERE b.meter = ANY(%s) AND b.period_start >= %s AND b.period_start < %s AND d.name = ANY(%s)"
-        " ORDER BY b.meter, b.period_start, d.name, b.version DESC",
-        (list(meters), first, period, [f"peak_kw.{c}.all" for c in codes]),
+        " ORDER BY b.bill_id, d.name, b.version DESC",
+        (list(set(meters)), starts[-1], period, [f"peak_kw.{c}.all" for c in codes]),
     ).fetchall()
-    row_of = {name: i for i, name in enumerate(meters)}
     col_of = {d: months - 1 - k for k, d in enumerate(starts)}
-    for meter, pstart, name, value in rows:
-        if pstart in col_of:
-            out[name.split(".")[1]][row_of[meter], col_of[pstart]] = float(value) * 1000.0
+    wanted = list(accounts) if accounts is not None else [None] * len(meters)
+    rows_of: dict[str, list[int]] = {}
+    for i, m in enumerate(meters):
+        rows_of.setdefault(m, []).append(i)
+    for meter, account, month, name, value in rows:
+        grid, col = out[name.split(".")[1]], col_of.get(month)
+        for i in rows_of.get(meter, []) if col is not None else []:
+            if wanted[i] is None or wanted[i] == account:
+                grid[i, col] = np.fmax(grid[i, col], float(value) * 1000.0)
     return out

@@ -15,16 +15,16 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 
 from amiflow.errors import RatingError, StorageError
-from rating.bill import bill_json, default_bill_id
+from rating.bill import default_bill_id
 from rating.bill_store import store_bills
 from rating.block_input import BlockData, load_block, prior_peaks
-from rating.compile import CompiledTariff, compile_tariff
-from rating.engine import rate_block
 from rating.run_store import BlockPlan, claim_block, mark_block_done, store_skips
-from rating.tariff import select_version
+from rating.service_store import services_in, split_services
+from rating.tariff_change import TariffPart, rate_parts, split_bill_json, tariff_parts
 from rating.tariff_store import tariff_versions
 from rating.time_axis import build_axis
 from rating.vee import VeeConfig, VeeResult, run_vee
@@ -32,7 +32,8 @@ from rating.vee_store import store_vee
 
 __all__ = ["BlockTask", "run_block"]
 
-_TARIFFS: dict[tuple[str, date], CompiledTariff | str] = {}  # per process: compiled once per tariff and period
+# per process: compiled once per tariff, period and set of stored versions (versions are immutable once imported)
+_TARIFFS: dict[tuple[str, date, tuple[int, ...]], tuple[TariffPart, ...] | str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,60 +51,90 @@ class BlockTask:
     interval_s: int = 900
 
 
+@dataclass(frozen=True, slots=True)
+class BillRow:
+    """One bill of a block: the meter's row, the account, its service days [start, end) (None = whole period)."""
+
+    row: int
+    account: str | None
+    start: date | None = None
+    end: date | None = None
+
+
 def _next_month(d: date) -> date:
     return date(d.year + d.month // 12, d.month % 12 + 1, 1)
 
 
-def _tariff(conn: psycopg.Connection[Any], tariff_id: str, period: date) -> CompiledTariff | str:
-    """The compiled version effective for the month, or the skip reason."""
-    key = (tariff_id, period)
+def _tariff(conn: psycopg.Connection[Any], tariff_id: str, period: date) -> tuple[TariffPart, ...] | str:
+    """The compiled versions in effect over the month (split where one changes), or the skip reason."""
+    versions = tariff_versions(conn, tariff_id)
+    key = (tariff_id, period, tuple(v.version for v in versions))
     if key not in _TARIFFS:
-        versions = tariff_versions(conn, tariff_id)
         if not versions:
             _TARIFFS[key] = "unknown_tariff"
         else:
             try:
-                _TARIFFS[key] = compile_tariff(select_version(versions, period, _next_month(period)))
+                _TARIFFS[key] = tuple(tariff_parts(versions, period, _next_month(period)))
             except RatingError:
                 _TARIFFS[key] = "tariff_not_effective"
     return _TARIFFS[key]
 
 
+def _bill_rows(
+    conn: psycopg.Connection[Any], task: BlockTask, data: BlockData, rows: list[int]
+) -> tuple[list[BillRow], list[tuple[str, str, str | None]]]:
+    """The bills of the billable meter rows: one per service period in the month (move-in / move-out), or one for
+    the whole month to the meter's account when it has no service periods; skips for vacant or overlapping ones."""
+    services = services_in(conn, [int(data.meter_ids[i]) for i in rows], task.period, _next_month(task.period))
+    out: list[BillRow] = []
+    skips: list[tuple[str, str, str | None]] = []
+    for i in rows:
+        found = services.get(int(data.meter_ids[i]))
+        if found is None:
+            out.append(BillRow(i, data.accounts[i]))
+            continue
+        spans = split_services(found, task.period, _next_month(task.period))
+        if isinstance(spans, str):
+            skips.append((data.meters[i], spans, "no account is served in the period" if spans == "no_service"
+                          else "two service periods share a day; correct amiflow.service_periods"))  # fmt: skip
+        else:
+            out += [BillRow(i, account, start, end) for account, start, end in spans]
+    return out, skips
+
+
+def _dates(values: list[date | None]) -> npt.NDArray[np.datetime64]:
+    return np.array([np.datetime64(v, "D") if v is not None else np.datetime64("NaT", "D") for v in values])
+
+
 def _bills(
-    task: BlockTask, data: BlockData, vee: VeeResult, rows: list[int], tariff: CompiledTariff, conn: Any
-) -> list[dict[str, Any]]:
+    task: BlockTask, data: BlockData, vee: VeeResult, bill_rows: list[BillRow], parts: tuple[TariffPart, ...],
+    conn: Any,
+) -> list[dict[str, Any]]:  # fmt: skip
+    rows = [b.row for b in bill_rows]
     meters = [data.meters[i] for i in rows]
     imp = vee.post[rows]
     exp = None
     if data.export_wh is not None:
         exp = np.clip(np.nan_to_num(data.export_wh[rows]), 0.0, None)
-    ratchets = [d.code for d in tariff.demand if d.ratchet_pct]
-    months = max([d.ratchet_months for d in tariff.demand if d.ratchet_pct] or [0])
-    prior = prior_peaks(conn, meters, ratchets, task.period, months) if ratchets else None
-    block = rate_block(
-        tariff,
-        vee.ts,
-        imp,
-        exp,
-        tz=task.plan.timezone,
-        period_start=task.period,
-        period_end=_next_month(task.period),
-        prior_peak_w=prior,
-        axis=build_axis(tariff, vee.ts, task.plan.timezone),
-    )
+    ratcheted = [d for p in parts for d in p.tariff.demand if d.ratchet_by_month is not None]
+    codes = sorted({d.code for d in ratcheted})
+    months = max([d.ratchet_months for d in ratcheted] or [0])
+    served = [b.account if b.start is not None else None for b in bill_rows]  # service periods: their own peaks
+    prior = prior_peaks(conn, meters, codes, task.period, months, served) if codes else None
+    blocks = rate_parts(
+        parts, vee.ts, imp, exp, tz=task.plan.timezone, period_start=task.period, period_end=_next_month(task.period),
+        active_from=_dates([b.start for b in bill_rows]), active_to=_dates([b.end for b in bill_rows]),
+        prior_peak_w=prior, axis=build_axis(parts[0].tariff, vee.ts, task.plan.timezone),
+    )  # fmt: skip
     share = vee.estimated_share
     out = []
-    for k, i in enumerate(rows):
-        bill = bill_json(
-            block,
-            k,
-            meter=data.meters[i],
-            account=data.accounts[i],
-            estimated_share=float(share[i]),
-            vee=vee.summary(i),
-        )
+    for k, b in enumerate(bill_rows):
+        bill = split_bill_json(
+            blocks, k, meter=data.meters[b.row], account=b.account, estimated_share=float(share[b.row]),
+            vee=vee.summary(b.row),
+        )  # fmt: skip
         start, end = date.fromisoformat(bill["period"]["start"]), date.fromisoformat(bill["period"]["end"])
-        bill["bill_id"] = default_bill_id(data.meters[i], start, end)
+        bill["bill_id"] = default_bill_id(data.meters[b.row], start, end)
         out.append(bill)
     return out
 
@@ -161,10 +192,10 @@ def _run(conn: psycopg.Connection[Any], task: BlockTask) -> dict[str, Any]:
     if _block_done(conn, task):
         return {"block": plan.block_no, "skipped_block": True}
     t0 = time.perf_counter()
-    tariff: CompiledTariff | str | None = None
+    tariff: tuple[TariffPart, ...] | str | None = None
     if task.kind == "bill":
         tariff = "no_tariff" if plan.tariff is None else _tariff(conn, plan.tariff, task.period)
-    with_export = isinstance(tariff, CompiledTariff) and tariff.export_mode != "none"
+    with_export = isinstance(tariff, tuple) and any(p.tariff.export_mode != "none" for p in tariff)
     data = load_block(
         conn, plan.meters, period=task.period, tz=plan.timezone, history_weeks=task.history_weeks,
         with_export=with_export, interval_s=task.interval_s,
@@ -180,11 +211,13 @@ def _run(conn: psycopg.Connection[Any], task: BlockTask) -> dict[str, Any]:
         else:
             assert tariff is not None
             rows, skips = _triage(task, data, vee)
-            if rows:
+            bill_rows, vacant = _bill_rows(conn, task, data, rows)
+            skips += vacant
+            if bill_rows:
                 try:
-                    bills = _bills(task, data, vee, rows, tariff, conn)
+                    bills = _bills(task, data, vee, bill_rows, tariff, conn)
                 except RatingError as exc:
-                    skips += [(data.meters[i], "rating_error", str(exc)) for i in rows]
+                    skips += [(data.meters[b.row], "rating_error", str(exc)) for b in bill_rows]
     t3 = time.perf_counter()
     summary: dict[str, Any] = {"block": plan.block_no, "meters": len(plan.meters), "skipped_block": False}
     with conn.transaction():
