@@ -7,7 +7,9 @@ backfilled on the next successful poll) and its registers; meters without a load
 from the delta of consecutive register reads at interval boundaries. Readings are stored through the batch writer
 (idempotent, so a re-read interval is a duplicate, never a double). One request at a time runs per bus (a serial
 line or a TCP gateway); a meter that keeps failing is skipped by its circuit breaker until a cool-down passes; a
-meter that times out, answers garbage or vanishes costs one failed poll, never the poller.
+meter that times out, answers garbage or vanishes costs one failed poll, never the poller. Push meters (SML, DSMR P1
+on a serial port or a TCP serial server) are not polled: :meth:`Poller.run` reads them meanwhile through a
+:class:`~ingest.push_fleet.PushFleet` (one reader per meter, refreshed every interval, stopped with the poller).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from amiflow.types import QualityFlag, ReadingBatch, Source
 from amiflow.uri import MeterUri, parse_meter_uri
 from ingest.meter_sessions import SessionFactory, open_session
 from ingest.poll_store import PolledMeterRow, PollStore
+from ingest.push_fleet import PushFleet
 from protocols.transport import BusLock, CircuitBreaker
 
 __all__ = ["PollOutcome", "PollSummary", "Poller", "PollerConfig"]
@@ -126,6 +129,7 @@ class Poller:
         self._now = 0.0  # the time of the poll in progress: breakers run on the poller's (possibly simulated) clock
         self._last_log: dict[str, float] = {}
         self.counters: dict[str, int] = {"polls": 0, "ok": 0, "failed": 0, "skipped": 0, "stored": 0}
+        self.push: PushFleet | None = None  # the push meters' readers while run() runs
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         async with self._db_lock:
@@ -290,19 +294,29 @@ class Poller:
         return ReadingBatch(), this_ts, value
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll each meter once per interval at its offset until ``stop`` is set; in-flight polls finish first."""
+        """Poll each meter once per interval at its offset until ``stop`` is set; in-flight polls finish first.
+        Push meters are read meanwhile (registry refreshed every interval) and their readers stopped on the way out."""
         tasks: set[asyncio.Task[None]] = set()
-        while not stop.is_set():
-            boundary = int(self._clock() // self._config.interval_s) * self._config.interval_s
-            for row in sorted(await self.meters(), key=lambda r: self.offset_s(r.name)):
-                if await _sleep_until(stop, boundary + self.offset_s(row.name) - self._clock()):
-                    break
-                task = asyncio.create_task(self._poll_logged(row, self._clock()))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            await _sleep_until(stop, boundary + self._config.interval_s - self._clock())
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        cfg = self._config
+        self.push = PushFleet.beside(self._store, cfg.interval_s, cfg.timeout_s, cfg.breaker_threshold, db=self._db,
+                                     clock=self._clock)  # fmt: skip
+        try:
+            while not stop.is_set():
+                if self.push is not None:
+                    await self.push.refresh()
+                boundary = int(self._clock() // self._config.interval_s) * self._config.interval_s
+                for row in sorted(await self.meters(), key=lambda r: self.offset_s(r.name)):
+                    if await _sleep_until(stop, boundary + self.offset_s(row.name) - self._clock()):
+                        break
+                    task = asyncio.create_task(self._poll_logged(row, self._clock()))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                await _sleep_until(stop, boundary + self._config.interval_s - self._clock())
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            if self.push is not None:
+                await self.push.stop()
 
     async def _poll_logged(self, row: PolledMeterRow, now: float) -> None:
         outcome = await self.poll_meter(row, now)
@@ -310,10 +324,10 @@ class Poller:
             log.info("polled %s: %d stored", row.name, outcome.stored, extra={"meter": row.name})
 
     def prometheus(self) -> str:
-        """The poller's counters as Prometheus text."""
+        """The poller's counters (and its push readers') as Prometheus text."""
         return "".join(
             f"# TYPE amiflow_poller_{k}_total counter\namiflow_poller_{k}_total {v}\n" for k, v in self.counters.items()
-        )
+        ) + (self.push.prometheus() if self.push is not None else "")
 
 
 async def _sleep_until(stop: asyncio.Event, seconds: float) -> bool:

@@ -10,6 +10,10 @@ A bad frame is an issue in the result, not an exception.
   plain data lines without framing are accepted too.
 - ``hdlc`` / ``dlms-apdu``: :func:`protocols.dlms.describe_hdlc` / :func:`protocols.dlms.describe_apdu`.
 - ``modbus-map``: a register map CSV (amiflow/Eastron format): its registers and the coalesced read requests.
+- ``sml``: any number of SML files (transport-framed, noise between them skipped and counted as ``skipped_bytes``)
+  or bare SML messages, binary or hex text (:func:`protocols.sml.decode_capture`); one frame per file. Issues of
+  files that still decoded (a message CRC quirk under a good transport CRC, an unknown message body, a unit amiflow
+  does not store) carry ``severity: "info"``.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from typing import Any
 
 from amiflow.errors import AmiflowError, ConfigError
 from amiflow.types import Issue, ReadingBatch
-from protocols import iec62056_21, p1
+from protocols import iec62056_21, p1, sml
 
 __all__ = ["KINDS", "decode_bytes"]
 
-KINDS = ("p1", "iec62056-21", "hdlc", "dlms-apdu", "modbus-map")
+KINDS = ("p1", "iec62056-21", "hdlc", "dlms-apdu", "modbus-map", "sml")
+_SML_INFO = frozenset({"message_crc_mismatch", "unknown_message", "unsupported_unit"})  # decoded, merely unusual
 
 
 class _NotBuilt(Exception):
@@ -51,6 +56,17 @@ def _issues(issues: Sequence[Issue]) -> list[dict[str, Any]]:
 
 def _decode_p1(data: bytes) -> dict[str, Any]:
     return p1.describe_capture(data, received_ts=int(time.time()))  # DSMR 2.2/3.0 telegrams have no clock: now
+
+
+def _decode_sml(data: bytes) -> dict[str, Any]:
+    capture = sml.decode_capture(data, received_ts=int(time.time()))  # most eHZ send no clock, only secIndex
+    issues = _issues(capture.issues)
+    for item in issues:
+        if item["code"] in _SML_INFO:
+            item["severity"] = "info"
+    frames = [f.describe() for f in capture.files]
+    out = {"meter": capture.meter, "readings": _readings(capture.batch), "frames": frames, "issues": issues}
+    return out | ({"skipped_bytes": capture.skipped} if capture.skipped else {})
 
 
 def _decode_iec(data: bytes) -> dict[str, Any]:
@@ -182,6 +198,8 @@ def decode_bytes(kind: str, data: bytes, *, name: str = "input") -> dict[str, An
             return _decode_dlms(data, "describe_apdu")
         if kind == "modbus-map":
             return _decode_modbus_map(data, name)
+        if kind == "sml":
+            return _decode_sml(data)
     except _NotBuilt as exc:
         raise LookupError(str(exc)) from None
     raise ConfigError(f"decode: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")

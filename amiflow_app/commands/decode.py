@@ -1,8 +1,8 @@
-"""``amiflow decode p1|iec62056-21|hdlc|dlms-apdu|modbus-map [FILE or -] [--hex]``: decode a capture for an engineer.
+"""``amiflow decode KIND [FILE or -] [--hex]``: decode a capture for an engineer (KIND one of protocols.decode.KINDS).
 
 Prints the JSON of :func:`protocols.decode.decode_bytes`. Exit 0 when everything decoded, 1 when a frame is bad (its
 issue is printed), 2 when the decoder is not available. ``--hex`` reads the input as hex text (spaces, colons and
-newlines ignored).
+newlines ignored; for ``sml`` also ``#`` comments and the ``1bh`` log style).
 """
 
 from __future__ import annotations
@@ -16,11 +16,17 @@ from amiflow.errors import ConfigError
 from amiflow.settings import Settings
 from amiflow_app.command import Command
 from protocols.decode import KINDS, decode_bytes
+from protocols.sml import from_hex as sml_from_hex
 
 __all__ = ["DECODE"]
 
 
-def _from_hex(data: bytes) -> bytes:
+def _from_hex(data: bytes, kind: str) -> bytes:
+    if kind == "sml":  # annotated SML vectors and logs: comments, 1bh suffixes
+        decoded = sml_from_hex(data)
+        if decoded is None:
+            raise ConfigError("--hex: the input is not hex text")
+        return decoded
     text = re.sub(r"[\s:,]|0x", "", data.decode("ascii", errors="replace"))
     try:
         return bytes.fromhex(text)
@@ -52,7 +58,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError(f"decode: cannot read {args.file}: {exc.strerror or exc}") from None
         name = args.file.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     if args.hex:
-        data = _from_hex(data)
+        data = _from_hex(data, args.kind)
     try:
         result = decode_bytes(args.kind, data, name=name)
     except LookupError as exc:
@@ -63,7 +69,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 DECODE = Command(
-    help="decode a captured P1 telegram, IEC 62056-21 readout, HDLC frame, DLMS APDU or Modbus map",
+    help="decode a captured P1 telegram, IEC 62056-21 readout, HDLC frame, DLMS APDU, Modbus map or SML capture",
     add_arguments=_add_arguments,
     run=_run,
 )
