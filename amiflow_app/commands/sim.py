@@ -1,4 +1,4 @@
-"""``amiflow sim mqtt|modbus|dlms|iec62056-21``: the simulators' options and the glue that runs them until a signal.
+"""``amiflow sim mqtt|modbus|dlms|iec62056-21|sml``: the simulators' options and the glue that runs them until a signal.
 
 ``sim mqtt`` publishes into the broker of ``AMIFLOW_MQTT_URL`` and, when none is configured, starts the embedded
 broker (:mod:`amiflow_app.broker`) and prints its URL; the serial-protocol simulators print where they listen and
@@ -29,8 +29,11 @@ from simulators.iec62056_21 import FAULTS as IEC_FAULTS
 from simulators.iec62056_21 import IecSimulator
 from simulators.modbus import ModbusSimulator
 from simulators.mqtt_fleet import MqttFleet
+from simulators.sml_meter import FAULTS as SML_FAULTS
+from simulators.sml_meter import PROFILES as SML_PROFILES
+from simulators.sml_meter import SmlSimulator
 
-__all__ = ["SIM_DLMS", "SIM_IEC62056_21", "SIM_MODBUS", "SIM_MQTT"]
+__all__ = ["SIM_DLMS", "SIM_IEC62056_21", "SIM_MODBUS", "SIM_MQTT", "SIM_SML"]
 
 
 def _parse_start(text: str) -> datetime:
@@ -60,6 +63,12 @@ def _serve_until_signalled(sim: ByteServer, label: str) -> None:
 
 
 # -- sim mqtt -------------------------------------------------------------------------------------------------------
+
+
+_WIRING_HELP = (
+    "installation faults for commissioning tests, e.g. reversed_ct=2,phase_order=132,voltage=195,frequency=51.2,"
+    "pf=0.4,ct_ratio=200/5,relay=open (simulators/wiring.py; default: correctly installed)"
+)
 
 
 def _add_mqtt_arguments(p: argparse.ArgumentParser) -> None:
@@ -163,6 +172,7 @@ def _add_modbus_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="load model seed (default 1)")
     p.add_argument("--faults", default="", help="timeout=R,corrupt=R,exception=R,truncate=R,drift=SECONDS")
     p.add_argument("--word-order", choices=("big", "little"), default="big", help="float32 word order")
+    p.add_argument("--wiring", default="", help=_WIRING_HELP)
     p.add_argument("--sunspec-base", type=int, default=40000, choices=(0, 40000, 50000))
     p.add_argument(
         "--sunspec-model",
@@ -185,6 +195,7 @@ def _run_modbus(args: argparse.Namespace, settings: Settings) -> int:
             word_order=args.word_order,
             sunspec_base=args.sunspec_base,
             sunspec_meter_model=args.sunspec_model,
+            wiring=args.wiring,
         )
         async with sim:
             where = f"port {sim.port}" if sim.kind == "tcp" else f"{sim.kind} {sim.path}"
@@ -220,6 +231,7 @@ def _add_dlms_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keys", default=None, help="HLS-GMAC EK:AK in hex (default the Green Book example keys)")
     p.add_argument("--phases", type=int, default=1, choices=(1, 3), help="1 (L1 only) or 3 phases (default 1)")
     p.add_argument("--profile", default="deltas", choices=("deltas", "registers"), help="profile columns")
+    p.add_argument("--wiring", default="", help=_WIRING_HELP)
 
 
 def _dlms_keys(text: str | None) -> SecurityKeys | None:
@@ -257,6 +269,7 @@ def _run_dlms(args: argparse.Namespace, settings: Settings) -> int:
         register_profile=args.profile == "registers",
         phases=args.phases,
         keys=_dlms_keys(args.keys),
+        wiring=args.wiring,
     )
     _serve_until_signalled(sim, f"dlms simulator (meter {sim.meter.serial})")
     return 0
@@ -282,6 +295,9 @@ def _add_iec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tz", default="UTC", help="zone of the meter clock (default UTC)")
     p.add_argument("--drift", type=float, default=0.0, help="meter clock drift in seconds (default 0)")
     p.add_argument("--fault", action="append", default=[], choices=IEC_FAULTS, help="inject this fault (repeatable)")
+    p.add_argument(
+        "--wiring", default="", help="installation fault shown in the readout: voltage=V (simulators.wiring)"
+    )
     p.add_argument("--fault-rate", type=float, default=1.0, help="share of sessions with a fault (default 1)")
 
 
@@ -297,6 +313,7 @@ def _run_iec(args: argparse.Namespace, settings: Settings) -> int:
         drift_s=args.drift,
         faults=args.fault,
         fault_rate=args.fault_rate,
+        wiring=args.wiring,
     )
     _serve_until_signalled(sim, f"iec62056-21 simulator (serial {sim.serial})")
     return 0
@@ -305,3 +322,47 @@ def _run_iec(args: argparse.Namespace, settings: Settings) -> int:
 SIM_IEC62056_21 = Command(
     help="serve a simulated IEC 62056-21 mode C meter (TCP or a pty)", add_arguments=_add_iec_arguments, run=_run_iec
 )
+
+
+# -- sim sml --------------------------------------------------------------------------------------------------------
+
+
+def _add_sml_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT (0 = pick one) or pty")
+    p.add_argument("--profile", default="ehz", choices=SML_PROFILES, help="the make it looks like (default ehz)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the load model and the faults (default 1)")
+    p.add_argument("--meter-index", type=int, default=0, help="which meter of the load model (default 0)")
+    p.add_argument("--interval", default="1,4", help="seconds between pushes: LOW,HIGH (random) or one number")
+    p.add_argument("--faults", default="", help=f"comma-separated faults to inject: {', '.join(SML_FAULTS)}")
+    p.add_argument("--fault-rate", type=float, default=0.2, help="share of pushes with a fault (default 0.2)")
+
+
+def _sml_interval(text: str) -> tuple[float, float]:
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--interval {text!r}: expected seconds, LOW,HIGH or one number") from None
+    if len(parts) not in (1, 2):
+        raise ConfigError(f"--interval {text!r}: expected seconds, LOW,HIGH or one number")
+    return parts[0], parts[-1]
+
+
+def _run_sml(args: argparse.Namespace, settings: Settings) -> int:
+    faults = [f.strip() for f in args.faults.split(",") if f.strip()]
+    sim = SmlSimulator(
+        args.listen,
+        profile=args.profile,
+        seed=args.seed,
+        meter_index=args.meter_index,
+        interval_s=_sml_interval(args.interval),
+        faults=faults,
+        fault_rate=args.fault_rate,
+    )
+    _serve_until_signalled(sim, f"sml push meter ({args.profile}, server id {sim.meter.meter_id})")
+    return 0
+
+
+SIM_SML = Command(
+    help="simulate an SML push meter (eHZ, Itron, EasyMeter) on TCP or a pty", add_arguments=_add_sml_arguments,
+    run=_run_sml,
+)  # fmt: skip
