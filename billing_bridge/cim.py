@@ -13,29 +13,116 @@ Layout (IEC 61968-100 message envelope around IEC 61968-9 profiles)::
 A bill becomes MeterReadings: one MeterReading per meter of the bill, whose Readings are the bill determinants (every
 numeric leaf of ``determinants``, ReadingType ``amiflow:determinant/<path>``, stamped at the period end), plus the
 bill total and the estimated share. A ``disconnect_scheduled`` / ``disconnected`` / ``reconnected`` notice becomes an
-EndDeviceControl per meter, typed by a code in the 61968-9 ``type.domain.subdomain.event`` form (the
-``CONTROL_KINDS`` table: align it with the receiving system's profile) and with ``amiflow:<kind>`` as the reason.
-Other notices have no CIM profile here and are sent as JSON by the sink. The Header carries no clock: retries
-are byte-identical.
+EndDeviceControl per meter, typed by its IEC 61968-9 EndDeviceControlType code and with ``amiflow:<kind>/<action>``
+as the reason. Other notices have no CIM profile here and are sent as JSON by the sink. The Header carries no clock:
+retries are byte-identical.
+
+EndDeviceControlType codes (IEC 61968-9:2013 Annex E, the EndDeviceEventType / EndDeviceControlType enumerations) are
+``<EndDeviceType>.<EndDeviceDomain>.<EndDeviceSubdomain>.<EndDeviceEventOrAction>``; amiflow's relay controls are
+those of an electric meter (type 3) on its remote connect/disconnect switch (domain 31, RCDSwitch), no subdomain (0):
+
+    3.31.0.23  Disconnect      disconnect_scheduled (scheduled), disconnected (executed)
+    3.31.0.18  Connect         reconnected (executed), the relay closed
+    3.31.0.5   ArmForClosure   reconnected (executed) with the relay armed: the customer's button closes it
+
+Source: IEC 61968-9:2013 Annex E; the same values as Honeywell/Elster Connexo's ``com.elster.jupiter.cbo``
+EndDeviceDomain / EndDeviceEventOrAction enumerations and its EndDeviceControlTypeMapping (OPEN_REMOTE_SWITCH
+x.31.0.23, CLOSE_REMOTE_SWITCH x.31.0.18, ARM_REMOTE_SWITCH_FOR_CLOSURE x.31.0.5); docs/bridge.md.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from enum import IntEnum
 from typing import Any
 
-__all__ = ["CONTROL_KINDS", "bill_to_meter_readings", "notice_to_end_device_controls"]
+__all__ = [
+    "ARM_FOR_CLOSURE",
+    "CONNECT",
+    "CONTROL_KINDS",
+    "DISCONNECT",
+    "EndDeviceDomain",
+    "EndDeviceEventOrAction",
+    "EndDeviceSubdomain",
+    "EndDeviceType",
+    "bill_to_meter_readings",
+    "control_type",
+    "notice_to_end_device_controls",
+    "parse_control_type",
+]
 
 _MSG_NS = "http://iec.ch/TC57/2011/schema/message"
 _MR_NS = "http://iec.ch/TC57/2011/MeterReadings#"
 _EDC_NS = "http://iec.ch/TC57/2011/EndDeviceControls#"
 
-#: notice kind -> (EndDeviceControlType code, drProgramMandatory-style action name)
+
+class EndDeviceType(IntEnum):
+    """IEC 61968-9 Annex E EndDeviceType (the first part of a code): the values amiflow uses."""
+
+    ELECTRIC_METER = 3
+
+
+class EndDeviceDomain(IntEnum):
+    """EndDeviceDomain (second part): 31 = RCDSwitch, remote connect/disconnect."""
+
+    RCD_SWITCH = 31
+
+
+class EndDeviceSubdomain(IntEnum):
+    """EndDeviceSubdomain (third part): 0 = not applicable."""
+
+    NOT_APPLICABLE = 0
+
+
+class EndDeviceEventOrAction(IntEnum):
+    """EndDeviceEventOrAction (fourth part): the switch commands."""
+
+    ARM_FOR_CLOSURE = 5
+    ARM_FOR_OPEN = 6
+    CONNECT = 18
+    DISCONNECT = 23
+
+
+def control_type(
+    device: EndDeviceType, domain: EndDeviceDomain, subdomain: EndDeviceSubdomain, action: EndDeviceEventOrAction
+) -> str:
+    """The dotted code ``type.domain.subdomain.eventOrAction`` of an EndDeviceControlType."""
+    return f"{int(device)}.{int(domain)}.{int(subdomain)}.{int(action)}"
+
+
+def parse_control_type(
+    code: str,
+) -> tuple[EndDeviceType, EndDeviceDomain, EndDeviceSubdomain, EndDeviceEventOrAction]:
+    """The four enumerations of a code amiflow sends; ValueError for another shape or value."""
+    parts = code.split(".")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"EndDeviceControlType {code!r}: expected type.domain.subdomain.eventOrAction")
+    a, b, c, d = (int(p) for p in parts)
+    return EndDeviceType(a), EndDeviceDomain(b), EndDeviceSubdomain(c), EndDeviceEventOrAction(d)
+
+
+_METER, _SWITCH, _NA = EndDeviceType.ELECTRIC_METER, EndDeviceDomain.RCD_SWITCH, EndDeviceSubdomain.NOT_APPLICABLE
+DISCONNECT = control_type(_METER, _SWITCH, _NA, EndDeviceEventOrAction.DISCONNECT)  # "3.31.0.23"
+CONNECT = control_type(_METER, _SWITCH, _NA, EndDeviceEventOrAction.CONNECT)  # "3.31.0.18"
+ARM_FOR_CLOSURE = control_type(_METER, _SWITCH, _NA, EndDeviceEventOrAction.ARM_FOR_CLOSURE)  # "3.31.0.5"
+
+#: notice kind -> (EndDeviceControlType code, action); a reconnect that left the relay armed is ARM_FOR_CLOSURE
 CONTROL_KINDS: dict[str, tuple[str, str]] = {
-    "disconnect_scheduled": ("3.31.0.23", "scheduled"),
-    "disconnected": ("3.31.0.23", "executed"),
-    "reconnected": ("3.31.0.18", "executed"),
+    "disconnect_scheduled": (DISCONNECT, "scheduled"),
+    "disconnected": (DISCONNECT, "executed"),
+    "reconnected": (CONNECT, "executed"),
 }
+
+
+def _control_code(kind: str, payload: dict[str, Any]) -> tuple[str, str] | None:
+    mapping = CONTROL_KINDS.get(kind)
+    if (
+        mapping is not None
+        and kind == "reconnected"
+        and (payload.get("customer_action_required") or payload.get("relay") == "armed")
+    ):
+        return ARM_FOR_CLOSURE, mapping[1]
+    return mapping
 
 
 def _sub(parent: ET.Element, tag: str, text: object | None = None, **attrs: str) -> ET.Element:
@@ -125,7 +212,7 @@ def bill_to_meter_readings(payload: dict[str, Any], key: str) -> bytes:
 
 def notice_to_end_device_controls(kind: str, payload: dict[str, Any], key: str) -> bytes | None:
     """A relay notice as an EndDeviceControls message, or None when ``kind`` has no CIM control mapping."""
-    mapping = CONTROL_KINDS.get(kind)
+    mapping = _control_code(kind, payload)
     if mapping is None:
         return None
     code, action = mapping
