@@ -5,7 +5,9 @@
 ``iec62056-21:///dev/ttyX``, ``mqtt://METER_ID``; added (compatible): ``iec62056-21+tcp://HOST:PORT``,
 ``p1:///dev/ttyX`` and ``p1+tcp://HOST:PORT`` for DSMR P1 ports behind a serial-to-TCP bridge;
 ``sml+serial:///dev/ttyX?baud=9600`` and ``sml+tcp://HOST:PORT`` for SML push meters (an optical IR head on a
-serial port, or behind a TCP serial server such as ser2net).
+serial port, or behind a TCP serial server such as ser2net); ``mbus+serial:///dev/ttyX?baud=2400&address=5`` and
+``mbus+tcp://HOST:PORT?secondary=12345678`` for M-Bus meters (a level converter or a TCP gateway; see
+:func:`protocols.mbus.client.mbus_target`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "sml+serial": ("sml", "serial"),
     "sml+tcp": ("sml", "tcp"),
     "mqtt": ("mqtt", "mqtt"),
+    "mbus+serial": ("mbus", "serial"),
+    "mbus+tcp": ("mbus", "tcp"),
 }
 PROTOCOLS = ("dlms", "iec62056-21", "modbus", "mqtt", "p1", "sml")
 _DEFAULT_PORTS = {"modbus": 502, "dlms": 4059}

@@ -22,6 +22,8 @@ __all__ = ["DECODE"]
 
 
 def _from_hex(data: bytes, kind: str) -> bytes:
+    if kind == "mbus":  # protocols.mbus reads hex text itself, one wireless frame a line
+        return data
     if kind == "sml":  # annotated SML vectors and logs: comments, 1bh suffixes
         decoded = sml_from_hex(data)
         if decoded is None:
@@ -69,7 +71,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 DECODE = Command(
-    help="decode a captured P1 telegram, IEC 62056-21 readout, HDLC frame, DLMS APDU, Modbus map or SML capture",
+    help="decode a captured P1 telegram, IEC 62056-21 readout, HDLC frame, DLMS APDU, Modbus map, SML or M-Bus data",
     add_arguments=_add_arguments,
     run=_run,
 )

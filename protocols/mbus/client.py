@@ -145,10 +145,11 @@ class MbusMaster:
         self.state.timeout()
         return fault
 
-    async def _exchange(self, build: Callable[[], bytes], what: str) -> Ack | LongFrame:
+    async def _exchange(self, build: Callable[[], bytes], what: str, retries: int | None = None) -> Ack | LongFrame:
         """Send ``build()`` and wait, retrying on silence or a fault (same FCB); the last failure raises."""
         fault: FrameFault | None = None
-        for _ in range(self.retries + 1):
+        tries = (self.retries if retries is None else retries) + 1
+        for _ in range(tries):
             await self.link.write(build())
             event = await self._wait()
             if isinstance(event, Ack | LongFrame):
@@ -156,21 +157,28 @@ class MbusMaster:
             fault = event or fault
         if fault is not None:
             raise ProtocolError(f"{self.link.peer}: {what}: garbled answer ({fault.detail})")
-        raise ReadTimeout(f"{self.link.peer}: {what}: no answer within {self.timeout_s:g} s ({self.retries + 1} tries)")
+        raise ReadTimeout(f"{self.link.peer}: {what}: no answer within {self.timeout_s:g} s ({tries} tries)")
 
     # -- requests -------------------------------------------------------------------------------------------------
 
-    async def snd_nke(self, address: int) -> None:
+    async def snd_nke(self, address: int, *, retries: int | None = None) -> None:
         """Reset the slave's link layer (it answers E5)."""
         async with self._lock:
-            await self._exchange(lambda: self.state.snd_nke(address), f"SND_NKE to {address}")
+            await self._exchange(lambda: self.state.snd_nke(address), f"SND_NKE to {address}", retries)
 
     async def select(
-        self, ident: str, manufacturer: str | None = None, version: int | None = None, medium: int | None = None
+        self,
+        ident: str,
+        manufacturer: str | None = None,
+        version: int | None = None,
+        medium: int | None = None,
+        *,
+        retries: int | None = None,
     ) -> None:
         """Select one slave by secondary address (ReadTimeout when none answers)."""
         async with self._lock:
-            await self._exchange(lambda: self.state.select(ident, manufacturer, version, medium), f"select {ident}")
+            build = lambda: self.state.select(ident, manufacturer, version, medium)  # noqa: E731
+            await self._exchange(build, f"select {ident}", retries)
 
     async def req_ud2(self, address: int) -> Telegram:
         """One REQ_UD2 -> the decoded telegram."""
@@ -202,12 +210,13 @@ class MbusMaster:
                 break
         return MbusReadout(address, tuple(telegrams), tuple(issues))
 
-    async def scan_primary(self, addresses: range = range(0, MAX_PRIMARY + 1)) -> list[int]:
-        """The primary addresses that answer SND_NKE (a collision counts as present: two meters, one address)."""
+    async def scan_primary(self, addresses: range = range(0, MAX_PRIMARY + 1), *, retries: int = 0) -> list[int]:
+        """The primary addresses that answer SND_NKE (a collision counts as present: two meters, one address).
+        ``retries`` per address: 0 by default, as a scan of 251 addresses mostly waits on silence."""
         found = []
         for address in addresses:
             try:
-                await self.snd_nke(address)
+                await self.snd_nke(address, retries=retries)
             except ReadTimeout:
                 continue
             except ProtocolError:
@@ -218,7 +227,7 @@ class MbusMaster:
     async def probe(self, mask: str) -> tuple[Probe, str | None]:
         """Select ``mask`` and ask the selected slave: (NOTHING | SINGLE | COLLISION, ident when single)."""
         try:
-            await self.select(mask)
+            await self.select(mask, retries=1)
         except ReadTimeout:
             return Probe.NOTHING, None
         except ProtocolError:
