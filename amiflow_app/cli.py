@@ -43,6 +43,7 @@ sim modbus      | engineer | sim:SIM_MODBUS          | simulate Modbus TCP/RTU m
 sim dlms        | engineer | sim:SIM_DLMS            | simulate DLMS/COSEM meters (TCP wrapper or HDLC)
 sim iec62056-21 | engineer | sim:SIM_IEC62056_21     | simulate IEC 62056-21 mode C meters
 sim sml         | engineer | sim:SIM_SML             | simulate an SML push meter (eHZ, Itron or EasyMeter shape)
+sim mbus        | engineer | sim:SIM_MBUS            | simulate an M-Bus segment (heat, water, gas, electricity meters)
 decode          | engineer | decode:DECODE           | decode a captured frame, telegram or register map to JSON
 tariffs import  | billing  | rating:TARIFFS_IMPORT   | import tariffs (amiflow JSON/TOML or OpenEI URDB JSON)
 tariffs list    | billing  | rating:TARIFFS_LIST     | list the stored tariff versions

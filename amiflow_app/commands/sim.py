@@ -1,4 +1,4 @@
-"""``amiflow sim mqtt|modbus|dlms|iec62056-21|sml``: the simulators' options and the glue that runs them until a signal.
+"""``amiflow sim mqtt|modbus|dlms|iec62056-21|sml|mbus``: the simulators' options and the glue that runs them.
 
 ``sim mqtt`` publishes into the broker of ``AMIFLOW_MQTT_URL`` and, when none is configured, starts the embedded
 broker (:mod:`amiflow_app.broker`) and prints its URL; the serial-protocol simulators print where they listen and
@@ -27,13 +27,15 @@ from simulators.dlms import DlmsSimulator
 from simulators.fleet_config import FleetConfig
 from simulators.iec62056_21 import FAULTS as IEC_FAULTS
 from simulators.iec62056_21 import IecSimulator
+from simulators.mbus_meter import FAULTS as MBUS_FAULTS
+from simulators.mbus_meter import MbusBusSimulator
 from simulators.modbus import ModbusSimulator
 from simulators.mqtt_fleet import MqttFleet
 from simulators.sml_meter import FAULTS as SML_FAULTS
 from simulators.sml_meter import PROFILES as SML_PROFILES
 from simulators.sml_meter import SmlSimulator
 
-__all__ = ["SIM_DLMS", "SIM_IEC62056_21", "SIM_MODBUS", "SIM_MQTT", "SIM_SML"]
+__all__ = ["SIM_DLMS", "SIM_IEC62056_21", "SIM_MBUS", "SIM_MODBUS", "SIM_MQTT", "SIM_SML"]
 
 
 def _parse_start(text: str) -> datetime:
@@ -365,4 +367,29 @@ def _run_sml(args: argparse.Namespace, settings: Settings) -> int:
 SIM_SML = Command(
     help="simulate an SML push meter (eHZ, Itron, EasyMeter) on TCP or a pty", add_arguments=_add_sml_arguments,
     run=_run_sml,
+)  # fmt: skip
+
+
+# -- sim mbus -------------------------------------------------------------------------------------------------------
+
+
+def _add_mbus_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT (0 = pick one) or pty")
+    p.add_argument("--devices", default=None, help="KIND:ADDRESS[:IDENT],... (heat:1,water:2,gas:3,electricity:4)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the meters' values and the faults (default 1)")
+    p.add_argument("--fault", action="append", default=[], choices=MBUS_FAULTS, help="inject this fault (repeatable)")
+    p.add_argument("--fault-rate", type=float, default=0.2, help="share of answers with a fault (default 0.2)")
+
+
+def _run_mbus(args: argparse.Namespace, settings: Settings) -> int:
+    faults, rate = args.fault, args.fault_rate
+    sim = MbusBusSimulator(args.listen, devices=args.devices, seed=args.seed, faults=faults, fault_rate=rate)
+    names = ", ".join(f"{s.kind}@{s.address}#{s.ident}" for s in sim.slaves)
+    _serve_until_signalled(sim, f"mbus segment ({names})")
+    return 0
+
+
+SIM_MBUS = Command(
+    help="simulate an M-Bus segment of heat, water, gas and electricity meters", add_arguments=_add_mbus_arguments,
+    run=_run_mbus,
 )  # fmt: skip
