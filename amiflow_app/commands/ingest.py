@@ -237,10 +237,12 @@ def _commission(args: argparse.Namespace, settings: Settings) -> int:
     elif fmt == "json" and not args.out:
         print(body)
     failed = report.named("fail")
-    print(f"{report.verdict}: {uri}" + (f" ({'; '.join(f'{c.name}: {c.detail}' for c in failed)})" if failed else ""))
-    print(f"report: {path}")
+    notes = sys.stderr if fmt == "json" and not args.out else sys.stdout  # JSON on stdout stays parseable
+    verdict = f"{report.verdict}: {uri}"
+    print(verdict + (f" ({'; '.join(f'{c.name}: {c.detail}' for c in failed)})" if failed else ""), file=notes)
+    print(f"report: {path}", file=notes)
     if sheet is not None:
-        print(f"sheet: {sheet}")
+        print(f"sheet: {sheet}", file=notes)
     return 0 if report.passed else 1
 
 
