@@ -166,7 +166,9 @@ def normalize_unit(unit: str) -> tuple[str, float]:
 class Issue:
     """A problem with input data: a stable ``code``, a human ``detail``, and what it concerns.
 
-    Codecs and validators return these rather than raising; ingest turns them into quarantine records.
+    Codecs and validators return these rather than raising; ingest turns them into quarantine records. An issue
+    with ``extra["severity"] == "info"`` only says how unusual input was read (its readings are good): it is
+    reported, never quarantined.
     """
 
     code: str
@@ -174,6 +176,10 @@ class Issue:
     meter: str | None = None
     raw: bytes | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def informational(self) -> bool:
+        return self.extra.get("severity") == "info"
 
 
 def _empty(dtype: Any) -> npt.NDArray[Any]:

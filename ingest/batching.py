@@ -130,8 +130,9 @@ class BatchBuilder:
         else:
             ref, d = decode(topic, msg.payload, prefix=self.prefix, received_ts=int(msg.received_at))
         meter = ref.meter if ref else None
-        if d.issues:
-            p.quarantine.extend(_issue_rows(msg.topic, d.issues, msg.payload, meter))
+        bad = tuple(i for i in d.issues if not i.informational)  # "read this way" notes are not quarantined
+        if bad:
+            p.quarantine.extend(_issue_rows(msg.topic, bad, msg.payload, meter))
         if d.rejected or ref is None:
             return
         if ref.kind == "cmd_result" or ref.kind == "status" or ref.kind == "events":

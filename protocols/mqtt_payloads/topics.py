@@ -71,5 +71,5 @@ def decode(topic: str, raw: bytes, *, prefix: str = "ami/v1", received_ts: int) 
     if ref.kind == "cmd_result":
         return ref, decode_cmd_result(raw, topic_meter=ref.meter, received_ts=received_ts)
     if ref.kind == "p1":
-        return ref, decode_p1(raw, topic_meter=ref.meter)
+        return ref, decode_p1(raw, topic_meter=ref.meter, received_ts=received_ts)
     return ref, decode_tasmota(raw, device=ref.meter)
