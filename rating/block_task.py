@@ -124,7 +124,8 @@ def _bills(
     blocks = rate_parts(
         parts, vee.ts, imp, exp, tz=task.plan.timezone, period_start=task.period, period_end=_next_month(task.period),
         active_from=_dates([b.start for b in bill_rows]), active_to=_dates([b.end for b in bill_rows]),
-        prior_peak_w=prior, axis=build_axis(parts[0].tariff, vee.ts, task.plan.timezone),
+        prior_peak_w=prior,
+        axis=build_axis(parts[0].tariff, vee.ts, task.plan.timezone) if len(parts) == 1 else None,
     )  # fmt: skip
     share = vee.estimated_share
     out = []
