@@ -214,7 +214,9 @@ def test_p1_goes_through_protocols_p1(monkeypatch: Any) -> None:
     from amiflow.types import Issue, ReadingBatch
     from protocols.mqtt_payloads import decode_p1
 
-    def parse_telegram(data: bytes, *, meter: str | None) -> tuple[ReadingBatch, list[Issue]]:
+    def parse_telegram(
+        data: bytes, *, meter: str | None, received_ts: int | None = None
+    ) -> tuple[ReadingBatch, list[Issue]]:
         if data == b"boom":
             raise RuntimeError("decoder bug")
         if data == b"bad crc":
