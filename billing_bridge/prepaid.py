@@ -2,12 +2,15 @@
 disconnect at zero that goes through the same policy as any other.
 
 Balance = opening credit + every payment (top-ups; reversals are negative) - the cost of the energy consumed.
-The cost of each interval is its import energy (``1-0:1.29.0``, kWh) times the account's ``rate_per_kwh``: the
-tariff's average energy rate, set at enrolment (the rating engine's per-interval TOU rates are not used yet; a
-caller may pass ``rate_fn`` with per-interval rates). Intervals are charged once, in time order: each update
-charges the intervals up to the first one still missing for any of the account's meters, except that a gap older
-than ``gap_grace_s`` (default 24 h) is skipped (the monthly bill with VEE settles it) so one lost interval cannot
-freeze the balance.
+The cost is rated by the tariff of each meter (``amiflow.meters.tariff``) with the same engine as the monthly bill:
+TOU periods, tiers, demand, export credits, fixed charges by day and taxes, drawn down as the month goes
+(:mod:`billing_bridge.prepaid_rating`). Only a meter without a tariff is charged the account's flat
+``rate_per_kwh`` per import kWh (``1-0:1.29.0``); a caller may pass ``rate_fn`` with per-interval rates for every
+meter instead. A meter whose tariff cannot rate the month (not stored, a change inside the month, another currency)
+leaves its account uncharged in that run, with the reason in the update (``error``) and the log. Intervals are
+charged once, in time order: each update charges the intervals up to the first one still missing for any of the
+account's meters, except that a gap older than ``gap_grace_s`` (default 24 h) is skipped (the monthly bill with VEE
+settles it) so one lost interval cannot freeze the balance.
 
 Low-balance notices (``low_balance``, with the threshold) go once per threshold per cycle; a top-up that lifts the
 balance above the highest threshold starts a new cycle. At zero the account becomes a disconnect case (prepaid rules
@@ -31,7 +34,9 @@ from psycopg.types.json import Jsonb
 
 from amiflow.db.outbox import enqueue
 from amiflow.db.reader import read_intervals
+from amiflow.errors import RatingError
 from billing_bridge.policy import RuleSet
+from billing_bridge.prepaid_rating import tariff_cost
 
 __all__ = [
     "PrepaidPosition",
@@ -74,6 +79,7 @@ class PrepaidUpdate:
     cost: Decimal
     balance: Decimal
     notices: tuple[str, ...]
+    error: str | None = None
 
 
 def interval_cost(energy_wh: npt.NDArray[np.float64], rate_per_kwh: float | npt.NDArray[np.float64]) -> Decimal:
@@ -97,7 +103,8 @@ def enroll(
     opening_credit: Decimal,
     start: datetime,
 ) -> None:
-    """Make ``account`` prepaid from ``start`` (intervals ending after it are charged)."""
+    """Make ``account`` prepaid from ``start`` (intervals ending after it are charged); ``rate_per_kwh`` is charged
+    only for its meters without a tariff (the others are rated by their tariff)."""
     with conn.transaction():
         conn.execute(
             "INSERT INTO amiflow.account_policy (account, prepaid) VALUES (%s, true)"
@@ -144,9 +151,11 @@ def update_prepaid(
     rate_fn: RateFn | None = None,
 ) -> list[PrepaidUpdate]:
     """Charge the new intervals of every prepaid account, update its balance and queue low-balance notices."""
-    meters: dict[str, list[str]] = {}
-    for name, account in conn.execute("SELECT name, account FROM amiflow.meters WHERE account IS NOT NULL"):
-        meters.setdefault(account, []).append(name)
+    meters: dict[str, list[tuple[str, str | None, str]]] = {}
+    for name, account, tariff, tz in conn.execute(
+        "SELECT name, account, tariff, timezone FROM amiflow.meters WHERE account IS NOT NULL ORDER BY name"
+    ):
+        meters.setdefault(account, []).append((name, tariff, tz))
     end_ts = int(now.timestamp()) // interval_s * interval_s
     out = []
     for account, *_ in conn.execute("SELECT account FROM amiflow.prepaid_accounts ORDER BY account").fetchall():
@@ -159,11 +168,36 @@ def update_prepaid(
     return out
 
 
+def _cost(
+    conn: psycopg.Connection[Any],
+    meters: list[tuple[str, str | None, str]],
+    m: Any,
+    n: int,
+    flat: Decimal,
+    currency: str,
+    rate: npt.NDArray[np.float64] | None,
+) -> Decimal:
+    """The cost of the first ``n`` intervals of ``m`` (the meters' matrix): by tariff, or flat where there is none."""
+    if rate is not None:
+        return interval_cost(m.values[:, :n], rate)
+    since = datetime.fromtimestamp(int(m.ts[0]) - m.interval_s, UTC)
+    upto = datetime.fromtimestamp(int(m.ts[n - 1]), UTC)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, tariff, tz in meters:
+        if tariff is not None:
+            groups.setdefault((tariff, tz), []).append(name)
+    untariffed = [i for i, (_, tariff, _) in enumerate(meters) if tariff is None]
+    cost = interval_cost(m.values[untariffed, :n], float(flat)) if untariffed else Decimal(0)
+    for (tariff, tz), names in sorted(groups.items()):
+        cost += tariff_cost(conn, tariff, tz, names, since, upto, currency=currency, interval_s=m.interval_s)
+    return cost.quantize(_CENT4, ROUND_HALF_UP)
+
+
 def _update_one(
     conn: psycopg.Connection[Any],
     rs: RuleSet,
     account: str,
-    names: list[str],
+    meters: list[tuple[str, str | None, str]],
     now: datetime,
     end_ts: int,
     interval_s: int,
@@ -175,14 +209,19 @@ def _update_one(
     _, currency, balance, through, rate, zero_since, cycle, last_balance = row
     balance, rate = Decimal(balance), Decimal(rate)
     start_ts = int(through.timestamp())
-    n_charged, cost = 0, Decimal(0)
+    n_charged, cost, error = 0, Decimal(0), None
+    names = [name for name, _, _ in meters]
     if names and end_ts > start_ts and (end_ts - start_ts) % interval_s == 0:
         m = read_intervals(conn, names, "1-0:1.29.0", through, datetime.fromtimestamp(end_ts, UTC), interval_s)
         n_charged = _chargeable(m.present, m.ts, end_ts - gap_grace_s)
         if n_charged:
-            rates = rate_fn(account, m.ts[:n_charged]) if rate_fn else float(rate)
-            cost = interval_cost(m.values[:, :n_charged], rates)
-            through = datetime.fromtimestamp(int(m.ts[n_charged - 1]), UTC)
+            rates = rate_fn(account, m.ts[:n_charged]) if rate_fn else None
+            try:
+                cost = _cost(conn, meters, m, n_charged, rate, currency.strip(), rates)
+                through = datetime.fromtimestamp(int(m.ts[n_charged - 1]), UTC)
+            except RatingError as exc:
+                log.warning("prepaid account %s not charged: %s", account, exc)
+                n_charged, cost, error = 0, Decimal(0), str(exc)
     new_balance = balance - cost
     top = max(rs.prepaid_low_balance, default=Decimal(0))
     previous = Decimal(last_balance) if last_balance is not None else new_balance
@@ -199,7 +238,7 @@ def _update_one(
     )
     position = PrepaidPosition(account, currency.strip(), new_balance, through, rate, zero_since, cycle)
     notices = _low_balance_notices(conn, rs, position, now)
-    return PrepaidUpdate(account, n_charged, cost, new_balance, notices)
+    return PrepaidUpdate(account, n_charged, cost, new_balance, notices, error)
 
 
 def _low_balance_notices(
