@@ -15,7 +15,7 @@ dBm, ``72`` daylight saving, ``73`` listening window, ``74`` remaining battery l
 was stopped, ``76`` data container for a manufacturer protocol.
 
 FB: ``E000 000n`` energy 10^(n-1) MWh, ``E000 001n`` reactive energy 10^n kvarh, ``E000 100n`` energy 10^(n-1)
-GJ, ``E001 000n`` volume 10^(n+2) m3, ``E001 100n`` mass 10^(n+2) t, ``21`` 0.1 cubic feet, ``22``/``23`` 0.1 / 1
+GJ, ``E001 000n`` volume 10^(n+2) m3, ``E001 100n`` mass 10^(n+2) t, ``E001 101n`` relative humidity 10^(n-1) % (EN 13757-3:2013), ``21`` 0.1 cubic feet, ``22``/``23`` 0.1 / 1
 US gallon, ``24``-``26`` US gallons per minute (x 0.001) / per minute / per hour, ``E010 100n`` power 10^(n-1) MW,
 ``E011 000n`` power 10^(n-1) GJ/h, ``E101 10nn`` / ``E101 11nn`` / ``E110 00nn`` / ``E110 01nn`` flow / return
 temperature, temperature difference, external temperature in 10^(nn-3) degF, ``E111 00nn`` / ``E111 01nn`` cold-warm
@@ -153,6 +153,8 @@ def fb_vife(vife: int) -> ValueInfo:
         return ValueInfo("volume", "m3", n + 2)
     if code in (0x18, 0x19):
         return ValueInfo("mass", "kg", n + 2 + 3)
+    if code in (0x1A, 0x1B):
+        return ValueInfo("relative_humidity", "%", n - 1)
     if code in _FB_SINGLES:
         return _FB_SINGLES[code]
     if code in (0x28, 0x29):
