@@ -35,6 +35,8 @@ meters add      | engineer | db:METERS_ADD           | register one meter
 meters list     | engineer | db:METERS_LIST          | list the registered meters
 meters show     | engineer | db:METERS_SHOW          | show one registered meter
 meters import   | engineer | db:METERS_IMPORT        | register meters from a CSV file
+meters move-in  | billing  | db:METERS_MOVE_IN       | record a move-in: an account is served through a meter from a day
+meters move-out | billing  | db:METERS_MOVE_OUT      | record a move-out: the meter's open service period ends on a day
 ingest mqtt     | operator | ingest:INGEST_MQTT      | run one MQTT ingest worker (several share the stream)
 poll            | operator | ingest:POLL             | poll DLMS, IEC 62056-21 and Modbus meters on their schedule
 commission      | engineer | ingest:COMMISSION       | identify, test-read and register a meter (commissioning sheet)

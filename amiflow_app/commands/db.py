@@ -1,10 +1,11 @@
-"""``amiflow db migrate|status`` and ``amiflow meters add|list|show|import``."""
+"""``amiflow db migrate|status`` and ``amiflow meters add|list|show|import|move-in|move-out``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 
 from amiflow.db import Database, database_url
@@ -15,7 +16,16 @@ from amiflow.settings import Settings
 from amiflow.uri import PROTOCOLS
 from amiflow_app.command import Command
 
-__all__ = ["METERS_ADD", "METERS_IMPORT", "METERS_LIST", "METERS_SHOW", "MIGRATE", "STATUS"]
+__all__ = [
+    "METERS_ADD",
+    "METERS_IMPORT",
+    "METERS_LIST",
+    "METERS_MOVE_IN",
+    "METERS_MOVE_OUT",
+    "METERS_SHOW",
+    "MIGRATE",
+    "STATUS",
+]
 
 
 def _no_args(parser: argparse.ArgumentParser) -> None:
@@ -133,9 +143,54 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _move_in_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("meter")
+    parser.add_argument("--account", required=True, help="the account taking service through the meter")
+    parser.add_argument("--on", type=_date, required=True, help="the first local day of service (YYYY-MM-DD)")
+    parser.add_argument("--until", type=_date, help="the move-out day, if known (first day without service)")
+
+
+def _move_in(args: argparse.Namespace, settings: Settings) -> int:
+    from rating.service_store import add_service
+
+    if args.until is not None and args.until <= args.on:
+        raise ConfigError(f"--until {args.until} must be after --on {args.on}")
+    with _open(settings) as db, db.connect() as conn:
+        add_service(conn, args.meter, args.account, args.on, args.until)
+    until = f" until {args.until}" if args.until else ""
+    print(f"{args.account} takes service through {args.meter} from {args.on}{until} (bills prorate by days)")
+    return 0
+
+
+def _move_out_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("meter")
+    parser.add_argument("--on", type=_date, required=True, help="the first local day without service (YYYY-MM-DD)")
+
+
+def _move_out(args: argparse.Namespace, settings: Settings) -> int:
+    from rating.service_store import end_service
+
+    with _open(settings) as db, db.connect() as conn:
+        if not end_service(conn, args.meter, args.on):
+            raise ConfigError(f"meter {args.meter}: no open service period to end (see `amiflow meters move-in`)")
+    print(f"service through {args.meter} ends on {args.on}")
+    return 0
+
+
 MIGRATE = Command("apply the schema migrations (idempotent)", _no_args, _migrate)
 STATUS = Command("show the schema version and the TimescaleDB features in use", _no_args, _status)
 METERS_ADD = Command("register a meter", _add_args, _add)
 METERS_LIST = Command("list registered meters", _list_args, _list)
 METERS_SHOW = Command("show one meter", _show_args, _show)
 METERS_IMPORT = Command("import meters from CSV", _import_args, _import)
+METERS_MOVE_IN = Command(
+    "record a move-in: an account takes service through a meter from a day", _move_in_args, _move_in
+)
+METERS_MOVE_OUT = Command("record a move-out: the meter's open service period ends on a day", _move_out_args, _move_out)
