@@ -202,7 +202,7 @@ class MbusStreamDecoder:
                 if self.raise_faults:
                     raise event.error()
                 return event
-            if event is NEED_DATA:
+            if event is _WAIT:
                 return NEED_DATA
             self.frames += 1
             return event  # type: ignore[return-value]
@@ -221,13 +221,14 @@ class MbusStreamDecoder:
         return _SKIP
 
     def _need(self, n: int) -> object:
+        """None when ``n`` bytes are buffered, else _WAIT (more may come) or a ``truncated`` fault (end of stream)."""
         if len(self._buf) >= n:
             return None
         if self._eof:
             raw = bytes(self._buf)
             self._buf.clear()
             return FrameFault("truncated", f"the stream ended {n - len(raw)} bytes before the frame's end", raw)
-        return NEED_DATA
+        return _WAIT
 
     def _fault(self, code: str, detail: str, n: int) -> FrameFault:
         raw = bytes(self._buf[:n])
@@ -268,3 +269,4 @@ class MbusStreamDecoder:
 
 
 _SKIP: Final = object()
+_WAIT: Final = object()

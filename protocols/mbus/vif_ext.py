@@ -14,13 +14,13 @@ duration since last cumulation, ``6C``-``6F`` battery operating time, ``70`` bat
 dBm, ``72`` daylight saving, ``73`` listening window, ``74`` remaining battery life (days), ``75`` times the meter
 was stopped, ``76`` data container for a manufacturer protocol.
 
-FB: ``E000 000n`` energy 10^(n-1) MWh, ``E000 001n`` reactive energy 10^n kvarh, ``E000 100n`` energy 10^(n-1)
-GJ, ``E001 000n`` volume 10^(n+2) m3, ``E001 100n`` mass 10^(n+2) t, ``E001 101n`` relative humidity 10^(n-1) % (EN 13757-3:2013), ``21`` 0.1 cubic feet, ``22``/``23`` 0.1 / 1
-US gallon, ``24``-``26`` US gallons per minute (x 0.001) / per minute / per hour, ``E010 100n`` power 10^(n-1) MW,
-``E011 000n`` power 10^(n-1) GJ/h, ``E101 10nn`` / ``E101 11nn`` / ``E110 00nn`` / ``E110 01nn`` flow / return
-temperature, temperature difference, external temperature in 10^(nn-3) degF, ``E111 00nn`` / ``E111 01nn`` cold-warm
-temperature limit in degF / degC, ``E111 1nnn`` cumulative count of maximum power 10^(nnn-3) W. Imperial units are
-converted to the base units (m3, m3/h, degC, K).
+FB: ``E000 000n`` energy 10^(n-1) MWh, ``E000 001n`` reactive energy 10^n kvarh, ``E000 100n`` energy 10^(n-1) GJ,
+``E001 000n`` volume 10^(n+2) m3, ``E001 100n`` mass 10^(n+2) t, ``E001 101n`` relative humidity 10^(n-1) % (EN
+13757-3:2013), ``21`` 0.1 cubic feet, ``22``/``23`` 0.1 / 1 US gallon, ``24``-``26`` US gallons per minute (x 0.001)
+/ per minute / per hour, ``E010 100n`` power 10^(n-1) MW, ``E011 000n`` power 10^(n-1) GJ/h, ``E101 10nn`` / ``E101
+11nn`` / ``E110 00nn`` / ``E110 01nn`` flow / return temperature, temperature difference, external temperature in
+10^(nn-3) degF, ``E111 00nn`` / ``E111 01nn`` cold-warm temperature limit in degF / degC, ``E111 1nnn`` cumulative
+count of maximum power 10^(nnn-3) W. Imperial units are converted to the base units (m3, m3/h, degC, K).
 """
 
 from __future__ import annotations
