@@ -4,18 +4,18 @@ The month is local to the rule set's time zone. Per group and currency (an accou
 
 | KPI | definition |
 |---|---|
-| billed | total of the issued bills of the month (``v_bills``, period starting in it) |
+| billed | total of the bills issued in the month (``v_bills``; a bill is issued the day after its period ends) |
 | collected | payments received in the month (a reversal counts negative) |
 | collection_rate | collected / billed (none when nothing was billed) |
-| arrears 0-30, 31-60, 61-90, >90 | what is overdue on the first day after the month, by days past due (a) |
+| arrears 0-30, 31-60, 61-90, >90 | what is overdue on the month's last day, by days past due (a) |
 | plans_created / plans_kept / plans_broken | installment plans made / completed / broken in the month |
 | plans_active | plans running at the end of the month |
 | reminders_sent | reminder ladder rungs (the rule set's ladder types) sent in the month |
 | disconnects / reconnects | relay commands of the month that the meter confirmed |
 | dso_days | days sales outstanding: receivables (everything open, due or not) / billed x days of the month |
 
-(a) point in time, as the reminders see it (:func:`billing_bridge.arrears.load_book`, :mod:`billing_bridge.aging`):
-on that day the month's bills are out, payments and statements after it do not count.
+(a) point in time at the end of that day, as the reminders see it (:func:`billing_bridge.arrears.load_book`,
+:mod:`billing_bridge.aging`): the bills issued by then count, payments and statements after it do not.
 Accounts without a region (collector) form the group ``(unassigned)``.
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -138,8 +138,9 @@ def _sums(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> d
 def _account_figures(
     conn: psycopg.Connection[Any], rs: RuleSet, start: datetime, end: datetime, after: date
 ) -> dict[str, dict[str, Any]]:
-    """Per account, each raw KPI of the month [start, end) (aging on ``after``, the first day after it)."""
+    """Per account, each raw KPI of the month [start, end) (``after`` is the first day after it)."""
     first = start.astimezone(ZoneInfo(rs.timezone)).date()
+    last = after - timedelta(days=1)
     out: dict[str, dict[str, Any]] = {}
 
     def put(name: str, values: dict[str, Any]) -> None:
@@ -147,8 +148,8 @@ def _account_figures(
             out.setdefault(account, {})[name] = v
 
     put("billed", _sums(conn, "SELECT account, sum(total) FROM amiflow.v_bills WHERE status = 'issued'"
-                        " AND account IS NOT NULL AND period_start >= %s AND period_start < %s GROUP BY 1",
-                        (first, after)))  # fmt: skip
+                        " AND account IS NOT NULL AND period_end >= %s AND period_end < %s GROUP BY 1",
+                        (first - timedelta(days=1), last)))  # fmt: skip
     put("collected", _sums(conn, "SELECT account, sum(amount) FROM amiflow.payments WHERE paid_at >= %s"
                            " AND paid_at < %s GROUP BY 1", (start, end)))  # fmt: skip
     ladder = [r.type for r in rs.ladder]
@@ -169,11 +170,11 @@ def _account_figures(
             f"SELECT account, count(*) FROM amiflow.installment_plans WHERE {where} GROUP BY 1", {"s": start, "e": end}
         ).fetchall()
         put(name, {str(a): int(n) for a, n in rows})
-    book = load_book(conn, today=after, terms_days=rs.payment_terms_days, tz=rs.timezone)
+    book = load_book(conn, today=last, terms_days=rs.payment_terms_days, tz=rs.timezone)
     for account, debts in book.debts.items():
         pays = book.payments.get(account, [])
         put_one = out.setdefault(account, {})
-        put_one.update(zip(_BANDS, age_bands(debts, pays, after), strict=True))
+        put_one.update(zip(_BANDS, age_bands(debts, pays, last), strict=True))
         put_one["receivables"] = sum((left for _, left in open_debts(debts, pays)), _ZERO)
     return out
 

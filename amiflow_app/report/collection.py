@@ -82,9 +82,9 @@ def render_collection_html(report: CollectionReport, figs: dict[str, bytes]) -> 
 <style>{_STYLE}</style><script type="application/json" id="collection">{rows}</script></head><body>
 <h1>Collection by {html.escape(report.by)}: {html.escape(month)}</h1>
 <p>generated {html.escape(report.generated_at)}; rule set {html.escape(rs.id)} {html.escape(rs.version)}
-(time zone {html.escape(rs.timezone)}). Arrears are what is overdue on the first day after the month, by days past
-due; the rate is collected / billed; DSO is receivables / billed x days of the month; plans are active at the month's
-end / kept / broken in it (a/k/b).</p>
+(time zone {html.escape(rs.timezone)}). Billed: the bills issued in the month (the day after their period);
+arrears: what is overdue at the end of the month's last day, by days past due; rate: collected / billed; DSO:
+receivables / billed x days of the month; plans: active at the month's end / kept / broken in it (a/k/b).</p>
 <section id="kpis"><h2>KPIs per {html.escape(report.by)}</h2>{kpi_html_table(report.rows, report.by, report.totals)}
 </section>
 <section id="trends"><h2>The last {len(report.history)} months ({first} to {month})</h2>

@@ -90,30 +90,31 @@ def book(db_conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
 def test_kpis_by_region_match_the_hand_worked_figures(book: psycopg.Connection[Any]) -> None:
     north, south, unassigned = collection_kpis(book, US, FEB, "region")
     assert (north.group, south.group, unassigned.group) == ("north", "south", UNASSIGNED)
-    assert north.accounts == 2 and north.billed == D("170.00") and north.collected == D("100.00")
-    assert north.collection_rate == D("0.5882")
-    # on 03-01: ACC-2's January bill is 8 days past due, October's 100 days; ACC-1's January bill is paid
+    # February's billing: the January bills, issued on 1 February (the February bills are issued in March)
+    assert north.accounts == 2 and north.billed == D("300.00") and north.collected == D("100.00")
+    assert north.collection_rate == D("0.3333")
+    # at the end of 28 February: ACC-2's January bill is 7 days past due, October's 99; ACC-1's January bill is paid
     assert (north.arrears_0_30, north.arrears_31_60, north.arrears_61_90, north.arrears_over_90) == (
         D("200.00"), D(0), D(0), D("60.00")
     )  # fmt: skip
-    assert north.receivables == D("430.00") and north.dso_days == D("70.8")  # 430 / 170 x 28 days
+    assert north.receivables == D("260.00") and north.dso_days == D("24.3")  # 260 / 300 x 28 days
     assert north.reminders_sent == 2 and north.disconnects == 1 and north.reconnects == 0  # failed: not counted
-    assert south.billed == 0 and south.collection_rate is None and south.dso_days is None
+    assert south.billed == D("80.00") and south.collection_rate == D("0.3750") and south.dso_days == D("17.5")
     assert south.collected == D("30.00") and south.arrears_0_30 == D("50.00")
     assert (south.plans_created, south.plans_active, south.plans_kept, south.plans_broken) == (1, 1, 0, 0)
-    assert unassigned.accounts == 1 and unassigned.collected == 0
+    assert unassigned.accounts == 1 and unassigned.collected == 0 and unassigned.collection_rate is None
     row = north.as_json("region")
-    assert row["region"] == "north" and row["collection_rate"] == "0.5882" and row["arrears_over_90"] == "60.00"
+    assert row["region"] == "north" and row["collection_rate"] == "0.3333" and row["arrears_over_90"] == "60.00"
 
 
 def test_kpis_by_collector_and_an_earlier_month(book: psycopg.Connection[Any]) -> None:
     by = {r.group: r for r in collection_kpis(book, US, FEB, "collector")}
     assert set(by) == {"COL-1", "COL-2", UNASSIGNED}
-    assert by["COL-1"].billed == D("120.00") and by["COL-1"].collected == D("130.00")
+    assert by["COL-1"].billed == D("180.00") and by["COL-1"].collected == D("130.00")
     assert by["COL-1"].arrears_0_30 == D("50.00")
     january = {r.group: r for r in collection_kpis(book, US, date(2026, 1, 1), "collector")}
-    assert january["COL-1"].billed == D("180.00") and january["COL-1"].collected == 0
-    assert january["COL-2"].arrears_61_90 == D("60.00")  # October's bill on 02-01: 72 days past due
+    assert january["COL-1"].billed == 0 and january["COL-1"].collected == 0
+    assert january["COL-2"].arrears_61_90 == D("60.00")  # October's bill on 31 January: 71 days past due
     assert month_starts(FEB, 3) == [date(2025, 12, 1), date(2026, 1, 1), FEB]
 
 
@@ -128,7 +129,7 @@ def test_the_report_writes_a_table_and_a_plot_per_kpi(book: psycopg.Connection[A
     assert found is not None and json.loads(found.group(1)) == report.as_json()
     assert "<th scope='row'>north</th>" in page and "total" in page
     rows = list(csv.DictReader(io.StringIO((tmp_path / "collection-region-2026-02.csv").read_text())))
-    assert [r["region"] for r in rows] == ["north", "south", UNASSIGNED] and rows[0]["billed"] == "170.00"
+    assert [r["region"] for r in rows] == ["north", "south", UNASSIGNED] and rows[0]["billed"] == "300.00"
 
 
 def test_report_collection_and_the_plain_report_from_the_cli(
@@ -141,9 +142,9 @@ def test_report_collection_and_the_plain_report_from_the_cli(
     monkeypatch.setenv("AMIFLOW_DATABASE_URL", db_url)
     assert main(["report", "collection", "--period", "2026-02", "--by", "collector"]) == 0
     text = capsys.readouterr().out
-    assert "collection by collector, 2026-02" in text and "COL-2" in text and "108.3%" in text  # 130 / 120
+    assert "collection by collector, 2026-02" in text and "COL-2" in text and "72.2%" in text  # 130 / 180
     assert main(["report", "collection", "--period", "2026-02", "--format", "csv"]) == 0
-    assert capsys.readouterr().out.splitlines()[1].startswith("north,USD,2,170.00,100.00,0.5882,")
+    assert capsys.readouterr().out.splitlines()[1].startswith("north,USD,2,300.00,100.00,0.3333,")
     assert main(["report", "collection", "--period", "2026-02", "--format", "html", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "collection-region-2026-02.html").is_file()
     # the report of a period works exactly as before
