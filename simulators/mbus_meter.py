@@ -23,8 +23,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
-from amiflow.errors import ConfigError
+from amiflow.errors import ConfigError, ReadTimeout, TransportError
 from protocols.mbus.link import FrameFault, LongFrame, MbusStreamDecoder, ShortFrame
+from protocols.transport import Link
 from simulators.byte_server import ByteServer
 from simulators.listen import parse_listen
 from simulators.mbus_devices import SimSlave, parse_devices
@@ -124,6 +125,20 @@ class MbusBusSimulator(ByteServer):
                         await send(answer)
                 elif isinstance(event, FrameFault):
                     continue  # a slave ignores a frame it cannot read; the master times out and retries
+
+    async def serve_link(self, link: Link) -> None:
+        """Serve the bus on an open link (an in-memory link in tests, a serial device) until the peer closes it."""
+
+        async def recv() -> bytes:
+            while True:
+                try:
+                    return await link.read(4096, timeout_s=3600.0)
+                except ReadTimeout:
+                    continue
+                except TransportError:
+                    return b""
+
+        await self._serve(recv, link.write)
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._adopt_current_task()

@@ -227,7 +227,7 @@ class MbusMaster:
     async def probe(self, mask: str) -> tuple[Probe, str | None]:
         """Select ``mask`` and ask the selected slave: (NOTHING | SINGLE | COLLISION, ident when single)."""
         try:
-            await self.select(mask, retries=1)
+            await self.select(mask, retries=0)  # a search is mostly silence: one try per mask (as libmbus)
         except ReadTimeout:
             return Probe.NOTHING, None
         except ProtocolError:
