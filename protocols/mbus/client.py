@@ -139,7 +139,8 @@ class MbusMaster:
             except ReadTimeout:
                 break
             self.state.receive_data(chunk)
-            deadline = max(deadline, loop.time() + 0.2)  # a long frame at 2400 Bd takes more than a second
+            # a long frame at 2400 Bd takes more than a second: while bytes keep coming, keep waiting
+            deadline = max(deadline, loop.time() + min(self.timeout_s, 0.2))
         if fault is None and (self.state.decoder.buffered or self.state.decoder.skipped > skipped):
             fault = FrameFault("garbage", "only unframed bytes arrived", b"")
         self.state.timeout()
@@ -180,10 +181,10 @@ class MbusMaster:
             build = lambda: self.state.select(ident, manufacturer, version, medium)  # noqa: E731
             await self._exchange(build, f"select {ident}", retries)
 
-    async def req_ud2(self, address: int) -> Telegram:
+    async def req_ud2(self, address: int, *, retries: int | None = None) -> Telegram:
         """One REQ_UD2 -> the decoded telegram."""
         async with self._lock:
-            frame = await self._exchange(lambda: self.state.req_ud2(address), f"REQ_UD2 to {address}")
+            frame = await self._exchange(lambda: self.state.req_ud2(address), f"REQ_UD2 to {address}", retries)
         assert isinstance(frame, LongFrame)
         return parse_application(frame.ci, frame.data, keys=self.keys)
 
@@ -233,9 +234,11 @@ class MbusMaster:
         except ProtocolError:
             return Probe.COLLISION, None
         try:
-            telegram = await self.req_ud2(ADDRESS_SELECTED)
+            telegram = await self.req_ud2(ADDRESS_SELECTED, retries=1)
         except ProtocolError:
             return Probe.COLLISION, None
+        except ReadTimeout:  # E5 but no telegram: a slave that only acknowledges; count it as one
+            return Probe.SINGLE, None
         ident = telegram.header.ident if telegram.header is not None else None
         return Probe.SINGLE, ident
 
