@@ -5,6 +5,8 @@ and secondary address, the wildcard search, through injected faults, and the ``a
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
 import os
 import re
 import signal
@@ -89,3 +91,39 @@ async def test_serial_defaults_are_2400_8e1() -> None:
     assert master.link.settings == (2400, 8, "E", 1)  # type: ignore[attr-defined]
     master = open_master(parse_meter_uri("mbus+serial:///dev/ttyUSB9?baud=9600"))
     assert master.link.settings[0] == 9600  # type: ignore[attr-defined]
+
+
+_PYMETERBUS_MASTER = """
+import json, sys, serial, meterbus
+ser = serial.serial_for_url(sys.argv[1], 2400, 8, "N", 1, timeout=1.0)
+for address in (1, 2, 3, 4):
+    meterbus.send_ping_frame(ser, address)
+    assert meterbus.load(meterbus.recv_frame(ser, 1)) is not None
+    meterbus.send_request_frame(ser, address)
+    telegram = meterbus.load(meterbus.recv_frame(ser, meterbus.FRAME_DATA_LENGTH))
+    records = [r.interpreted for r in telegram.body.bodyPayload.records]
+    numbers = [r for r in records if r["value"] is not None and not isinstance(r["value"], str)
+               and r["type"] not in ("VIFUnit.FABRICATION_NO", "None")]
+    print(json.dumps([float(r["value"]) for r in numbers]))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("meterbus") is None, reason="pyMeterBus (test extra) is not installed")
+async def test_an_independent_master_reads_the_simulator_over_a_pty() -> None:
+    """pyMeterBus's serial master (a child process, BSD-3-Clause) reads the same values off the pty as amiflow's."""
+    async with MbusBusSimulator("pty", clock=lambda: NOW) as sim:
+        assert sim.pty_path is not None
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _PYMETERBUS_MASTER, sim.pty_path, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        theirs = [json.loads(line) for line in out.decode().splitlines()]
+        async with open_master(parse_meter_uri(sim.uri), timeout_s=0.5) as bus:
+            ours = []
+            for address in (1, 2, 3, 4):
+                telegram = (await bus.read(address)).telegrams[0]
+                ours.append([r.value for r in telegram.records if isinstance(r.value, float)])
+    for a, b in zip(ours, theirs, strict=True):
+        assert a == pytest.approx(b)
