@@ -16,6 +16,7 @@ cannot be decoded (an invalid BCD digit, an impossible date) leaves the record w
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -148,6 +149,7 @@ def _extensions(data: bytes, pos: int, what: str, more: bool) -> tuple[tuple[int
     return tuple(out), pos
 
 
+@functools.lru_cache(maxsize=4096)  # a meter sends the same few VIBs in every telegram
 def _meaning(vif: int, vifes: tuple[int, ...], text_unit: str | None) -> ValueInfo:
     if vif in (0xFB, 0xFD) and vifes:
         info, rest = (fd_vife(vifes[0]) if vif == 0xFD else fb_vife(vifes[0])), vifes[1:]
