@@ -48,6 +48,7 @@ __all__ = [
 GROUPINGS = ("region", "collector")
 UNASSIGNED = "(unassigned)"
 _ZERO = Decimal(0)
+_CENT = Decimal("0.01")
 Grouping = Literal["region", "collector"]
 
 
@@ -90,7 +91,7 @@ class GroupKpis:
         for f in fields(self):
             if f.name not in ("group", "days"):
                 value = getattr(self, f.name)
-                out[f.name] = str(value) if isinstance(value, Decimal) else value
+                out[f.name] = str(value.quantize(_CENT)) if isinstance(value, Decimal) else value
         rate, dso = self.collection_rate, self.dso_days
         out["collection_rate"] = None if rate is None else str(rate)
         out["dso_days"] = None if dso is None else str(dso)

@@ -1,6 +1,7 @@
 """The collections part of ``amiflow demo``: the other accounts pay, one account goes through the reminder ladder,
 is disconnected on the first day the policy allows (its simulated meter's relay opens and its load drops to zero),
-pays, and is reconnected; a protected account stays connected however long it owes."""
+pays, and is reconnected; a protected account stays connected however long it owes; two accounts get installment
+plans, one kept and one broken (:mod:`amiflow_app.demo.installments`)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from amiflow.errors import AmiflowError
+from amiflow_app.demo.installments import PlanStory
 from amiflow_app.demo.plan import DemoPlan, Summary
 from amiflow_app.demo.steps import FleetRun, day_at, days_between, scalar, utc, wait_settled
 from billing_bridge.policy import NOT_YET_RULES
@@ -76,16 +79,17 @@ def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 
 def _find_disconnect_day(
-    conn: psycopg.Connection[Any], plan: DemoPlan, today: date, target: str, summary: Summary
+    conn: psycopg.Connection[Any], plan: DemoPlan, today: date, target: str, summary: Summary, story: PlanStory
 ) -> datetime | None:
-    """Run the daily collections job (reminders, then the disconnect evaluation) day by day after the period until
-    the target account's disconnect is allowed and issued; returns that day's evaluation time."""
+    """Run the daily collections job (the plans' story, reminders, then the disconnect evaluation) day by day after
+    the period until the target account's disconnect is allowed and issued; returns that day's evaluation time."""
     from billing_bridge import plan_disconnects
     from billing_bridge.policy import load_ruleset
     from billing_bridge.reminders import send_reminders
 
     rules = load_ruleset(RULESET)
     for day in days_between(plan.period_end, today - timedelta(days=1)):
+        story.on_day(conn, day, rules)
         for notice in send_reminders(conn, rules, now=day_at(day, 15)):
             if notice.account == target:
                 summary.timeline.append((utc(day_at(day, 15)), f"notice {notice.type}"))
@@ -132,6 +136,7 @@ def run_collections(
     target_meter = fleet_config.meter_name(0)
     target, protected = "ACC-000001", "ACC-000002"
     with psycopg.connect(url, autocommit=True) as conn:
+        _assign_the_rest(conn)
         if not _billed(conn, target_meter):
             summary.not_built.append(f"collections: {target_meter} got no bill, so its account owes nothing")
             return None
@@ -141,11 +146,13 @@ def run_collections(
             " ON CONFLICT (account) DO UPDATE SET protected = excluded.protected",
             (protected,),
         )
-        summary.payments += _pay_others(conn, plan, {target, protected})
+        story = PlanStory(plan, summary, _pay, _ruleset().payment_terms_days)
+        summary.payments += _pay_others(conn, plan, {target, protected} | story.accounts)
         summary.timeline.append(
             (utc(day_at(plan.period_end, 0)), f"bill for {plan.period_text}: {_owed(conn, target)} USD")
         )
-        now = _find_disconnect_day(conn, plan, today, target, summary)
+        now = _find_disconnect_day(conn, plan, today, target, summary, story)
+        story.count(conn)
         if now is None:
             summary.not_built.append("collections: no day before today allowed the disconnect")
             return None
@@ -193,6 +200,32 @@ def run_collections(
                 summary.timeline.append((utc(resumed), "load back after the reconnect"))
     summary.timeline.sort(key=lambda item: item[0])  # stable: same-minute steps keep their order
     return stats
+
+
+def _assign_the_rest(conn: psycopg.Connection[Any]) -> None:
+    """A region and a collector for the accounts registered after the MQTT fleet (the polled meters'), in turn."""
+    from amiflow.db.registry import AccountAssignment, assign_account
+    from amiflow_app.demo.plan import collector_for, region_for
+
+    done = int(scalar(conn, "SELECT count(*) FROM amiflow.accounts WHERE region IS NOT NULL"))
+    rest = conn.execute(
+        "SELECT DISTINCT m.account FROM amiflow.meters m LEFT JOIN amiflow.accounts a ON a.account = m.account"
+        " WHERE m.account IS NOT NULL AND a.region IS NULL ORDER BY 1"
+    ).fetchall()
+    for i, (account,) in enumerate(rest, start=done):
+        assign_account(conn, AccountAssignment(account, region_for(i), collector_for(i)))
+
+
+def write_collection(conn: psycopg.Connection[Any], plan: DemoPlan, out: Path, summary: Summary) -> None:
+    """The collection KPIs by region and by collector of the month the bills were issued in (the month after the
+    billed one), into the summary and as HTML reports (a plot per KPI over 12 months) with CSV in ``out``."""
+    from amiflow_app.report.collection import gather_collection, write_collection_report
+
+    summary.collection_period = plan.period_end.isoformat()[:7]
+    for by in ("region", "collector"):
+        report = gather_collection(conn, _ruleset(), plan.period_end, by)
+        write_collection_report(report, out)
+        setattr(summary, f"collection_by_{by}", report.as_json())
 
 
 def _ruleset() -> Any:

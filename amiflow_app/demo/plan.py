@@ -1,4 +1,5 @@
-"""Pure parts of ``amiflow demo``: which month to simulate, which tariff each simulated meter gets, the summary text.
+"""Pure parts of ``amiflow demo``: which month to simulate, which tariff each simulated meter gets, the region and
+collector of each account, the summary text.
 
 No I/O and no clock: the caller passes ``today``.
 """
@@ -9,7 +10,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-__all__ = ["DemoPlan", "Summary", "format_summary", "plan_demo", "tariff_for"]
+__all__ = [
+    "COLLECTORS",
+    "REGIONS",
+    "DemoPlan",
+    "Summary",
+    "collector_for",
+    "format_summary",
+    "plan_demo",
+    "region_for",
+    "tariff_for",
+]
 
 #: Days after the period end the collections story needs: payment terms (21) + the reminder ladder up to
 #: ``disconnect_scheduled`` (14) + the notice period (10) + a few days to reach an allowed weekday.
@@ -61,6 +72,21 @@ def tariff_for(kind: str, has_pv: bool) -> str:
     return "res-nem-tou" if has_pv else "res-tou-tiers"
 
 
+#: Where the demo's accounts belong for collection work: regions and collectors (staff ids) in turn.
+REGIONS = ("north", "central", "south")
+COLLECTORS = ("C-101", "C-102", "C-103", "C-104")
+
+
+def region_for(i: int) -> str:
+    """The region of the ``i``-th simulated account."""
+    return REGIONS[i % len(REGIONS)]
+
+
+def collector_for(i: int) -> str:
+    """The collector assigned to the ``i``-th simulated account (one collector works two accounts in a row)."""
+    return COLLECTORS[(i // 2) % len(COLLECTORS)]
+
+
 @dataclass(slots=True)
 class Summary:
     """Everything the demo prints (and writes to ``summary.json``); a ``None`` figure was not measured."""
@@ -99,6 +125,10 @@ class Summary:
     account_meter: str = ""
     timeline: list[tuple[str, str]] = field(default_factory=list)
     zero_load_intervals: int = 0
+    installment_plans: dict[str, int] = field(default_factory=lambda: {"created": 0, "kept": 0, "broken": 0})
+    collection_period: str = ""
+    collection_by_region: list[dict[str, Any]] = field(default_factory=list)
+    collection_by_collector: list[dict[str, Any]] = field(default_factory=list)
     report: str = ""
     greenbutton_files: int = 0
     not_built: list[str] = field(default_factory=list)
@@ -152,6 +182,12 @@ def format_summary(s: Summary) -> str:
         lines.append(f"  account {s.account} (meter {s.account_meter}):")
         lines += [f"    {when}  {what}" for when, what in s.timeline]
         lines.append(f"    zero-load intervals stored while disconnected: {s.zero_load_intervals}")
+    plans = s.installment_plans
+    lines.append(f"  installment plans: created {plans['created']}, kept {plans['kept']}, broken {plans['broken']}")
+    for by, rows in (("region", s.collection_by_region), ("collector", s.collection_by_collector)):
+        if rows:
+            lines.append(f"  collection by {by} ({s.collection_period}): billed / collected / rate / overdue / DSO")
+            lines += [f"    {_collection_line(by, r)}" for r in rows]
     if s.report:
         lines.append(f"  report: {s.report}")
     if s.greenbutton_files:
@@ -159,3 +195,13 @@ def format_summary(s: Summary) -> str:
     lines += [f"  not built yet: {what}" for what in s.not_built]
     lines.append(f"  elapsed: {s.elapsed_s:.1f} s")
     return "\n".join(lines)
+
+
+def _collection_line(by: str, r: dict[str, Any]) -> str:
+    rate = "n/a" if r.get("collection_rate") is None else f"{float(r['collection_rate']):.1%}"
+    overdue = sum(float(r[k]) for k in ("arrears_0_30", "arrears_31_60", "arrears_61_90", "arrears_over_90"))
+    return (
+        f"{r[by]:<12} {r['billed']:>10} {r['currency']} / {r['collected']:>10} / {rate:>6} / {overdue:>9.2f}"
+        f" / {r.get('dso_days') or 'n/a'} days; plans {r['plans_active']}/{r['plans_kept']}/{r['plans_broken']},"
+        f" reminders {r['reminders_sent']}, disconnects {r['disconnects']}, reconnects {r['reconnects']}"
+    )

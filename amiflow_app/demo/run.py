@@ -213,7 +213,8 @@ def run_demo(
         _mqtt_totals(summary, worker, fleet_stats)
         summary.receiver_received = len(receiver.snapshot().deliveries)
 
-        _step(6, "writing the report and the billed meters' Green Button files")
+        _step(6, "writing the report, the collection KPIs and the billed meters' Green Button files")
+        from amiflow_app.demo.collect import write_collection
         from amiflow_app.report import build_report
         from billing_bridge.customer import write_greenbutton_files
 
@@ -224,6 +225,7 @@ def run_demo(
             summary.notices = {str(t): int(n) for t, n in rows}
             summary.report = str(build_report(conn, plan.period_text, out, account=summary.account or None))
             summary.greenbutton_files = write_greenbutton_files(conn, out, plan.period, plan.period_end)
+            write_collection(conn, plan, out, summary)
         _step(7, "stopping everything")
     summary.elapsed_s = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2, default=str) + "\n", encoding="utf-8")

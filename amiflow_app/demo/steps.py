@@ -19,9 +19,9 @@ import psycopg
 from tqdm import tqdm
 
 import rating
-from amiflow.db.registry import MeterRecord, add_meter
+from amiflow.db.registry import AccountAssignment, MeterRecord, add_meter, assign_account
 from amiflow.errors import AmiflowError
-from amiflow_app.demo.plan import DemoPlan, Summary, tariff_for
+from amiflow_app.demo.plan import DemoPlan, Summary, collector_for, region_for, tariff_for
 
 __all__ = [
     "FLEET_FAULTS",
@@ -66,7 +66,8 @@ def import_tariffs(conn: psycopg.Connection[Any]) -> list[str]:
 
 
 def register_fleet(conn: psycopg.Connection[Any], config: Any, summary: Summary) -> None:
-    """Register the fleet's meters with accounts, feeders and the tariff their load model calls for."""
+    """Register the fleet's meters with accounts, feeders and the tariff their load model calls for; each account
+    gets its region and collector."""
     from simulators.load import LoadModel
 
     model = LoadModel(config.seed, pv_share=config.pv_share, commercial_share=config.commercial_share)
@@ -88,6 +89,7 @@ def register_fleet(conn: psycopg.Connection[Any], config: Any, summary: Summary)
                 model=str(kinds[i]) + (" PV" if pv[i] else ""),
             ),
         )
+        assign_account(conn, AccountAssignment(f"ACC-{i + 1:06d}", region_for(i), collector_for(i)))
     summary.meters_by_protocol["mqtt"] = summary.meters_by_protocol.get("mqtt", 0) + config.meters
 
 

@@ -62,7 +62,9 @@ def kpi_figures(history: Sequence[tuple[date, Sequence[GroupKpis]]]) -> dict[str
         for i, key in enumerate(keys):
             ax.plot(months, [_value(t.get(key), name) for t in table], marker="o", ms=3, lw=1.2, color=f"C{i}",
                     label=key[0] if len({c for _, c in keys}) == 1 else f"{key[0]} ({key[1]})")  # fmt: skip
-        ax.set_title(KPI_TITLES[name], fontsize=10)
+        currencies = {c for _, c in keys}
+        title = KPI_TITLES[name]
+        ax.set_title(title.replace("money", currencies.pop()) if len(currencies) == 1 else title, fontsize=10)
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(alpha=0.3)
