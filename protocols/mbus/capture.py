@@ -1,7 +1,8 @@
 """Decode a whole M-Bus or wireless M-Bus capture for ``amiflow decode mbus FILE [--hex]`` and for tests.
 
 A capture is binary or hex text. Wired: any number of link-layer frames (E5, short, control and long frames)
-with noise around them, as a serial port or TCP gateway delivered them; the RSP_UD telegrams of one multi-telegram
+with noise around them, as a serial port or TCP gateway delivered them (a capture that does not start with a
+frame is read as wired when it is not one wireless frame); the RSP_UD telegrams of one multi-telegram
 readout (DIF 1F) are joined into one device and one list of records. Wireless: one frame per line of hex text
 (the line stream of a stick or a log), or one binary frame, in format A, B or with the CRCs removed.
 
@@ -25,7 +26,7 @@ from .readings import mbus_readings
 from .records import DataRecord
 from .security import KeyRing
 from .telegram import Telegram, parse_application
-from .wmbus import decode_wmbus
+from .wmbus import WmbusFrame, decode_wmbus
 
 __all__ = ["decode_mbus_capture", "hex_lines"]
 
@@ -80,6 +81,17 @@ def _long(frame: LongFrame, telegrams: list[Telegram], keys: KeyRing | None) -> 
     return info
 
 
+def _wireless_frame(raw: bytes) -> bool:
+    """True when ``raw`` is a wM-Bus frame (possibly with a few stick bytes after it)."""
+    for cut in (len(raw), raw[0] + 1 if raw else 0):
+        try:
+            WmbusFrame.from_bytes(raw[:cut])
+            return True
+        except FrameError:
+            continue
+    return False
+
+
 def _wireless(
     lines: list[bytes], issues: list[Issue], keys: KeyRing | None
 ) -> tuple[list[dict[str, Any]], list[Telegram]]:
@@ -115,10 +127,11 @@ def decode_mbus_capture(data: bytes, *, keys: KeyRing | None = None, received_ts
         issues.append(Issue("bad_hex", "the input is text but not hex (give binary, or hex text with --hex)"))
     else:
         raw = b"".join(lines) if lines is not None else bytes(data)
-        if raw[:1] in (b"\x68", b"\x10", b"\xe5"):
+        candidates = lines if lines is not None else [raw]
+        if raw[:1] in (b"\x68", b"\x10", b"\xe5") or (b"\x68" in raw and not _wireless_frame(candidates[0])):
             frames, telegrams = _wired_frames(raw, issues, keys)
         else:
-            frames, telegrams = _wireless(lines if lines is not None else [raw], issues, keys)
+            frames, telegrams = _wireless(candidates, issues, keys)
     ts = int(time.time()) if received_ts is None else received_ts
     header = next((t.header for t in telegrams if t.header is not None), None)
     records: list[DataRecord] = []

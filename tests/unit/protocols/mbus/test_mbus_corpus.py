@@ -7,7 +7,7 @@ from types import ModuleType
 
 import pytest
 
-from protocols.mbus import KeyRing, decode_mbus_capture, decode_wmbus
+from protocols.mbus import KeyRing, ShortFrame, decode_mbus_capture, decode_wmbus
 
 
 def _summary(result: dict[str, object]) -> dict[str, object]:
@@ -83,3 +83,18 @@ def test_no_key_and_wrong_key(corpus: ModuleType) -> None:
 def test_more_records_follow(corpus: ModuleType, name: str) -> None:
     result = decode_mbus_capture(bytes.fromhex(dict(corpus.frames())[name]))
     assert result["frames"][0]["more_follows"] is True
+
+
+def test_decode_command_joins_a_multi_telegram_readout() -> None:
+    from protocols.decode import decode_bytes
+    from simulators.mbus_devices import SimSlave
+
+    heat = SimSlave("heat", 1, "12345678")
+    raw = b"".join(heat.answer(ShortFrame(0x7B if i % 2 == 0 else 0x5B, 1), 1.75e9) or b"" for i in range(2))
+    result = decode_bytes("mbus", b"\x00\xe5" + raw)
+    assert result["telegrams"] == 2 and result["device"]["id"] == "12345678"
+    assert [f["kind"] for f in result["frames"]] == ["ack", "rsp_ud", "rsp_ud"]
+    assert {r["function"] for r in result["records"]} == {"instantaneous", "maximum"}
+    assert [i["code"] for i in result["issues"]] == ["skipped_bytes"]
+    text = decode_bytes("mbus", raw.hex(" ").encode())  # hex text: the same
+    assert text["records"] == result["records"]
