@@ -30,6 +30,7 @@ from amiflow.db import Database
 from amiflow.settings import Settings
 from amiflow_app.api_plans import create_plans_router
 from amiflow_app.api_usage import create_usage_router
+from amiflow_app.dashboard import create_dashboard_router
 from billing_bridge.api import BodyLimit, authenticator, create_router
 
 __all__ = ["create_app"]
@@ -268,4 +269,5 @@ def create_app(
         app.include_router(create_router(settings, lambda: database))
     app.include_router(create_usage_router(config, pool))  # customers' usage: Green Button and insights
     app.include_router(create_plans_router(config, pool))  # installment plans (collections)
+    app.include_router(create_dashboard_router(config, pool))  # the live operations dashboard (/dashboard)
     return app
