@@ -39,7 +39,7 @@ def _number(value: Any) -> Any:
 
 
 def _pymeterbus(frame_hex: str) -> dict[str, Any]:
-    import meterbus
+    import meterbus  # type: ignore[import-untyped]
 
     telegram = meterbus.load(bytes.fromhex(frame_hex))
     out = []
@@ -69,10 +69,9 @@ def _mbusparser(arg: str) -> dict[str, Any]:
     for record in result.get("records", []):
         value = record.get("value") or {}
         raw = value.get("value")
+        number: Any = raw
         if value.get("kind") in ("decimal", "float") and raw is not None:
             number = float(raw) * _SECONDS.get(record.get("unit") or "", 1)
-        else:
-            number = raw
         out.append(
             {
                 "f": _FUNCTIONS.get(record.get("function", ""), record.get("function")),

@@ -74,7 +74,7 @@ def _same_value(ours: Any, ref: Any) -> bool:
 
 def _with_key(corpus: ModuleType, name: str, frame_hex: str) -> str:
     key = corpus.key_hex(name)
-    return corpus.peer_hex(name, frame_hex) + (f"@{key}" if key else "")
+    return str(corpus.peer_hex(name, frame_hex)) + (f"@{key}" if key else "")
 
 
 def _agrees(ours: dict[str, Any], ref: dict[str, Any] | None) -> bool:
