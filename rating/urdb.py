@@ -58,7 +58,28 @@ def _dec(value: Any, where: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         raise RatingError(f"{where}: not a number: {value!r}")
     # str() of a float is its shortest round-trip form, i.e. the decimal written in the JSON
-    return Decimal(str(value))
+    try:
+        out = Decimal(str(value))
+    except ArithmeticError:
+        out = Decimal("NaN")
+    if not out.is_finite():
+        raise RatingError(f"{where}: not a number: {str(value)[:40]!r}")
+    return out
+
+
+def _int(value: Any, where: str) -> int:
+    """A whole number (JSON integer, or text of one); RatingError naming ``where`` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) < 20:
+        return int(value)
+    raise RatingError(f"{where}: expected a whole number, got {str(value)[:40]!r}")
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise RatingError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
 
 
 def _tiers(
@@ -69,13 +90,15 @@ def _tiers(
     bounds: dict[str, list[Decimal]] = {}
     basis = {"month"}
     sell: dict[str, Decimal] = {}
-    for p, tiers in enumerate(structure):
+    for p, tiers in enumerate(_list(structure, where)):
         name = f"p{p}"
         if not isinstance(tiers, list) or not tiers:
             raise RatingError(f"{where}[{p}]: expected a list of tiers")
         row, maxes = [], []
         for k, tier in enumerate(tiers):
             w = f"{where}[{p}][{k}]"
+            if not isinstance(tier, dict):
+                raise RatingError(f"{w}: expected a tier object with a rate")
             row.append(_dec(tier.get("rate", 0), w + ".rate") + _dec(tier.get("adj", 0), w + ".adj"))
             if "max" in tier and k < len(tiers) - 1:
                 maxes.append(_dec(tier["max"], w + ".max"))
@@ -106,7 +129,7 @@ def _matrix(item: dict[str, Any], key: str, n: int) -> list[list[int]]:
 
 def _per(units: Any, what: str) -> str:
     table = {"$/month": "month", "$/day": "day"}
-    if units not in table:
+    if not isinstance(units, str) or units not in table:
         raise RatingError(f"URDB {what} units {units!r} not supported (use $/month or $/day)")
     return table[units]
 
@@ -127,7 +150,8 @@ def _percent(value: Any, where: str) -> Decimal:
 
 def _ratchet(item: dict[str, Any]) -> tuple[list[Decimal] | None, int]:
     """(percent by calendar month of the earlier peak, look-back months) of a URDB item, or (None, 11)."""
-    monthly = [_percent(x or 0, "URDB demandratchetpercentage") for x in item.get("demandratchetpercentage") or []]
+    percentages = _list(item.get("demandratchetpercentage") or [], "URDB demandratchetpercentage")
+    monthly = [_percent(x or 0, "URDB demandratchetpercentage") for x in percentages]
     look = _lookback(item)
     if monthly and any(monthly) and look[0] is not None:
         raise RatingError("URDB demandratchetpercentage and lookbackPercent both set: one ratchet only")
@@ -143,8 +167,8 @@ def _lookback(item: dict[str, Any]) -> tuple[list[Decimal] | None, int]:
     if not raw:
         return None, 11
     pct = _percent(raw, "URDB lookbackPercent")
-    months = _field(item, "lookbackMonths") or []
-    span = int(_field(item, "lookbackRange") or 0)
+    months = _list(_field(item, "lookbackMonths") or [], "URDB lookbackMonths")
+    span = _int(_field(item, "lookbackRange") or 0, "URDB lookbackRange")
     if span and any(months):
         raise RatingError("URDB lookbackRange and lookbackMonths both set: one look-back only")
     if any(months):
@@ -163,7 +187,7 @@ def _field(item: dict[str, Any], key: str) -> Any:
 
 def _demand(item: dict[str, Any]) -> list[DemandSpec]:
     out: list[DemandSpec] = []
-    window = int(item.get("demandwindow") or 15)
+    window = _int(item.get("demandwindow") or 15, "URDB demandwindow")
     if window not in (15, 30, 60):
         raise RatingError(f"URDB demandwindow {window} min: supported 15, 30, 60")
     if item.get("demandunits", "kW") != "kW":
@@ -184,7 +208,7 @@ def _demand(item: dict[str, Any]) -> list[DemandSpec]:
     if item.get("flatdemandstructure"):
         rates, period_bounds, _, _ = _tiers(item["flatdemandstructure"], "URDB flatdemandstructure", units)
         bounds = _shared(period_bounds, "URDB flatdemandstructure")
-        months = item.get("flatdemandmonths") or [0] * 12
+        months = _list(item.get("flatdemandmonths") or [0] * 12, "URDB flatdemandmonths")
         if len(months) != 12 or any(not isinstance(v, int) or not 0 <= v < len(rates) for v in months):
             raise RatingError("URDB flatdemandmonths: expected 12 period indices")
         single = len(set(months)) == 1
@@ -201,9 +225,12 @@ def _demand(item: dict[str, Any]) -> list[DemandSpec]:
 
 
 def _date(value: Any) -> date | None:
-    if value in (None, ""):
+    if value is None or value == "":
         return None
-    return datetime.fromtimestamp(int(value), UTC).date()
+    ts = _int(value, "URDB startdate/enddate (epoch seconds)")
+    if not -62_135_596_800 <= ts <= 253_402_300_799:  # 0001-01-01 .. 9999-12-31
+        raise RatingError(f"URDB startdate/enddate {ts}: outside the years 1 to 9999")
+    return datetime.fromtimestamp(ts, UTC).date()
 
 
 # fields that carry a charge amiflow does not model: refused rather than silently dropped (a bill would be wrong)
