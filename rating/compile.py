@@ -181,6 +181,9 @@ def compile_tariff(spec: TariffSpec) -> CompiledTariff:
     scale = max([minor, *(decimal_places(v) for v in _all_money(spec))])
     if scale > 12:
         raise RatingError(f"tariff {spec.id}: a rate has more than 12 decimal places")
+    too_large = [v for v in _all_money(spec) if abs(v).scaleb(scale) >= 2**63]
+    if too_large:  # the lookup tables hold exact int64 amounts of 10**-scale currency units
+        raise RatingError(f"tariff {spec.id}: {too_large[0]} is too large for a rate or charge")
     periods, sched = tou_schedule(spec.tou, spec.seasons)
     limits, period_limits = _energy_limits(spec, periods)
     rates, rate_text, _ = _rate_table(spec.energy.rates, periods, period_limits.shape[1] + 1, scale, "energy")
