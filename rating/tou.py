@@ -62,6 +62,8 @@ def _hours(text: str) -> list[int]:
     out: list[int] = []
     for part in text.replace(" ", "").split(","):
         a_s, _, b_s = part.partition("-")
+        if not (a_s.isdecimal() and (b_s.isdecimal() or not b_s)) or len(part) > 5:
+            raise RatingError(f"bad hour range {part!r} (0-24, end exclusive)")
         a, b = int(a_s), int(b_s) if b_s else int(a_s) + 1
         if not (0 <= a <= 23 and 0 <= b <= 24) or a == b:
             raise RatingError(f"bad hour range {part!r} (0-24, end exclusive)")
