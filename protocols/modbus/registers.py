@@ -262,7 +262,8 @@ def decode_block(
         if isinstance(v, float):
             if reg.scale_ref is not None:
                 sf = raw.get(reg.scale_ref)
-                v = None if not isinstance(sf, float) else _apply_sf(v * reg.scale, int(sf))
+                # SunSpec defines scale factors from -10 to 10; a meter sending another sends no usable value
+                v = None if not isinstance(sf, float) or not -10 <= sf <= 10 else _apply_sf(v * reg.scale, int(sf))
             else:
                 v = v * reg.scale
         out[reg.name] = v
