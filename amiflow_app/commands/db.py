@@ -137,6 +137,8 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
         text = args.file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{args.file}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{args.file}: not UTF-8 text (byte {exc.start}): save the CSV as UTF-8") from None
     with _open(settings) as db, db.connect() as conn:
         count = import_meters_csv(conn, text, source=str(args.file))
     print(f"imported {count} meter(s) from {args.file}")
