@@ -37,15 +37,18 @@ meters show     | engineer | db:METERS_SHOW          | show one registered meter
 meters import   | engineer | db:METERS_IMPORT        | register meters from a CSV file
 meters move-in  | billing  | db:METERS_MOVE_IN       | record a move-in: an account is served through a meter from a day
 meters move-out | billing  | db:METERS_MOVE_OUT      | record a move-out: the meter's open service period ends on a day
+accounts import | billing  | accounts:ACCOUNTS_IMPORT | import account contacts (name, address, e-mail, e-bill opt-in)
+accounts list   | billing  | accounts:ACCOUNTS_LIST  | list the account contacts and their e-bill opt-in
+accounts show   | billing  | accounts:ACCOUNTS_SHOW  | one account: contact, billing's balance, meters, e-bills
 ingest mqtt     | operator | ingest:INGEST_MQTT      | run one MQTT ingest worker (several share the stream)
 poll            | operator | ingest:POLL             | poll DLMS, IEC 62056-21 and Modbus meters on their schedule
 commission      | engineer | ingest:COMMISSION       | identify, test-read and register a meter (commissioning sheet)
 sim mqtt        | engineer | sim:SIM_MQTT            | simulate a fleet of MQTT meters publishing to a broker
-sim modbus      | engineer | sim:SIM_MODBUS          | simulate Modbus TCP/RTU meters
-sim dlms        | engineer | sim:SIM_DLMS            | simulate DLMS/COSEM meters (TCP wrapper or HDLC)
-sim iec62056-21 | engineer | sim:SIM_IEC62056_21     | simulate IEC 62056-21 mode C meters
-sim sml         | engineer | sim:SIM_SML             | simulate an SML push meter (eHZ, Itron or EasyMeter shape)
-sim mbus        | engineer | sim:SIM_MBUS            | simulate an M-Bus segment (heat, water, gas, electricity meters)
+sim modbus      | engineer | sim_polled:SIM_MODBUS   | simulate Modbus TCP/RTU meters
+sim dlms        | engineer | sim_polled:SIM_DLMS     | simulate DLMS/COSEM meters (TCP wrapper or HDLC)
+sim iec62056-21 | engineer | sim_polled:SIM_IEC62056_21 | simulate IEC 62056-21 mode C meters
+sim sml         | engineer | sim_push:SIM_SML        | simulate an SML push meter (eHZ, Itron or EasyMeter shape)
+sim mbus        | engineer | sim_polled:SIM_MBUS     | simulate an M-Bus segment (heat, water, gas, electricity meters)
 decode          | engineer | decode:DECODE           | decode a captured frame, telegram or register map to JSON
 tariffs import  | billing  | rating:TARIFFS_IMPORT   | import tariffs (amiflow JSON/TOML or OpenEI URDB JSON)
 tariffs list    | billing  | rating:TARIFFS_LIST     | list the stored tariff versions
@@ -53,6 +56,8 @@ tariffs show    | billing  | rating:TARIFFS_SHOW     | show one stored tariff ve
 rate            | billing  | rating:RATE             | rate a usage CSV offline with a tariff file and print bill JSON
 vee run         | billing  | rating:VEE_RUN          | validate and estimate the readings of a period (VEE)
 bill run        | billing  | rating:BILL_RUN         | rate every meter for a period and store the bills
+bill render     | billing  | bills:BILL_RENDER       | render a month's bills as customer PDFs or HTML pages, with an index
+bill send       | billing  | bills:BILL_SEND         | queue bill-ready e-mails with the PDF for accounts opted in to e-bills
 bridge run      | billing  | billing:BRIDGE_RUN      | deliver queued bills and notices to the billing system
 bridge failed   | billing  | billing:BRIDGE_FAILED   | list outbox items the billing system rejected
 bridge retry    | billing  | billing:BRIDGE_RETRY    | queue rejected outbox items again
@@ -85,11 +90,12 @@ AUDIENCES = {"engineer": "metering engineers", "operator": "operators", "billing
 GROUPS = {
     "db": "the database schema",
     "meters": "the meter registry",
+    "accounts": "the account registry: customers' contact data and e-bill opt-in",
     "ingest": "acquisition workers",
     "sim": "protocol simulators for tests and HIL rigs",
     "tariffs": "stored tariffs",
     "vee": "validation, estimation and editing",
-    "bill": "billing runs",
+    "bill": "billing runs and bill documents",
     "bridge": "the outbox to the billing system",
     "payments": "inbound payments",
     "arrears": "overdue accounts",

@@ -1,0 +1,44 @@
+"""What the simulator commands share: the ``--start`` parser, the serve-until-signalled loop, the ``--wiring`` help."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime
+
+from amiflow.errors import ConfigError
+from simulators.byte_server import ByteServer
+
+__all__ = ["WIRING_HELP", "parse_start", "serve_until_signalled"]
+
+
+def parse_start(text: str) -> datetime:
+    try:
+        start = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--start {text!r}: expected ISO 8601 such as 2026-11-01T00:00:00Z") from None
+    if start.tzinfo is None:
+        raise ConfigError(f"--start {text!r}: give an offset or Z (for example 2026-11-01T00:00:00Z)")
+    return start.astimezone(UTC)
+
+
+def serve_until_signalled(sim: ByteServer, label: str) -> None:
+    """Serve, print where, stop cleanly on SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with sim:
+            where = f"port {sim.port}" if sim.kind == "tcp" else f"pty {sim.pty_path}"
+            print(f"{label} listening on {where}: {sim.uri}", flush=True)
+            await stop.wait()
+
+    asyncio.run(main())
+
+
+WIRING_HELP = (
+    "installation faults for commissioning tests, e.g. reversed_ct=2,phase_order=132,voltage=195,frequency=51.2,"
+    "pf=0.4,ct_ratio=200/5,relay=open (simulators/wiring.py; default: correctly installed)"
+)
