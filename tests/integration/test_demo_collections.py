@@ -43,7 +43,9 @@ def test_the_demo_summary_carries_the_collection_tables(
     states = dict(db_conn.execute("SELECT state, count(*) FROM amiflow.installment_plans GROUP BY 1").fetchall())
     assert s["installment_plans"] == {"created": 2, "kept": 1, "broken": 1} and states == {"completed": 1, "broken": 1}
     assert "installment plans: created 2, kept 1, broken 1" in proc.stdout
-    (broken,) = db_conn.execute("SELECT account FROM amiflow.installment_plans WHERE state = 'broken'").fetchone()
+    row = db_conn.execute("SELECT account FROM amiflow.installment_plans WHERE state = 'broken'").fetchone()
+    assert row is not None
+    broken = row[0]
     kinds = [r[0] for r in db_conn.execute(
         "SELECT payload->>'type' FROM amiflow.outbox WHERE kind = 'notice' AND account = %s ORDER BY id", (broken,)
     )]  # fmt: skip
