@@ -15,6 +15,7 @@ Replay re-reads records in append order; the store key (meter, channel, ts) make
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -34,6 +35,7 @@ _MAGIC = b"AS"
 _HEAD = struct.Struct(">2sII")
 _BODY = struct.Struct(">dH")
 _SEGMENT_BYTES = 64 << 20
+_RESERVE_BYTES = 256 << 10  # left free on the spool's disk: replay must still be able to write its cursor
 
 
 class SpoolFull(StorageError):
@@ -185,22 +187,48 @@ class Spool:
                 f"spool {self.directory} is full ({self.size_bytes} of {self.max_bytes} bytes); "
                 "messages stay unacknowledged at the broker"
             )
+        self._check_disk(len(data))
         seg = max(self._sizes) if self._sizes else self._cursor[0] + 1
         if self._sizes.get(seg, 0) >= self._segment_bytes:
             seg += 1
         path = self.directory / _name(seg)
         try:
             new = seg not in self._sizes
-            with path.open("ab") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:
+                # a part of the batch may be on disk: cut it off, or the next batch would follow a torn record
+                # and replay would stop there (the segment set aside as corrupt, acknowledged messages in it)
+                os.ftruncate(fd, self._sizes.get(seg, 0))
+                raise
+            finally:
+                os.close(fd)
             if new:
                 _fsync_dir(self.directory)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise SpoolFull(f"spool {path}: the disk is full ({exc.strerror}); messages stay unacknowledged at "
+                                "the broker") from exc  # fmt: skip
             raise StorageError(f"spool {path}: write failed: {exc}") from exc
         self._sizes[seg] = self._sizes.get(seg, 0) + len(data)
         return len(data)
+
+    def _check_disk(self, n: int) -> None:
+        """SpoolFull when writing ``n`` bytes would leave less than the reserve free on the spool's disk."""
+        try:
+            st = os.statvfs(self.directory)
+        except OSError:
+            return  # no figure: the write itself will tell
+        free = st.f_bavail * st.f_frsize
+        if free - n < _RESERVE_BYTES:
+            raise SpoolFull(
+                f"spool {self.directory}: the disk is full ({free} bytes free, {_RESERVE_BYTES} kept for replay); "
+                "messages stay unacknowledged at the broker"
+            )
 
     # -- replay ------------------------------------------------------------------------------------------------------
     def read(self, max_records: int) -> list[SpoolRecord]:
