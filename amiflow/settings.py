@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="bearer token for the HTTP API (reads and billing writes)")
     api_public_reads: bool = Field(False, description="the HTTP API's read routes answer without credentials")
     api_max_body_bytes: int = Field(1 << 20, ge=1024, description="larger HTTP request bodies are refused (413)")
+    api_metrics_auth: bool = Field(False, description="/metrics needs an operator or metrics key (docs/security.md)")
+    signature_max_age_s: int = Field(
+        300, ge=1, le=86400, description="signed requests with an X-Amiflow-Timestamp further off are refused"
+    )
+    signature_require_timestamp: bool = Field(
+        False, description="the HTTP API refuses body-only signatures (X-Amiflow-Signature without a timestamp)"
+    )
     reconnect_within_s: int = Field(3600, ge=0)
     disconnect_ruleset: str = Field("us_tx", description="policy rule set: a bundled id (us_tx, eu_de) or a TOML path")
     command_attempts: int = Field(3, ge=1, le=20, description="relay command tries before escalation")

@@ -4,10 +4,15 @@ Read endpoints use the stable contract views (CONTRACT.md) so they survive migra
 (payments, balances) is mounted from :mod:`billing_bridge.api`.
 
 The read routes (``/meters``, ``/meters/{meter}``, ``/meters/{meter}/readings``, ``/bills``, ``/accounts/{account}``)
-take the same credentials as the billing API's write routes (``Authorization: Bearer <AMIFLOW_API_TOKEN>`` or an
-``X-Amiflow-Signature``): 401 without, 503 when neither is configured, open only with ``AMIFLOW_API_PUBLIC_READS``.
-``/health`` and ``/metrics`` stay open for load balancers and scrapers. Every request body is limited to
-``AMIFLOW_API_MAX_BODY_BYTES`` (413).
+take the credentials of :mod:`billing_bridge.api_auth`: ``Authorization: Bearer <AMIFLOW_API_TOKEN>``, a stored API
+key (``amiflow api-keys create``) of the operator, billing or metrics role, a customer's for its own account
+(``/accounts/{account}``, ``/bills?account=``), or a signed request: 401 without, 403 for a role or account the
+route does not admit, 503 when nothing is configured, open only with ``AMIFLOW_API_PUBLIC_READS``. ``/health`` stays
+open for load balancers; ``/metrics`` too unless ``AMIFLOW_API_METRICS_AUTH`` (then an operator or metrics key).
+Every request body is limited to ``AMIFLOW_API_MAX_BODY_BYTES`` (413).
+
+``/metrics`` adds the outbox from the database (``amiflow_outbox_pending``, ``amiflow_outbox_rejected``,
+``amiflow_outbox_oldest_pending_age_seconds``) to the components' own counters.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import BaseModel, Field
 
 from amiflow import __version__
@@ -32,6 +37,8 @@ from amiflow_app.api_plans import create_plans_router
 from amiflow_app.api_usage import create_usage_router
 from amiflow_app.dashboard import create_dashboard_router
 from billing_bridge.api import BodyLimit, authenticator, create_router
+from billing_bridge.api_auth import Scope
+from billing_bridge.api_keys import Principal, find_key
 
 __all__ = ["create_app"]
 
@@ -93,6 +100,39 @@ def _has_relation(conn: psycopg.Connection[Any], name: str) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone() == (True,)
 
 
+def _gauge(name: str, help_text: str, value: float) -> str:
+    return f"# HELP {name} {help_text}\n# TYPE {name} gauge\n{name} {value:g}\n"
+
+
+def outbox_metrics(pool: ConnectionPool[Any]) -> str:
+    """The outbox's pending and rejected items and the age of the oldest pending one (empty while the database is
+    away: ``amiflow_component_up`` and /health say that)."""
+    try:
+        with pool.connection(timeout=2) as conn:
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'rejected'),"
+                " coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'pending')), 0)"
+                " FROM amiflow.outbox WHERE state IN ('pending', 'rejected')"
+            ).fetchone()
+    except (psycopg.Error, PoolTimeout) as exc:
+        log.debug("outbox metrics unavailable: %s", exc)
+        return ""
+    pending, rejected, age = row if row is not None else (0, 0, 0)
+    return (
+        _gauge("amiflow_outbox_pending", "outbox items waiting for delivery", pending)
+        + _gauge("amiflow_outbox_rejected", "outbox items the billing system rejected (kept for an operator)", rejected)
+        + _gauge("amiflow_outbox_oldest_pending_age_seconds", "age of the oldest pending outbox item", float(age))
+    )
+
+
+def _key_lookup(pool: ConnectionPool[Any]) -> Callable[[str], Principal | None]:
+    def lookup(key: str) -> Principal | None:
+        with pool.connection() as conn:
+            return find_key(conn, key)
+
+    return lookup
+
+
 def create_app(
     pool: ConnectionPool[Any],
     *,
@@ -109,6 +149,7 @@ def create_app(
     config = settings if settings is not None else Settings.model_construct()
     app = FastAPI(title="amiflow", version=__version__, description="AMI head-end and metering service")
     app.add_middleware(BodyLimit, max_bytes=config.api_max_body_bytes)
+    app.state.amiflow_key_lookup = _key_lookup(pool)
 
     @app.exception_handler(psycopg.DataError)
     async def _unstorable(request: Request, exc: psycopg.DataError) -> JSONResponse:
@@ -118,11 +159,14 @@ def create_app(
             status_code=422,
             content={"detail": "a parameter holds a value the database cannot take (e.g. a NUL character)"},
         )
+
     started = time.time()
-    sources = dict(metrics or {})
+    sources: dict[str, MetricsSource] = {**(metrics or {}), "outbox": lambda: outbox_metrics(pool)}
     reads = [Depends(authenticator(config, read=True))]
+    scrape = [Depends(authenticator(config, scope=Scope.METRICS))] if config.api_metrics_auth else []
     guarded: dict[int | str, dict[str, Any]] = {
         401: {"description": "missing or wrong credentials"},
+        403: {"description": "a role this route does not admit, or a customer's credentials of another account"},
         503: {"description": "no credentials configured (AMIFLOW_API_TOKEN) and reads not public"},
     }
 
@@ -145,7 +189,13 @@ def create_app(
             response.status_code = 503  # load balancers and orchestrators act on the status, not the body
         return Health(status="ok" if ok else "degraded", database=db_ok, components=components, version=__version__)
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        tags=["operations"],
+        dependencies=scrape,
+        responses=guarded if scrape else None,
+    )
     def prometheus() -> str:
         lines = [
             "# HELP amiflow_uptime_seconds Seconds since the service started.",

@@ -32,6 +32,7 @@ __all__ = ["PlanIn", "create_plans_router"]
 
 _GUARDED: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or wrong credentials"},
+    403: {"description": "a role this route does not admit, or a customer's credentials of another account"},
     503: {"description": "no credentials configured (AMIFLOW_API_TOKEN)"},
 }
 

@@ -6,9 +6,10 @@
   and the best-tariff advice as JSON.
 
 A customer presents ``Authorization: Bearer <customer token>`` (``amiflow usage token --account A``), which opens
-that account only (403 for another's); operators use the API's own credentials (AMIFLOW_API_TOKEN or a signature),
-never opened by ``AMIFLOW_API_PUBLIC_READS``: usage is personal data. 404 names an unknown account, a meter not of
-the account or a meter without intervals in the range; 422 an empty range (``from`` not before ``to``).
+that account only (403 for another's), as does a stored customer key; operators use AMIFLOW_API_TOKEN or an operator
+key (the billing and metrics roles get 403), never opened by ``AMIFLOW_API_PUBLIC_READS``: usage is personal data.
+404 names an unknown account, a meter not of the account or a meter without intervals in the range; 422 an empty
+range (``from`` not before ``to``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from psycopg_pool import ConnectionPool
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
 from billing_bridge.api import authenticator
-from billing_bridge.customer import export_usage, parse_month, token_account, usage_insights
+from billing_bridge.api_auth import Scope
+from billing_bridge.customer import export_usage, parse_month, usage_insights
 from billing_bridge.customer.usage import UsageNotFound, find_meter
 
 __all__ = ["create_usage_router"]
@@ -41,20 +43,9 @@ _FEED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def customer_guard(settings: Settings) -> Callable[[Request, str], Awaitable[None]]:
-    """A dependency: a customer token of the path's account, else the operator credentials of the API."""
-    operator = authenticator(settings)
-
-    async def guard(request: Request, account: str) -> None:
-        auth = request.headers.get("authorization", "")
-        opened = token_account(settings, auth[7:]) if auth[:7].lower() == "bearer " else None
-        if opened is not None:
-            if opened != account:
-                raise HTTPException(403, "this customer token opens another account's data")
-            return
-        await operator(request)
-
-    return guard
+def customer_guard(settings: Settings) -> Callable[[Request], Awaitable[None]]:
+    """A dependency: a customer's credentials of the path's account, else an operator's (billing_bridge.api_auth)."""
+    return authenticator(settings, scope=Scope.USAGE)
 
 
 def _answer(fn: Callable[[], Any]) -> Any:

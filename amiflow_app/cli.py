@@ -37,6 +37,7 @@ meters show     | engineer | db:METERS_SHOW          | show one registered meter
 meters import   | engineer | db:METERS_IMPORT        | register meters from a CSV file
 meters move-in  | billing  | db:METERS_MOVE_IN       | record a move-in: an account is served through a meter from a day
 meters move-out | billing  | db:METERS_MOVE_OUT      | record a move-out: the meter's open service period ends on a day
+meters credentials | operator | db:METERS_CREDENTIALS | the fleet's MQTT passwords as a Mosquitto password file
 accounts import | billing  | accounts:ACCOUNTS_IMPORT | import account contacts (name, address, e-mail, e-bill opt-in)
 accounts list   | billing  | accounts:ACCOUNTS_LIST  | list the account contacts and their e-bill opt-in
 accounts show   | billing  | accounts:ACCOUNTS_SHOW  | one account: contact, billing's balance, meters, e-bills
@@ -71,6 +72,9 @@ plans show      | billing  | plans:PLANS_SHOW        | one plan's installments, 
 usage export    | billing  | usage:USAGE_EXPORT      | a customer's usage as a Green Button (ESPI) feed or CSV
 usage insights  | billing  | usage:USAGE_INSIGHTS    | baseload, peak hours, comparisons and the best tariff of a month
 usage token     | billing  | usage:USAGE_TOKEN       | print the token that opens one account's usage in the HTTP API
+api-keys create | operator | apikeys:API_KEYS_CREATE | store a key of the HTTP API (operator, billing, customer, metrics)
+api-keys list   | operator | apikeys:API_KEYS_LIST   | list the HTTP API's stored keys (names, roles, states; never a key)
+api-keys revoke | operator | apikeys:API_KEYS_REVOKE | revoke an HTTP API key at once
 """
 
 
@@ -102,6 +106,7 @@ GROUPS = {
     "disconnect": "disconnection and reconnection under the policy",
     "plans": "installment plans (payment arrangements)",
     "usage": "customers' usage: Green Button exports, insights and API tokens",
+    "api-keys": "keys of the HTTP API and their roles",
 }
 
 

@@ -7,11 +7,13 @@ Routes (prefix ``/billing/v1``; ``amiflow serve`` mounts :func:`create_router`, 
 - ``POST /balances`` {account, balance, currency, as_of, due_date?}: the same semantics by (account, as_of).
 - ``GET /accounts/{account}``: the current balance, due date and the last payments.
 
-Every route needs ``Authorization: Bearer <AMIFLOW_API_TOKEN>`` or ``X-Amiflow-Signature: sha256=<hex HMAC-SHA256 of
-the body with AMIFLOW_BILLING_SECRET>``; authentication is checked before the body is parsed. With neither setting
-configured the API answers 503 (it never runs open). Read routes answer without credentials only when
-``AMIFLOW_API_PUBLIC_READS`` is true. :func:`authenticator` and :class:`BodyLimit` guard ``amiflow serve``'s other
-routes the same way.
+Every route needs credentials (:mod:`billing_bridge.api_auth`): ``Authorization: Bearer <AMIFLOW_API_TOKEN>`` (the
+operator), a stored API key of the operator or billing role (reads also metrics, and a customer for its own account),
+or a request signed with ``AMIFLOW_BILLING_SECRET`` (``X-Amiflow-Signature``, with ``X-Amiflow-Timestamp`` and
+``X-Amiflow-Signature-V2`` against replays); authentication is checked before the body is parsed: 401 without, 403
+for a role the route does not admit, 503 when nothing is configured (it never runs open). Read routes answer without
+credentials only when ``AMIFLOW_API_PUBLIC_READS`` is true. :func:`authenticator` and :class:`BodyLimit` guard
+``amiflow serve``'s other routes the same way.
 
 A body is refused before it is parsed when it is larger than ``AMIFLOW_API_MAX_BODY_BYTES`` (413) or repeats a JSON
 key (422: which value was meant is unknowable). A payment or statement is refused (422, nothing stored) when a
@@ -22,10 +24,9 @@ before those checks) is shown as ``null`` with an ``error`` naming the row, neve
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -38,7 +39,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from amiflow.db import Database, open_database
 from amiflow.settings import Settings
-from billing_bridge.delivery import verify
+from billing_bridge.api_auth import authenticator
+from billing_bridge.api_keys import Principal, find_key
 from billing_bridge.payments import (
     BalanceIn,
     InputRefused,
@@ -57,34 +59,6 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 _STATUS = {Recorded.CREATED: 201, Recorded.DUPLICATE: 200, Recorded.CONFLICT: 409}
-
-
-def authenticator(settings: Settings, *, read: bool = False) -> Callable[[Request], Awaitable[None]]:
-    """A FastAPI dependency: bearer token or HMAC signature, else 401 (503 when neither is configured).
-
-    With ``read`` and ``AMIFLOW_API_PUBLIC_READS`` it lets every request through.
-    """
-    token = settings.api_token.get_secret_value().encode() if settings.api_token else None
-    secret = settings.billing_secret.get_secret_value().encode() if settings.billing_secret else None
-    public = read and settings.api_public_reads
-    closed = "API closed: set AMIFLOW_API_TOKEN or AMIFLOW_BILLING_SECRET"
-    if read:
-        closed += " (or AMIFLOW_API_PUBLIC_READS=true for the read routes)"
-
-    async def authenticate(request: Request) -> None:
-        if public:
-            return
-        if token is None and secret is None:
-            raise HTTPException(503, closed)
-        auth = request.headers.get("authorization", "")
-        if token is not None and auth[:7].lower() == "bearer " and hmac.compare_digest(auth[7:].encode(), token):
-            return
-        signature = request.headers.get("x-amiflow-signature")
-        if secret is not None and signature and verify(await request.body(), signature, secret):
-            return
-        raise HTTPException(401, "missing or wrong credentials", headers={"WWW-Authenticate": "Bearer"})
-
-    return authenticate
 
 
 class BodyLimit:
@@ -166,14 +140,22 @@ async def _parse(request: Request, model: type[M], context: dict[str, Any]) -> M
         raise HTTPException(422, detail) from None
 
 
+_GUARDED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong credentials"},
+    403: {"description": "credentials of a role this route does not admit, or a customer's of another account"},
+    503: {"description": "no credentials configured"},
+}
+
 # The body is parsed by hand (after authentication), so its schema and answers are documented here for the spec.
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "already received with the same content (no-op)"},
     201: {"description": "recorded"},
     401: {"description": "missing or wrong credentials"},
+    403: {"description": "credentials of a role this route does not admit"},
     409: {"description": "already received with different content; nothing changed"},
     413: {"description": "body larger than AMIFLOW_API_MAX_BODY_BYTES"},
     422: {"description": "invalid body, implausible timestamp or currency not the account's; nothing changed"},
+    503: {"description": "no credentials configured"},
 }
 
 
@@ -271,7 +253,7 @@ def create_router(settings: Settings, database: Callable[[], Database]) -> APIRo
     @router.get(
         "/accounts/{account}",
         summary="An account's balance, due date and recent payments",
-        responses={401: {"description": "missing or wrong credentials"}, 404: {"description": "unknown account"}},
+        responses={**_GUARDED, 404: {"description": "unknown account"}},
         dependencies=[Depends(authenticator(settings, read=True))],
     )
     async def get_account(account: str) -> JSONResponse:
@@ -286,6 +268,11 @@ def create_router(settings: Settings, database: Callable[[], Database]) -> APIRo
 def _with_conn(db: Database, fn: Callable[[Any], Any]) -> Any:
     with db.pool.connection() as conn:
         return fn(conn)
+
+
+def _lookup(db: Database, key: str) -> Principal | None:
+    found: Principal | None = _with_conn(db, lambda conn: find_key(conn, key))
+    return found
 
 
 def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
@@ -306,6 +293,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
                 holder.pop("db").close()
 
     app = FastAPI(title="amiflow billing API", lifespan=lifespan)
+    app.state.amiflow_key_lookup = lambda key: _lookup(holder["db"], key)
     app.include_router(create_router(settings, lambda: holder["db"]))
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     return app

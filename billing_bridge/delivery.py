@@ -3,6 +3,11 @@
 No I/O, no clock, no randomness of its own: the dispatcher passes a random draw in. The body of an item is its stored
 payload serialized deterministically (sorted keys, compact separators, UTF-8), so every retry sends byte-identical
 content under the same Idempotency-Key, and the signature is ``sha256=<hex HMAC-SHA256 of exactly those bytes>``.
+
+Each attempt also carries ``X-Amiflow-Timestamp`` (Unix seconds), ``X-Amiflow-Nonce`` (random, new per attempt, so
+two attempts within one second differ) and ``X-Amiflow-Signature-V2: sha256=<hex HMAC-SHA256 of
+"<timestamp>.<nonce>.<Idempotency-Key>.<body>">``, so a receiver can refuse a stale or replayed request
+(:mod:`billing_bridge.signatures`); the first signature stays as it was for receivers that check only it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ __all__ = [
     "endpoint_for",
     "retry_after_s",
     "sign",
+    "sign_v2",
+    "signature_headers",
     "verify",
 ]
 
@@ -83,6 +90,25 @@ def verify(body: bytes, header: str | None, secret: bytes) -> bool:
     if not header or not header.startswith("sha256="):
         return False
     return hmac.compare_digest(sign(body, secret).encode(), header.strip().encode())
+
+
+def sign_v2(body: bytes, secret: bytes, timestamp: str, nonce: str, key: str = "") -> str:
+    """The ``X-Amiflow-Signature-V2`` value: the MAC covers the timestamp, the nonce, the Idempotency-Key (empty when
+    the request has none, as the inbound billing API's) and the body, separated by dots."""
+    message = b"%s.%s.%s.%s" % (timestamp.encode(), nonce.encode(), key.encode(), body)
+    return "sha256=" + hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def signature_headers(body: bytes, secret: bytes, now_s: float, nonce: str, key: str = "") -> dict[str, str]:
+    """The four signature headers of one attempt at ``now_s`` with a fresh random ``nonce`` (the body signature of
+    CONTRACT.md, the timestamp, the nonce and the timestamped signature)."""
+    timestamp = str(int(now_s))
+    return {
+        "X-Amiflow-Signature": sign(body, secret),
+        "X-Amiflow-Timestamp": timestamp,
+        "X-Amiflow-Nonce": nonce,
+        "X-Amiflow-Signature-V2": sign_v2(body, secret, timestamp, nonce, key),
+    }
 
 
 def endpoint_for(kind: str) -> str:

@@ -1,10 +1,11 @@
 """A real, small HTTP billing receiver for tests, the demo and benchmarks (``python -m billing_bridge.receiver``).
 
 It accepts ``POST .../bills``, ``.../notices``, ``.../cim/MeterReadings`` and ``.../cim/EndDeviceControls``,
-verifies ``X-Amiflow-Signature`` (401 when wrong), and records each delivery by its Idempotency-Key: the first body,
-how often it came, the order of first arrivals, and any *different* body under a key already seen (a conflict,
-answered 422 and kept in ``conflicts``). It also notes when a request for a key arrives while another one for the same
-key is still being answered (``overlaps``: two senders at once).
+verifies the signature (:class:`~billing_bridge.signatures.SignatureVerifier`: 401 when wrong, stale or replayed,
+logged; a body-only ``X-Amiflow-Signature`` passes unless ``require_timestamp``), and records each delivery by its
+Idempotency-Key: the first body, how often it came, the order of first arrivals, and any *different* body under a
+key already seen (a conflict, answered 422 and kept in ``conflicts``). It also notes when a request for a key arrives
+while another one for the same key is still being answered (``overlaps``: two senders at once).
 
 Faults are drawn per (seed, key, attempt number) so a run is reproducible whatever the request order:
 ``fail_rate`` answers 503; ``timeout_rate`` holds the request ``hang_s`` seconds (past the client's timeout), then
@@ -29,8 +30,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from billing_bridge.delivery import verify
 from billing_bridge.receiver_load import measure_max_rate, spawn_receiver
+from billing_bridge.signatures import SignatureVerifier
 
 __all__ = ["Delivery", "Receiver", "ReceiverConfig", "ReceiverSnapshot", "main"]
 
@@ -58,6 +59,8 @@ class ReceiverConfig:
     reject_rate: float = 0.0
     delay_max_s: float = 0.0
     hang_s: float = 3.0
+    max_age_s: float = 300.0
+    require_timestamp: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,7 @@ class ReceiverSnapshot:
     bad_signatures: int
     statuses: dict[int, int]
     requests: int
+    refusals: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -104,6 +108,9 @@ class Receiver:
         self.host = host
         self.port = port
         self._state = _State()
+        self._verifier = SignatureVerifier(
+            config.secret, max_age_s=config.max_age_s, require_timestamp=config.require_timestamp, name="webhook"
+        )
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -169,6 +176,7 @@ class Receiver:
                 s.bad_signatures,
                 dict(s.statuses),
                 s.requests,
+                {k.value: n for k, n in self._verifier.refused.items()},
             )
 
     def stats(self) -> dict[str, object]:
@@ -180,6 +188,7 @@ class Receiver:
             "conflicts": len(snap.conflicts),
             "overlaps": len(snap.overlaps),
             "bad_signatures": snap.bad_signatures,
+            "refusals": snap.refusals,
             "statuses": {str(k): v for k, v in sorted(snap.statuses.items())},
         }
 
@@ -226,10 +235,11 @@ class Receiver:
         key = headers.get("idempotency-key", "")
         if not key:
             return self._count(400), b'{"error":"Idempotency-Key missing"}'
-        if not verify(body, headers.get("x-amiflow-signature"), self.config.secret):
+        check = self._verifier.check(body, headers, key=key, where=path)
+        if not check.accepted:
             with self._lock:
                 self._state.bad_signatures += 1
-            return self._count(401), b'{"error":"bad signature"}'
+            return self._count(401), b'{"error":"signature refused: %s"}' % check.value.encode()
         with self._lock:
             self._state.attempts[key] += 1
             attempt = self._state.attempts[key]
@@ -301,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reject-rate", type=float, default=0.0)
     parser.add_argument("--delay-max", type=float, default=0.0, help="seconds")
     parser.add_argument("--hang", type=float, default=3.0, help="seconds a timed-out request is held")
+    parser.add_argument("--max-age", type=float, default=300.0, help="replay window of signatures, seconds")
+    parser.add_argument("--require-timestamp", action="store_true", help="refuse body-only signatures")
     parser.add_argument("--max-rate", type=int, metavar="N", help="measure: N requests against a child receiver")
     args = parser.parse_args(argv)
     secret = args.secret.encode()
@@ -313,16 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(10)
         print(f"RESULT receiver_max_rate requests={args.max_rate} receiver_max_per_s={rate:.0f}")
         return 0
-    config = ReceiverConfig(
-        secret,
-        args.seed,
-        args.fail_rate,
-        args.timeout_rate,
-        args.conflict_rate,
-        args.reject_rate,
-        args.delay_max,
-        args.hang,
-    )
+    faults = (args.fail_rate, args.timeout_rate, args.conflict_rate, args.reject_rate, args.delay_max, args.hang)
+    config = ReceiverConfig(secret, args.seed, *faults, args.max_age, args.require_timestamp)
     receiver = Receiver(config, host=args.host, port=args.port)
 
     async def serve_forever() -> None:

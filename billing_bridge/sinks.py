@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import secrets
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -37,6 +38,7 @@ from billing_bridge.delivery import (
     endpoint_for,
     retry_after_s,
     sign,
+    signature_headers,
 )
 
 __all__ = ["CimSink", "ClientShards", "FileDropSink", "Sink", "WebhookSink", "make_sink"]
@@ -162,7 +164,7 @@ class WebhookSink:
             headers = {
                 "Content-Type": content_type,
                 "Idempotency-Key": item.idempotency_key,
-                "X-Amiflow-Signature": sign(body, self._secret),
+                **signature_headers(body, self._secret, time.time(), secrets.token_hex(16), item.idempotency_key),
                 "User-Agent": "amiflow-bridge/1",
             }
             return await self._post(client, item, self.base_url + path, body, headers)

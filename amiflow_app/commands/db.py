@@ -1,9 +1,10 @@
-"""``amiflow db migrate|status`` and ``amiflow meters add|list|show|import|move-in|move-out``."""
+"""``amiflow db migrate|status`` and ``amiflow meters add|list|show|import|move-in|move-out|credentials``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
@@ -18,6 +19,7 @@ from amiflow_app.command import Command
 
 __all__ = [
     "METERS_ADD",
+    "METERS_CREDENTIALS",
     "METERS_IMPORT",
     "METERS_LIST",
     "METERS_MOVE_IN",
@@ -186,6 +188,39 @@ def _move_out(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _credentials_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, help="write the Mosquitto password file here (default: standard output)")
+    parser.add_argument("--secrets", type=Path, help="the plain username:password file, kept and extended (mode 0600;"
+                        " default AMIFLOW_DATA_DIR/mqtt-passwords.txt)")  # fmt: skip
+    parser.add_argument("--service", action="append", metavar="USER", help="a head-end account (default: "
+                        "amiflow-ingest and amiflow-bridge); repeat for several")  # fmt: skip
+    parser.add_argument("--all", action="store_true", help="every active meter, not only those that talk MQTT")
+
+
+def _credentials(args: argparse.Namespace, settings: Settings) -> int:
+    from amiflow_app import broker_credentials as bc
+
+    with _open(settings) as db, db.connect() as conn:
+        registered = [m for m in list_meters(conn) if m.status != "inactive"]
+    meters = [m.name for m in registered if args.all or m.protocol == "mqtt" or (m.uri or "").startswith("mqtt://")]
+    secrets_path = args.secrets or settings.data_dir / "mqtt-passwords.txt"
+    found = bc.fleet_credentials([*(args.service or bc.SERVICE_USERS), *meters], bc.read_secrets(secrets_path))
+    for meter, why in found.refused:
+        print(f"meter {meter!r}: no credentials: {why}", file=sys.stderr)
+    bc.write_private(secrets_path, "".join(f"{u}:{p}\n" for u, p in sorted(found.passwords.items())))
+    if args.out is None:
+        sys.stdout.write(bc.password_file(found.passwords))
+    else:
+        bc.write_private(args.out, bc.password_file(found.passwords))
+    where = f"; password file {args.out}" if args.out else ""
+    print(
+        f"{len(found.passwords)} MQTT credentials ({len(found.new)} new) for {len(meters)} meter(s);"
+        f" plain passwords in {secrets_path}{where}",
+        file=sys.stderr,
+    )
+    return 0 if not found.refused else 1
+
+
 MIGRATE = Command("apply the schema migrations (idempotent)", _no_args, _migrate)
 STATUS = Command("show the schema version and the TimescaleDB features in use", _no_args, _status)
 METERS_ADD = Command("register a meter", _add_args, _add)
@@ -196,3 +231,9 @@ METERS_MOVE_IN = Command(
     "record a move-in: an account takes service through a meter from a day", _move_in_args, _move_in
 )
 METERS_MOVE_OUT = Command("record a move-out: the meter's open service period ends on a day", _move_out_args, _move_out)
+METERS_CREDENTIALS = Command(
+    "MQTT usernames (the meter ids) and passwords for the registered fleet and the head-end's accounts, as a"
+    " Mosquitto password file (PBKDF2-SHA512, as mosquitto_passwd writes) for deploy/mosquitto",
+    _credentials_args,
+    _credentials,
+)

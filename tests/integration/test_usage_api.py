@@ -136,4 +136,4 @@ def test_serve_app_mounts_the_usage_routes(
         FEED.format(account="ACC-1", meter="M1"), params={"from": "2026-11-01", "to": "2026-11-02"}, headers=token
     )
     assert got.status_code == 200 and b"<espi:UsagePoint>" in got.content
-    assert client.get("/meters", headers=token).status_code == 401  # a customer token opens nothing else
+    assert client.get("/meters", headers=token).status_code == 403  # a customer token opens nothing else

@@ -1,0 +1,151 @@
+"""Who may call which route of the HTTP API: credentials to a :class:`~billing_bridge.api_keys.Principal`, then the
+role against the route's scope.
+
+Credentials, in the order tried:
+
+- ``Authorization: Bearer <AMIFLOW_API_TOKEN>``: the operator (CONTRACT.md's token keeps working);
+- ``Authorization: Bearer cu1....``: a customer token (:mod:`billing_bridge.customer.access`), one account;
+- ``Authorization: Bearer amk_...``: a stored API key (:mod:`billing_bridge.api_keys`), looked up through the
+  ``amiflow_key_lookup`` callable the app puts on ``app.state``;
+- ``X-Amiflow-Signature`` (and ``X-Amiflow-Timestamp`` / ``X-Amiflow-Signature-V2``) under
+  ``AMIFLOW_BILLING_SECRET``: the billing system (:class:`~billing_bridge.signatures.SignatureVerifier`, one per app,
+  so a replay inside the window is refused; body-only signatures only while ``AMIFLOW_SIGNATURE_REQUIRE_TIMESTAMP``
+  is off).
+
+Scopes: ``WRITE`` (payments, balances, plans: operator, billing), ``READ`` (meters, readings, bills, accounts, plans:
+operator, billing, metrics; a customer for its own account, named by the path's or query's ``account``), ``USAGE``
+(a customer's usage data: operator, the customer itself) and ``METRICS`` (``/metrics`` when guarded: operator,
+metrics). No credentials: 401, or 503 when none are configured and none were presented (the API never runs open);
+credentials of a role the scope does not admit: 403. ``AMIFLOW_API_PUBLIC_READS`` opens ``READ`` (only) to everyone.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from amiflow.settings import Settings
+from billing_bridge.api_keys import KEY_PREFIX, Principal, Role
+from billing_bridge.customer.access import token_account
+from billing_bridge.signatures import SignatureVerifier
+
+__all__ = ["KeyLookup", "Scope", "authenticator", "permitted", "principal_of"]
+
+log = logging.getLogger(__name__)
+
+KeyLookup = Callable[[str], Principal | None]
+
+
+class Scope(enum.Enum):
+    """What a route does, for the role check."""
+
+    READ = "read"
+    WRITE = "write"
+    USAGE = "usage"
+    METRICS = "metrics"
+
+
+_ADMITTED: dict[Scope, frozenset[Role]] = {
+    Scope.WRITE: frozenset({Role.OPERATOR, Role.BILLING}),
+    Scope.READ: frozenset({Role.OPERATOR, Role.BILLING, Role.METRICS, Role.CUSTOMER}),
+    Scope.USAGE: frozenset({Role.OPERATOR, Role.CUSTOMER}),
+    Scope.METRICS: frozenset({Role.OPERATOR, Role.METRICS}),
+}
+
+
+def permitted(principal: Principal, scope: Scope, accounts: list[str]) -> str | None:
+    """None when ``principal`` may use a route of ``scope`` naming ``accounts``; else why not (for the 403)."""
+    if principal.role not in _ADMITTED[scope]:
+        return f"the {principal.role.value} role may not use this route"
+    if principal.role is Role.CUSTOMER:
+        if not accounts:
+            return "a customer's credentials open only routes that name its account (e.g. ?account=...)"
+        if any(a != principal.account for a in accounts):
+            return "this customer token opens another account's data"
+    return None
+
+
+def _verifier(request: Request, settings: Settings, secret: bytes) -> SignatureVerifier:
+    state = request.app.state
+    verifier: SignatureVerifier | None = getattr(state, "amiflow_signatures", None)
+    if verifier is None:
+        verifier = SignatureVerifier(
+            secret,
+            max_age_s=settings.signature_max_age_s,
+            require_timestamp=settings.signature_require_timestamp,
+            name="API request signature",
+        )
+        state.amiflow_signatures = verifier
+    return verifier
+
+
+async def principal_of(request: Request, settings: Settings) -> Principal | None:
+    """The principal of ``request``'s credentials, or None."""
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        presented = auth[7:].strip()
+        token = settings.api_token.get_secret_value() if settings.api_token else None
+        if token is not None and hmac.compare_digest(presented.encode(), token.encode()):
+            return Principal(Role.OPERATOR, "AMIFLOW_API_TOKEN")
+        if presented.startswith("cu1."):
+            account = token_account(settings, presented)
+            if account is not None:
+                return Principal(Role.CUSTOMER, f"customer token of {account}", account)
+        lookup: KeyLookup | None = getattr(request.app.state, "amiflow_key_lookup", None)
+        if presented.startswith(KEY_PREFIX) and lookup is not None:
+            found = await run_in_threadpool(lookup, presented)
+            if found is not None:
+                return found
+    if settings.billing_secret is not None and request.headers.get("x-amiflow-signature") is not None:
+        secret = settings.billing_secret.get_secret_value().encode()
+        body = await request.body()
+        where = f"{request.method} {request.url.path}"
+        key = request.headers.get("idempotency-key", "")
+        if _verifier(request, settings, secret).check(body, request.headers, key=key, where=where).accepted:
+            return Principal(Role.BILLING, "AMIFLOW_BILLING_SECRET signature")
+    return None
+
+
+def _accounts(request: Request) -> list[str]:
+    found = list(request.query_params.getlist("account"))
+    if "account" in request.path_params:
+        found.append(str(request.path_params["account"]))
+    return found
+
+
+def authenticator(
+    settings: Settings, *, read: bool = False, scope: Scope | None = None
+) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency guarding a route of ``scope`` (``WRITE`` by default, ``READ`` with ``read``).
+
+    The principal is left on ``request.state.principal`` for the route.
+    """
+    kind = scope if scope is not None else (Scope.READ if read else Scope.WRITE)
+    public = kind is Scope.READ and settings.api_public_reads
+    configured = settings.api_token is not None or settings.billing_secret is not None
+    closed = "API closed: set AMIFLOW_API_TOKEN or AMIFLOW_BILLING_SECRET, or present an API key (amiflow api-keys)"
+    if kind is Scope.READ:
+        closed += " (or AMIFLOW_API_PUBLIC_READS=true for the read routes)"
+
+    async def authenticate(request: Request) -> None:
+        if public:
+            return
+        principal = await principal_of(request, settings)
+        if principal is None:
+            auth = request.headers.get("authorization", "")
+            presented = auth[7:].strip().startswith((KEY_PREFIX, "cu1.")) if auth[:7].lower() == "bearer " else False
+            if not configured and not presented:
+                raise HTTPException(503, closed)
+            raise HTTPException(401, "missing or wrong credentials", headers={"WWW-Authenticate": "Bearer"})
+        refused = permitted(principal, kind, _accounts(request))
+        if refused is not None:
+            log.info("%s %s refused for %s: %s", request.method, request.url.path, principal.name, refused)
+            raise HTTPException(403, refused)
+        request.state.principal = principal
+
+    return authenticate
