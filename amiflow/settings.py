@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     command_retry_s: float = Field(5.0, ge=0, description="first retry delay of a relay command (doubles)")
     dlms_password: SecretStr | None = Field(None, description="LLS password of the DLMS management client (relay)")
 
+    # -- e-bills (docs/bills.md)
+    smtp_url: SecretStr | None = Field(
+        None, description="smtp://, smtp+starttls:// or smtps://[user:pass@]host[:port] for e-bills; unset = queued"
+    )
+    mail_from: str | None = Field(None, description="the sender of e-bills, e.g. 'Billing <billing@utility.example>'")
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, v: str | None) -> str | None:

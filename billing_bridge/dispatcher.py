@@ -45,6 +45,7 @@ class DispatchConfig:
     max_wait_s: float = 60.0
     poll_s: float = 1.0
     fault_log_window_s: float = 60.0
+    channel: str = "billing"  # which outbox rows: billing (webhook, cim, file sinks) or email (e-bills)
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     def __post_init__(self) -> None:
@@ -125,7 +126,7 @@ class Dispatcher:
                     await listen_conn.execute("LISTEN amiflow_outbox")
                 async with self.sink:
                     await self._loop(claim_conn, settle_conn, listen_conn)
-                self.stats.remaining = await counts(claim_conn)
+                self.stats.remaining = await counts(claim_conn, self.config.channel)
             except psycopg.Error as exc:
                 raise StorageError(f"bridge dispatcher: database error: {str(exc).strip()}") from exc
         return self.stats
@@ -145,8 +146,9 @@ class Dispatcher:
                     loop = asyncio.get_running_loop()
                     send_before = loop.time() + cfg.lease_s - cfg.request_timeout_s - 1.0
                     items = await claim(
-                        claim_conn, limit=cfg.batch_size, lease_s=cfg.lease_s, worker=cfg.worker, sink=self.sink.name
-                    )
+                        claim_conn, limit=cfg.batch_size, lease_s=cfg.lease_s, worker=cfg.worker, sink=self.sink.name,
+                        channel=cfg.channel,
+                    )  # fmt: skip
                     if items:
                         self.stats.claimed += len(items)
                         tasks.add(asyncio.create_task(self._batch(items, send_before, settle_conn)))
@@ -163,7 +165,7 @@ class Dispatcher:
                     continue
                 if self._stopping.is_set():
                     return
-                due = await next_due_in_s(claim_conn)
+                due = await next_due_in_s(claim_conn, cfg.channel)
                 if not cfg.follow and (due is None or due > cfg.max_wait_s):
                     return
                 wait = cfg.poll_s if due is None else min(max(due, 0.01), cfg.poll_s)

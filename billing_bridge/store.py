@@ -33,11 +33,11 @@ __all__ = [
 _CLAIM = """
 WITH due AS (
     SELECT o.id FROM amiflow.outbox o
-    WHERE o.state = 'pending' AND o.next_attempt_at <= now()
+    WHERE o.state = 'pending' AND o.channel = %(channel)s AND o.next_attempt_at <= now()
       AND (o.lease_until IS NULL OR o.lease_until < now())
       AND (o.account IS NULL OR NOT EXISTS (
             SELECT 1 FROM amiflow.outbox e
-            WHERE e.account = o.account AND e.state = 'pending' AND e.id < o.id))
+            WHERE e.account = o.account AND e.state = 'pending' AND e.channel = o.channel AND e.id < o.id))
     ORDER BY o.next_attempt_at, o.id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -75,14 +75,14 @@ WHERE o.id = u.id AND o.claim_token = %s AND o.state = 'pending'
 
 
 async def claim(
-    conn: psycopg.AsyncConnection[Any], *, limit: int, lease_s: float, worker: str, sink: str
+    conn: psycopg.AsyncConnection[Any], *, limit: int, lease_s: float, worker: str, sink: str, channel: str = "billing"
 ) -> list[OutboxItem]:
-    """Claim up to ``limit`` due items for ``lease_s`` seconds (one committed transaction)."""
+    """Claim up to ``limit`` due items of ``channel`` (``billing``, or ``email`` for e-bills; migration 0012) for
+    ``lease_s`` seconds (one committed transaction)."""
     token = str(uuid.uuid4())
+    params = {"limit": limit, "lease_s": lease_s, "token": token, "worker": worker, "sink": sink, "channel": channel}
     async with conn.transaction():
-        cur = await conn.execute(
-            _CLAIM, {"limit": limit, "lease_s": lease_s, "token": token, "worker": worker, "sink": sink}
-        )
+        cur = await conn.execute(_CLAIM, params)
         rows = await cur.fetchall()
     items = [OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], token) for r in rows]
     items.sort(key=lambda it: it.id)
@@ -138,24 +138,27 @@ class OutboxCounts:
     rejected: int
 
 
-async def counts(conn: psycopg.AsyncConnection[Any]) -> OutboxCounts:
-    """The outbox totals by state."""
+async def counts(conn: psycopg.AsyncConnection[Any], channel: str | None = None) -> OutboxCounts:
+    """The outbox totals by state (of one channel when given)."""
     cur = await conn.execute(
         "SELECT count(*) FILTER (WHERE state = 'pending'),"
         " count(*) FILTER (WHERE state = 'pending' AND lease_until > now()),"
         " count(*) FILTER (WHERE state = 'delivered'), count(*) FILTER (WHERE state = 'rejected')"
-        " FROM amiflow.outbox"
+        " FROM amiflow.outbox WHERE %(c)s::text IS NULL OR channel = %(c)s",
+        {"c": channel},
     )
     row = await cur.fetchone()
     assert row is not None
     return OutboxCounts(*row)
 
 
-async def next_due_in_s(conn: psycopg.AsyncConnection[Any]) -> float | None:
-    """Seconds until the earliest pending item may be claimed (0 if now; None when nothing is pending)."""
+async def next_due_in_s(conn: psycopg.AsyncConnection[Any], channel: str | None = None) -> float | None:
+    """Seconds until the earliest pending item (of ``channel`` when given) may be claimed (0 if now; None when nothing
+    is pending)."""
     cur = await conn.execute(
         "SELECT extract(epoch FROM min(greatest(next_attempt_at, coalesce(lease_until, next_attempt_at))) - now())"
-        " FROM amiflow.outbox WHERE state = 'pending'"
+        " FROM amiflow.outbox WHERE state = 'pending' AND (%(c)s::text IS NULL OR channel = %(c)s)",
+        {"c": channel},
     )
     row = await cur.fetchone()
     if row is None or row[0] is None:

@@ -26,8 +26,10 @@ from amiflow.errors import ConfigError, StorageError
 from amiflow.settings import Settings
 from amiflow_app.command import Command
 from billing_bridge import CollectionsRun, DispatchConfig, Dispatcher, make_sink, riskiest_accounts, run_collections
+from billing_bridge.email_sink import make_email_sink
 from billing_bridge.payments import billing_window, import_csv
 from billing_bridge.policy import RuleSet, load_ruleset
+from billing_bridge.sinks import Sink
 from billing_bridge.store import list_failed, requeue
 
 __all__ = [
@@ -45,9 +47,10 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--follow", action="store_true", help="keep running and deliver new items as they are queued")
     p.add_argument(
         "--sink",
-        choices=("webhook", "cim", "file"),
+        choices=("webhook", "cim", "file", "email"),
         default="webhook",
-        help="webhook: JSON to AMIFLOW_BILLING_URL (default); cim: IEC 61968-9 XML to the same URL; file: --out DIR",
+        help="webhook: JSON to AMIFLOW_BILLING_URL (default); cim: IEC 61968-9 XML to the same URL; file: --out DIR;"
+        " email: the queued e-bills to the customers over AMIFLOW_SMTP_URL",
     )
     p.add_argument("--out", type=Path, help="directory of the file drop (--sink file)")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="file drop format")
@@ -64,9 +67,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    sink = make_sink(
-        settings, args.sink, out=args.out, fmt=args.format, concurrency=args.concurrency, timeout_s=args.timeout
-    )
+    sink: Sink
+    if args.sink == "email":  # e-bills: their own outbox channel, a few SMTP sessions (docs/bills.md)
+        sink = make_email_sink(settings, connections=min(args.concurrency, 8), timeout_s=args.timeout)
+    else:
+        sink = make_sink(
+            settings, args.sink, out=args.out, fmt=args.format, concurrency=args.concurrency, timeout_s=args.timeout
+        )
     config = DispatchConfig(
         batch_size=args.batch or settings.bridge_batch_size,
         batches_in_flight=max(2, -(-args.concurrency * 2 // (args.batch or settings.bridge_batch_size))),
@@ -76,6 +83,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         retry_max_s=settings.bridge_retry_max_s,
         follow=args.follow,
         max_wait_s=args.max_wait,
+        channel="email" if args.sink == "email" else "billing",
     )
     db = open_database(settings)
     db.close()
