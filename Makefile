@@ -18,10 +18,12 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
-# headless Chromium renders the HTML report in a test; installed from Debian's packages where we may
+# headless Chromium renders the HTML report and drives the dashboard (chromedriver) in tests; installed from Debian's
+# packages where we may
 browser:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "chromium not installed: the report render test will skip"
+	@(command -v chromium && command -v chromedriver) >/dev/null 2>&1 || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || \
+		echo "chromium/chromium-driver not installed: the report render and dashboard browser tests will skip"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -47,7 +47,7 @@ _HEADERS = {
     " img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # not no-referrer: Chromium then sends "Origin: null" with the login form
 }
 _CLOSED = "The dashboard is closed: set AMIFLOW_API_TOKEN (or AMIFLOW_API_PUBLIC_READS=true) and restart."
 
