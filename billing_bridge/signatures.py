@@ -105,12 +105,12 @@ class SignatureVerifier:
         if not hmac.compare_digest(sign_v2(body, self._secret, timestamp, nonce, key).encode(), signature.encode()):
             return SignatureCheck.BAD
         now = self._clock()
-        if abs(now - int(timestamp)) > self.max_age_s:
-            return SignatureCheck.STALE
         with self._lock:
-            while self._expiry and self._expiry[0][0] < now:
+            while self._expiry and self._expiry[0][0] < now:  # forget what the window no longer covers
                 _, old = heapq.heappop(self._expiry)
                 self._seen.pop(old, None)
+            if abs(now - int(timestamp)) > self.max_age_s:
+                return SignatureCheck.STALE
             if signature in self._seen:
                 return SignatureCheck.REPLAYED
             expires = int(timestamp) + self.max_age_s
