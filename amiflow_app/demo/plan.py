@@ -131,6 +131,7 @@ class Summary:
     collection_by_collector: list[dict[str, Any]] = field(default_factory=list)
     report: str = ""
     greenbutton_files: int = 0
+    bill_documents: int = 0
     not_built: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
 
@@ -192,6 +193,8 @@ def format_summary(s: Summary) -> str:
         lines.append(f"  report: {s.report}")
     if s.greenbutton_files:
         lines.append(f"  Green Button (ESPI) usage files: {s.greenbutton_files} in greenbutton/")
+    if s.bill_documents:
+        lines.append(f"  bill documents: {s.bill_documents} PDFs in bills/ (index.json)")
     lines += [f"  not built yet: {what}" for what in s.not_built]
     lines.append(f"  elapsed: {s.elapsed_s:.1f} s")
     return "\n".join(lines)

@@ -29,7 +29,7 @@ import psycopg
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
 from amiflow_app.demo.collect import run_collections
-from amiflow_app.demo.plan import Summary, plan_demo
+from amiflow_app.demo.plan import DemoPlan, Summary, plan_demo
 from amiflow_app.demo.steps import (
     FLEET_FAULTS,
     FleetRun,
@@ -104,6 +104,21 @@ def _mqtt_totals(summary: Summary, worker: Any, fleet_stats: list[Any]) -> None:
         for k, v in s.faults.items():
             faults[k] = faults.get(k, 0) + int(v)
     summary.faults = faults
+
+
+def _bill_documents(conn: psycopg.Connection[Any], folder: Path, plan: DemoPlan, settings: Settings) -> int:
+    """``bills/``: the month's bills as customer PDFs with index.json (CONTRACT.md); the number written."""
+    from billing_bridge.customer.documents import render_month
+    from billing_bridge.customer.documents_data import DocumentOptions
+    from billing_bridge.customer.usage import UsageNotFound
+    from billing_bridge.policy import load_ruleset
+
+    ruleset = load_ruleset(settings.disconnect_ruleset)
+    try:
+        written = render_month(conn, plan.period, folder, options=DocumentOptions(ruleset.payment_terms_days, ruleset))
+    except UsageNotFound:  # every meter skipped: no bill to render
+        return 0
+    return len(written)
 
 
 def run_demo(
@@ -213,7 +228,7 @@ def run_demo(
         _mqtt_totals(summary, worker, fleet_stats)
         summary.receiver_received = len(receiver.snapshot().deliveries)
 
-        _step(6, "writing the report, the collection KPIs and the billed meters' Green Button files")
+        _step(6, "writing the report, the collection KPIs, the bill PDFs and the billed meters' Green Button files")
         from amiflow_app.demo.collect import write_collection
         from amiflow_app.report import build_report
         from billing_bridge.customer import write_greenbutton_files
@@ -225,6 +240,7 @@ def run_demo(
             summary.notices = {str(t): int(n) for t, n in rows}
             summary.report = str(build_report(conn, plan.period_text, out, account=summary.account or None))
             summary.greenbutton_files = write_greenbutton_files(conn, out, plan.period, plan.period_end)
+            summary.bill_documents = _bill_documents(conn, out / "bills", plan, settings)
             write_collection(conn, plan, out, summary)
         _step(7, "stopping everything")
     summary.elapsed_s = round(time.perf_counter() - started, 1)

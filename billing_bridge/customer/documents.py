@@ -19,16 +19,28 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from amiflow.errors import ConfigError
+from billing_bridge.customer.documents_data import DocumentOptions, gather_documents
 from billing_bridge.customer.documents_html import render_html
 from billing_bridge.customer.documents_model import BillDocument
 from billing_bridge.customer.documents_pdf import render_pdf
 
-__all__ = ["FORMATS", "WrittenBill", "document_file_stem", "formats_of", "index_entry", "write_documents"]
+__all__ = [
+    "FORMATS",
+    "WrittenBill",
+    "document_file_stem",
+    "formats_of",
+    "index_entry",
+    "render_month",
+    "write_documents",
+]
 
 #: ``--format`` choices and the files each writes
 FORMATS: dict[str, tuple[str, ...]] = {"pdf": ("pdf",), "html": ("html",), "both": ("pdf", "html")}
@@ -124,3 +136,19 @@ def write_documents(
     index = [index_entry(w) for w in written]
     _write(out / "index.json", (json.dumps(index, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return written
+
+
+def render_month(
+    conn: psycopg.Connection[Any],
+    period: date,
+    out: Path,
+    *,
+    account: str | None = None,
+    formats: Sequence[str] = ("pdf",),
+    options: DocumentOptions | None = None,
+    jobs: int = 1,
+) -> list[WrittenBill]:
+    """:func:`gather_documents` then :func:`write_documents`: the month's bills as files in ``out`` (what
+    ``amiflow bill render`` and the demo's ``bills/`` folder do)."""
+    documents = gather_documents(conn, period, account=account, options=options)
+    return write_documents(documents, out, formats=formats, jobs=jobs)
