@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from amiflow.errors import AmiflowError, ConfigError, StorageError, TransportError
 from amiflow.types import ReadingBatch
@@ -43,6 +43,7 @@ from protocols.transport import Link, open_link
 __all__ = ["DbRunner", "PushConfig", "PushReader"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Runs one synchronous store operation off the event loop: ``await db(fn, *args)``.
 DbRunner = Callable[..., Awaitable[Any]]
@@ -178,16 +179,20 @@ class PushReader:
     async def _flush(self) -> None:
         self._bound_pending()
         while self._pending:
-            batch, bad, mark = self._pending[0]
             try:
-                saved = await self._call(self._store.save, self.row, batch, bad, mark, self._now())
+                await self._shielded(self._save_first())
             except StorageError as exc:
                 self._log_once("storage", "meter %s: not stored yet (kept for the next frame): %s", exc)
                 return
-            self._pending.pop(0)
-            self.counters["readings"] += saved.written.inserted
-            self.counters["duplicates"] += saved.written.duplicates
-            self.counters["quarantined"] += saved.quarantined + saved.written.quarantined
+
+    async def _save_first(self) -> None:
+        batch, bad, mark = self._pending[0]
+        at = self._now()
+        saved = await self._db(lambda: self._store.save(self.row, batch, bad, mark, at))
+        self._pending.pop(0)
+        self.counters["readings"] += saved.written.inserted
+        self.counters["duplicates"] += saved.written.duplicates
+        self.counters["quarantined"] += saved.quarantined + saved.written.quarantined
 
     def _bound_pending(self) -> None:
         rows = sum(len(b) for b, _, _ in self._pending)
@@ -206,8 +211,12 @@ class PushReader:
             )
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """A store operation that finishes even when the reader is cancelled meanwhile (nothing half-written)."""
-        task = asyncio.ensure_future(self._db(lambda: fn(*args, **kwargs)))
+        return await self._shielded(self._db(lambda: fn(*args, **kwargs)))
+
+    @staticmethod
+    async def _shielded(work: Awaitable[T]) -> T:
+        """``work`` finishes even when the reader is cancelled meanwhile (nothing half-written, nothing uncounted)."""
+        task = asyncio.ensure_future(work)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
