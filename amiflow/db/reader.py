@@ -1,12 +1,16 @@
-"""The reader: intervals of many meters into a dense numpy matrix, via binary COPY parsed in blocks.
+"""The reader: intervals of many meters into a dense numpy matrix, from packed days where they exist and from the
+per-interval rows elsewhere, each through one binary COPY parsed with numpy.
 
 psycopg's row-by-row COPY path hands Python one object per row (~0.5M rows/s); the raw binary stream parsed with
-numpy reaches several million values per second (ARCHITECTURE.md, limits table).
+numpy reaches the backend's own speed (~2-3M rows/s), and packed days (:mod:`amiflow.db.packing`: 96 intervals per
+row) several times that again. Both reads run in one REPEATABLE READ snapshot, so the matrix is the same as one read
+of ``amiflow.readings`` would give: a day is taken from its pack or from its rows, never both, never neither.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,13 +20,15 @@ import numpy.typing as npt
 import psycopg
 from psycopg import pq, sql
 
-from amiflow.db.binary_copy import PG_EPOCH_S, decode_rows
-from amiflow.errors import ConfigError, StorageError
+from amiflow.db.binary_copy import PG_EPOCH_S, copy_out, decode_columns
+from amiflow.db.packing import DAY_S, SLOTS, STEP_S, read_packs
+from amiflow.errors import ConfigError
 
 __all__ = ["IntervalMatrix", "copy_out", "read_intervals"]
 
 # timestamptz travels in binary COPY as int8 microseconds since 2000-01-01: no conversion on the server
 _FIELDS = (("meter_id", "i4"), ("ts", "i8"), ("value", "f8"), ("quality", "i4"))
+_MAX_RANGE_GROUPS = 16  # more distinct unpacked ranges than this: one lateral query over (meter, range) pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,53 +49,117 @@ class IntervalMatrix:
     unaligned: int = 0
 
 
+@dataclass(slots=True)
+class _Grid:
+    """The matrix under construction: window (lo, hi] in epoch seconds, columns of interval_s."""
+
+    lo: int
+    hi: int
+    step: int
+    values: npt.NDArray[np.float64]
+    quality: npt.NDArray[np.int32]
+    present: npt.NDArray[np.bool_]
+    unaligned: int = 0
+
+    def place(self, rows: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], value: Any, quality: Any) -> None:
+        """Put readings (matrix row, end time in epoch seconds) in their cells; count those off the grid."""
+        off = ts - self.lo
+        inside = (off > 0) & (off <= self.hi - self.lo)
+        aligned = inside & (off % self.step == 0)
+        self.unaligned += int((inside & ~aligned).sum())
+        cols = off[aligned] // self.step - 1
+        self.values[rows[aligned], cols] = np.asarray(value)[aligned]
+        self.quality[rows[aligned], cols] = np.asarray(quality)[aligned]
+        self.present[rows[aligned], cols] = True
+
+
 def _epoch(dt: datetime, name: str) -> int:
     if dt.tzinfo is None:
         raise ConfigError(f"{name} must be timezone-aware (got {dt.isoformat()})")
     return int(dt.timestamp())
 
 
-def copy_out(conn: psycopg.Connection[Any], query: bytes) -> bytes:
-    """Run ``COPY ... TO STDOUT`` and return the whole raw stream.
+@contextlib.contextmanager
+def _snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """One REPEATABLE READ snapshot for the reads (inside the caller's transaction if it has one)."""
+    if conn.info.transaction_status != pq.TransactionStatus.IDLE or not conn.autocommit:
+        yield
+        return
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
 
-    libpq returns COPY data one row per call; psycopg's Copy iterator adds ~2 us of Python per row on top, which
-    caps a read at ~0.5M rows/s. Here the rows are drained in a tight loop over psycopg's public libpq wrapper
-    (``psycopg.pq``), under the connection's lock, and joined once.
-    """
-    pgconn = conn.pgconn
-    with conn.lock:
-        if conn.info.transaction_status != pq.TransactionStatus.IDLE and not conn.autocommit:
-            raise StorageError("copy_out needs an idle connection")
-        try:
-            pgconn.send_query(query)
-        except psycopg.Error as exc:
-            raise StorageError(f"reading intervals failed: {str(exc).strip()}") from exc
-        res = pgconn.get_result()
-        if res is None or res.status != pq.ExecStatus.COPY_OUT:
-            message = (
-                res.error_message.decode(errors="replace").strip().split("\n")[0] if res is not None else "no result"
+
+def _place_packs(grid: _Grid, packs: dict[str, npt.NDArray[Any]], row_of_id: npt.NDArray[np.int64]) -> None:
+    rows = row_of_id[packs["meter_id"]]
+    start = packs["day"] * DAY_S  # the day's first interval ends at start + 900
+    n = grid.values.shape[1]
+    whole = (start >= grid.lo) & (start + DAY_S <= grid.hi)
+    if grid.step == STEP_S and (grid.lo % STEP_S) == 0 and whole.any():
+        # the usual case: a whole day on the 15-min grid is 96 consecutive columns
+        w = np.flatnonzero(whole)
+        first = rows[w] * n + (start[w] - grid.lo) // STEP_S
+        cells = first[:, None] + np.arange(SLOTS)
+        grid.values.ravel()[cells] = packs["value"][w]
+        grid.quality.ravel()[cells] = packs["quality"][w]
+        grid.present.ravel()[cells] = ~np.isnan(packs["value"][w])
+        rest = np.flatnonzero(~whole)
+    else:
+        rest = np.arange(len(rows))
+    if len(rest):
+        v = packs["value"][rest]
+        have = ~np.isnan(v)
+        j, s = np.nonzero(have)
+        ts = start[rest][j] + STEP_S * (s + 1)
+        grid.place(rows[rest][j], ts, v[j, s], packs["quality"][rest][j, s])
+
+
+def _unpacked_ranges(
+    ids: npt.NDArray[np.int64], packed: npt.NDArray[np.bool_], first_day: int, lo: int, hi: int
+) -> dict[tuple[int, int], list[int]]:
+    """(range lo, range hi] -> meter ids, covering every (meter, day) of the window without a pack."""
+    edges = np.diff(np.pad(~packed, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for r, c in zip(*np.nonzero(edges == 1), strict=True):
+        stop = int(np.flatnonzero(edges[r, c:] == -1)[0]) + c
+        a = max(lo, (first_day + int(c)) * DAY_S)
+        b = min(hi, (first_day + stop) * DAY_S)
+        groups.setdefault((a, b), []).append(int(ids[r]))
+    return groups
+
+
+def _rows_query(channel: int, groups: dict[tuple[int, int], list[int]]) -> sql.Composable:
+    cols = sql.SQL("SELECT meter_id, ts, value, quality FROM amiflow.readings WHERE channel_id = {ch}").format(
+        ch=sql.Literal(channel)
+    )
+    if len(groups) <= _MAX_RANGE_GROUPS:
+        parts = [
+            sql.SQL("{cols} AND meter_id = ANY({ids}) AND ts > to_timestamp({a}) AND ts <= to_timestamp({b})").format(
+                cols=cols, ids=sql.Literal(sorted(ids)), a=sql.Literal(a), b=sql.Literal(b)
             )
-            while pgconn.get_result() is not None:
-                pass
-            raise StorageError(f"reading intervals failed: {message}")
-        chunks: list[bytes] = []
-        append = chunks.append
-        get = pgconn.get_copy_data
-        while True:
-            n, data = get(0)
-            if n > 0:
-                append(bytes(data))
-            elif n == -1:
-                break
-            else:
-                raise StorageError(f"reading intervals failed: {pgconn.error_message.decode(errors='replace')}")
-        final = pgconn.get_result()
-        while pgconn.get_result() is not None:
-            pass
-        if final is None or final.status != pq.ExecStatus.COMMAND_OK:
-            message = final.error_message.decode(errors="replace").strip() if final is not None else "no result"
-            raise StorageError(f"reading intervals failed: {message}")
-    return b"".join(chunks)
+            for (a, b), ids in sorted(groups.items())
+        ]
+        body: sql.Composable = sql.SQL(" UNION ALL ").join(parts)
+    else:
+        pairs = [(m, a, b) for (a, b), ids in groups.items() for m in ids]
+        body = sql.SQL(
+            "SELECT r.meter_id, r.ts, r.value, r.quality"
+            " FROM unnest({m}::int4[], {a}::int8[], {b}::int8[]) AS g(m, a, b)"
+            " CROSS JOIN LATERAL (SELECT meter_id, ts, value, quality FROM amiflow.readings WHERE channel_id = {ch}"
+            " AND meter_id = g.m AND ts > to_timestamp(g.a) AND ts <= to_timestamp(g.b)) r"
+        ).format(m=sql.Literal([p[0] for p in pairs]), a=sql.Literal([p[1] for p in pairs]),
+                 b=sql.Literal([p[2] for p in pairs]), ch=sql.Literal(channel))  # fmt: skip
+    return sql.SQL("COPY ({body}) TO STDOUT (FORMAT BINARY)").format(body=body)
+
+
+def _resolve(conn: psycopg.Connection[Any], names: tuple[str, ...], obis: str) -> tuple[dict[str, int], Any]:
+    ids = dict(conn.execute("SELECT name, id FROM amiflow.meters WHERE name = ANY(%s)", (list(names),)).fetchall())
+    chan = conn.execute(
+        "SELECT id, has_table_privilege('amiflow.packed_days', 'SELECT')"
+        " AND has_table_privilege('amiflow.pack_log', 'SELECT') FROM amiflow.channels WHERE obis = %s",
+        (obis,),
+    ).fetchone()
+    return ids, chan
 
 
 def read_intervals(
@@ -110,40 +180,41 @@ def read_intervals(
         raise ConfigError(f"the range {start.isoformat()}..{end.isoformat()} is not whole {interval_s}-s intervals")
     n = (hi - lo) // interval_s
     names = tuple(meters)
-    m = len(names)
-    values = np.full((m, n), np.nan)
-    quality = np.zeros((m, n), dtype=np.int32)
-    present = np.zeros((m, n), dtype=bool)
+    shape = (len(names), n)
+    grid = _Grid(lo, hi, interval_s, np.full(shape, np.nan), np.zeros(shape, np.int32), np.zeros(shape, bool))
     ts_axis = lo + interval_s * np.arange(1, n + 1, dtype=np.int64)
-    if m == 0:
-        return IntervalMatrix(names, ts_axis, values, quality, present, interval_s)
-    ids = dict(conn.execute("SELECT name, id FROM amiflow.meters WHERE name = ANY(%s)", (list(names),)).fetchall())
-    chan = conn.execute("SELECT id FROM amiflow.channels WHERE obis = %s", (obis,)).fetchone()
-    if not ids or chan is None:
-        return IntervalMatrix(names, ts_axis, values, quality, present, interval_s)
+    ids, chan = _resolve(conn, names, obis) if names else ({}, None)
+    if ids and chan is not None:
+        _read(conn, grid, names, ids, int(chan[0]), bool(chan[1]))
+    return IntervalMatrix(names, ts_axis, grid.values, grid.quality, grid.present, interval_s, grid.unaligned)
+
+
+def _read(
+    conn: psycopg.Connection[Any], grid: _Grid, names: tuple[str, ...], ids: dict[str, int], channel: int, packs: bool
+) -> None:
     row_of_id = np.full(max(ids.values()) + 1, -1, dtype=np.int64)
     for i, name in enumerate(names):
         if name in ids:
             row_of_id[ids[name]] = i
-    query = sql.SQL(
-        "COPY (SELECT meter_id, ts, value, quality"
-        " FROM amiflow.readings WHERE channel_id = {ch} AND meter_id = ANY({ids})"
-        " AND ts > to_timestamp({lo}) AND ts <= to_timestamp({hi})) TO STDOUT (FORMAT BINARY)"
-    ).format(
-        ch=sql.Literal(int(chan[0])),
-        ids=sql.Literal(sorted(ids.values())),
-        lo=sql.Literal(lo),
-        hi=sql.Literal(hi),
-    )
-    rows = decode_rows(copy_out(conn, query.as_bytes(conn)), _FIELDS)
-    if not len(rows):
-        return IntervalMatrix(names, ts_axis, values, quality, present, interval_s)
-    offset_us = rows["ts"] - (lo - PG_EPOCH_S) * 1_000_000
-    step_us = interval_s * 1_000_000
-    aligned = offset_us % step_us == 0
-    r = row_of_id[rows["meter_id"][aligned]]
-    c = offset_us[aligned] // step_us - 1
-    values[r, c] = rows["value"][aligned]
-    quality[r, c] = rows["quality"][aligned]
-    present[r, c] = True
-    return IntervalMatrix(names, ts_axis, values, quality, present, interval_s, int((~aligned).sum()))
+    id_arr = np.array(sorted(ids.values()), dtype=np.int64)
+    first_day, last_day = grid.lo // DAY_S, (grid.hi - 1) // DAY_S
+    packed = np.zeros((len(id_arr), last_day - first_day + 1), dtype=bool)
+    with _snapshot(conn):
+        if packs and conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM amiflow.pack_log WHERE day BETWEEN DATE '1970-01-01' + %s"
+            " AND DATE '1970-01-01' + %s)",
+            (first_day, last_day),
+        ).fetchone() == (True,):
+            got = read_packs(conn, channel, id_arr.tolist(), first_day, last_day)
+            _place_packs(grid, got, row_of_id)
+            packed[np.searchsorted(id_arr, got["meter_id"]), got["day"] - first_day] = True
+        groups = _unpacked_ranges(id_arr, packed, first_day, grid.lo, grid.hi)
+        if not groups:
+            return
+        rows = decode_columns(copy_out(conn, _rows_query(channel, groups).as_bytes(conn)), _FIELDS)
+    ts = rows["ts"]
+    on_second = ts % 1_000_000 == 0
+    grid.unaligned += int((~on_second).sum())
+    keep = np.flatnonzero(on_second)
+    grid.place(row_of_id[rows["meter_id"][keep]], ts[keep] // 1_000_000 + PG_EPOCH_S, rows["value"][keep],
+               rows["quality"][keep])  # fmt: skip

@@ -3,14 +3,16 @@
 Design (ARCHITECTURE.md, limits table): a staging table + ``INSERT ... ON CONFLICT`` costs half of a plain binary
 COPY, so conflicts are handled only where they can occur:
 
-1. meters and OBIS codes are resolved to ids through per-writer caches (unknown meters are quarantined, unknown
-   channels created), non-finite values are quarantined;
+1. meters and OBIS codes are resolved to ids through per-writer caches (amiflow.db.resolve: unknown meters are
+   quarantined, unknown channels created), non-finite values are quarantined;
 2. the batch is sorted by (meter, channel, ts) (COPY of meter-sorted rows is ~2x faster) and duplicates inside the
    batch are removed in numpy: same value = duplicate, different value = conflict (kept in reading_conflicts);
 3. one backward index probe per (meter, channel) run finds the newest stored reading within the run's time span;
    rows after it go straight in by binary COPY, only the rows at or before it through the staging table and
    ``ON CONFLICT DO NOTHING``, with stored-vs-new conflicts recorded;
-4. if a concurrent writer wins a race and the optimistic COPY hits the unique key, that COPY is rolled back to its
+4. the days written are share-locked against the packer and packed days among them invalidated
+   (amiflow.db.packing), so the read-optimised packs never disagree with the rows;
+5. if a concurrent writer wins a race and the optimistic COPY hits the unique key, that COPY is rolled back to its
    savepoint and its rows take the staging path.
 
 Everything of one ``write`` is one transaction: after it returns, the batch is durable (the point at which a source
@@ -32,8 +34,9 @@ from psycopg import errors as pg_errors
 
 from amiflow.db.binary_copy import PG_EPOCH_S, encode_rows
 from amiflow.db.quarantine import quarantine_many
+from amiflow.db.resolve import IdResolver
 from amiflow.errors import StorageError
-from amiflow.types import ReadingBatch, channel_kind, parse_obis
+from amiflow.types import ReadingBatch
 
 __all__ = ["BatchWriter", "WriteResult"]
 
@@ -71,23 +74,6 @@ class WriteResult:
         )
 
 
-def _lookup_few(codes: npt.NDArray[np.object_], cache: dict[str, int]) -> npt.NDArray[np.int16]:
-    """Map codes to ids, -1 where unknown. A batch holds few distinct OBIS codes: one vectorized pass per code
-    (numpy's object comparison short-cuts on identity) instead of a dict lookup per row."""
-    ids = np.full(len(codes), -1, dtype=np.int16)
-    todo = np.ones(len(codes), dtype=bool)
-    for _ in range(16):
-        if not todo.any():
-            return ids
-        code = codes[int(todo.argmax())]
-        hit = codes == code
-        ids[hit] = cache.get(code, -1)
-        todo &= ~hit
-    rest = np.flatnonzero(todo)
-    ids[rest] = np.fromiter((cache.get(c, -1) for c in codes[rest]), dtype=np.int16, count=len(rest))
-    return ids
-
-
 def _array_literal(values: npt.NDArray[np.integer[Any]]) -> str:
     """A PostgreSQL array literal: much cheaper to send than a list adapted element by element."""
     return "{" + ",".join(map(str, values.tolist())) + "}"
@@ -104,59 +90,10 @@ class BatchWriter:
     def __init__(self, conn: psycopg.Connection[Any], *, source_name: str = "writer") -> None:
         self._conn = conn
         self._source_name = source_name
-        self._meters: dict[str, int] = {}
-        self._channels: dict[str, int] = {}
+        self._ids = IdResolver(conn)
         self._width_s: int | None = None  # native partition width; 0 = TimescaleDB (no partitions to make)
         self._partitions: set[int] = set()
         self._stage_ready = False
-
-    # -- resolution -------------------------------------------------------------------------------------------
-    def _resolve_meters(self, names: npt.NDArray[np.object_]) -> npt.NDArray[np.int32]:
-        cache = self._meters
-        ids = np.fromiter((cache.get(n, -1) for n in names), dtype=np.int32, count=len(names))
-        if (ids < 0).any():
-            missing = sorted({str(n) for n in names[ids < 0]})
-            rows = self._conn.execute("SELECT name, id FROM amiflow.meters WHERE name = ANY(%s)", (missing,)).fetchall()
-            cache.update(rows)
-            ids = np.fromiter((cache.get(n, -1) for n in names), dtype=np.int32, count=len(names))
-        return ids
-
-    def _resolve_channels(
-        self, codes: npt.NDArray[np.object_], units: npt.NDArray[np.object_]
-    ) -> tuple[npt.NDArray[np.int16], int, npt.NDArray[np.bool_]]:
-        cache = self._channels
-        ids = _lookup_few(codes, cache)
-        created = 0
-        bad = np.zeros(len(codes), dtype=bool)
-        if (ids < 0).any():
-            missing_mask = ids < 0
-            first_unit: dict[str, str] = {}
-            for code, unit in zip(codes[missing_mask], units[missing_mask], strict=True):
-                first_unit.setdefault(str(code), str(unit))
-            known = dict(
-                self._conn.execute(
-                    "SELECT obis, id FROM amiflow.channels WHERE obis = ANY(%s)", (list(first_unit),)
-                ).fetchall()
-            )
-            for code, unit in first_unit.items():
-                if code in known:
-                    continue
-                try:
-                    kind = channel_kind(parse_obis(code))
-                except ValueError:
-                    continue
-                row = self._conn.execute(
-                    "INSERT INTO amiflow.channels (obis, unit, kind) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (obis) DO UPDATE SET obis = EXCLUDED.obis RETURNING id",
-                    (code, unit, kind.value),
-                ).fetchone()
-                assert row is not None
-                known[code] = row[0]
-                created += 1
-            cache.update(known)
-            ids = _lookup_few(codes, cache)
-            bad = ids < 0
-        return ids, created, bad
 
     def _ensure_partitions(self, ts: npt.NDArray[np.int64]) -> None:
         if self._width_s is None:
@@ -188,8 +125,8 @@ class BatchWriter:
             raise StorageError(f"writing readings failed: {str(exc).strip()}") from exc
 
     def _write(self, batch: ReadingBatch) -> WriteResult:
-        meter_ids = self._resolve_meters(batch.meter)
-        channel_ids, created, bad_obis = self._resolve_channels(batch.obis, batch.unit)
+        meter_ids = self._ids.meters(batch.meter)
+        channel_ids, created, bad_obis = self._ids.channels(batch.obis, batch.unit)
         finite = np.isfinite(batch.value)
         good = (meter_ids >= 0) & ~bad_obis & finite
         self._ensure_partitions(batch.ts[good])
@@ -274,7 +211,10 @@ class BatchWriter:
             "quality": q,
             "source": src,
         }
-        overlap = self._overlapping_rows(mid, ch, ts)
+        starts = np.flatnonzero(np.r_[True, (mid[1:] != mid[:-1]) | (ch[1:] != ch[:-1])])
+        ends = np.r_[starts[1:], len(ts)]
+        self._guard_packs(mid, ch, ts, starts, ends)
+        overlap = self._overlapping_rows(mid, ch, ts, starts, ends)
         inserted = 0
         if not overlap.all():
             fresh = {k: v[~overlap] for k, v in cols.items()} if overlap.any() else cols
@@ -296,14 +236,28 @@ class BatchWriter:
             inserted, duplicates, conflicts = inserted + ins, duplicates + dup, conflicts + con
         return WriteResult(inserted, duplicates, conflicts)
 
+    def _guard_packs(self, mid: Any, ch: Any, ts: npt.NDArray[np.int64], starts: Any, ends: Any) -> None:
+        """Share-lock the UTC days written (the packer locks a day exclusively while it packs it) and, where a day is
+        packed already, drop the packs of the runs written and mark them dirty (``amiflow.pack_guard``, migration
+        0013): packed days stay exactly what ``amiflow.readings`` holds."""
+        days = np.unique((ts - 1) // 86_400)
+        self._conn.execute(
+            "SELECT amiflow.pack_guard(%s::int4[], %s::int4[], %s::int2[], %s::int8[], %s::int8[])",
+            (
+                _array_literal(days),
+                _array_literal(mid[starts]),
+                _array_literal(ch[starts]),
+                _array_literal(ts[starts]),
+                _array_literal(ts[ends - 1]),
+            ),
+        )
+
     def _overlapping_rows(
-        self, mid: npt.NDArray[np.int32], ch: npt.NDArray[np.int16], ts: npt.NDArray[np.int64]
+        self, mid: npt.NDArray[np.int32], ch: npt.NDArray[np.int16], ts: npt.NDArray[np.int64], starts: Any, ends: Any
     ) -> npt.NDArray[np.bool_]:
         """True for the rows that may already be stored: per (meter, channel) run, one backward index probe finds the
         newest stored reading within the run's span; only rows at or before it can be duplicates or conflicts (the
         usual re-send is of older intervals, while the new ones are newer than anything stored)."""
-        starts = np.flatnonzero(np.r_[True, (mid[1:] != mid[:-1]) | (ch[1:] != ch[:-1])])
-        ends = np.r_[starts[1:], len(ts)]
         rows = self._conn.execute(
             "SELECT g.i, s.newest FROM unnest(%s::int4[], %s::int2[], %s::int8[], %s::int8[]) WITH ORDINALITY"
             " AS g(m, c, lo, hi, i) CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM max(r.ts)))::int8 AS newest"
