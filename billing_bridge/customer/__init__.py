@@ -7,9 +7,21 @@
     print("\n".join(insights.sentences()))
 
 Customer tokens (:func:`customer_token`) open one account's data in the HTTP API. See docs/usage.md.
+
+Bill documents and e-bills (docs/bills.md)::
+
+    docs = gather_documents(conn, date(2026, 11, 1), options=DocumentOptions(terms_days=21))   # BillDocument list
+    write_documents(docs, Path("bills"), formats=("pdf", "html"))                            # files + index.json
+    queue_ebills(conn, docs, now=now)                       # outbox kind ebill; 'bridge run --sink email' sends them
 """
 
 from billing_bridge.customer.access import customer_token, token_account
+from billing_bridge.customer.documents import render_month, write_documents
+from billing_bridge.customer.documents_data import DocumentOptions, gather_documents
+from billing_bridge.customer.documents_html import render_html
+from billing_bridge.customer.documents_model import BillDocument
+from billing_bridge.customer.documents_pdf import render_pdf
+from billing_bridge.customer.ebill import bill_ready_message, queue_ebills
 from billing_bridge.customer.export import export_usage, usage_csv, write_greenbutton_files
 from billing_bridge.customer.greenbutton import espi_feed, espi_qualities
 from billing_bridge.customer.insights import Insights, usage_insights
@@ -25,7 +37,9 @@ from billing_bridge.customer.usage import (
 )
 
 __all__ = [
+    "BillDocument",
     "Channel",
+    "DocumentOptions",
     "Insights",
     "MeterInfo",
     "MeterUsage",
@@ -33,17 +47,24 @@ __all__ = [
     "TariffAdvice",
     "TariffCost",
     "UsageNotFound",
+    "bill_ready_message",
     "customer_token",
     "espi_feed",
     "espi_qualities",
     "export_usage",
+    "gather_documents",
     "parse_day",
     "parse_month",
+    "queue_ebills",
     "read_usage",
+    "render_html",
+    "render_month",
+    "render_pdf",
     "tariff_advice",
     "token_account",
     "usage_csv",
     "usage_insights",
     "what_if",
+    "write_documents",
     "write_greenbutton_files",
 ]
