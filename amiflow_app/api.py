@@ -37,7 +37,7 @@ from amiflow_app.api_plans import create_plans_router
 from amiflow_app.api_usage import create_usage_router
 from amiflow_app.dashboard import create_dashboard_router
 from billing_bridge.api import BodyLimit, authenticator, create_router
-from billing_bridge.api_auth import Scope
+from billing_bridge.api_auth import Scope, document_guards
 from billing_bridge.api_keys import Principal, find_key
 
 __all__ = ["create_app"]
@@ -320,4 +320,5 @@ def create_app(
     app.include_router(create_usage_router(config, pool))  # customers' usage: Green Button and insights
     app.include_router(create_plans_router(config, pool))  # installment plans (collections)
     app.include_router(create_dashboard_router(config, pool))  # the live operations dashboard (/dashboard)
+    document_guards(app)  # every guarded route's spec names 401, 403 and 503
     return app

@@ -14,18 +14,18 @@ range (``from`` not before ``to``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
 
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
 from billing_bridge.api import authenticator
-from billing_bridge.api_auth import Scope
+from billing_bridge.api_auth import Guard, Scope
 from billing_bridge.customer import export_usage, parse_month, usage_insights
 from billing_bridge.customer.usage import UsageNotFound, find_meter
 
@@ -43,7 +43,7 @@ _FEED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def customer_guard(settings: Settings) -> Callable[[Request], Awaitable[None]]:
+def customer_guard(settings: Settings) -> Guard:
     """A dependency: a customer's credentials of the path's account, else an operator's (billing_bridge.api_auth)."""
     return authenticator(settings, scope=Scope.USAGE)
 

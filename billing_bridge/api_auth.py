@@ -24,9 +24,11 @@ from __future__ import annotations
 import enum
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from amiflow.settings import Settings
@@ -34,7 +36,7 @@ from billing_bridge.api_keys import KEY_PREFIX, Principal, Role
 from billing_bridge.customer.access import token_account
 from billing_bridge.signatures import SignatureVerifier
 
-__all__ = ["KeyLookup", "Scope", "authenticator", "permitted", "principal_of"]
+__all__ = ["Guard", "KeyLookup", "Scope", "authenticator", "document_guards", "permitted", "principal_of"]
 
 log = logging.getLogger(__name__)
 
@@ -118,34 +120,54 @@ def _accounts(request: Request) -> list[str]:
     return found
 
 
-def authenticator(
-    settings: Settings, *, read: bool = False, scope: Scope | None = None
-) -> Callable[[Request], Awaitable[None]]:
-    """A FastAPI dependency guarding a route of ``scope`` (``WRITE`` by default, ``READ`` with ``read``).
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong credentials"},
+    403: {"description": "credentials of a role this route does not admit, or a customer's of another account"},
+    503: {"description": "no credentials configured (AMIFLOW_API_TOKEN, AMIFLOW_BILLING_SECRET or an API key)"},
+}
 
-    The principal is left on ``request.state.principal`` for the route.
-    """
-    kind = scope if scope is not None else (Scope.READ if read else Scope.WRITE)
-    public = kind is Scope.READ and settings.api_public_reads
-    configured = settings.api_token is not None or settings.billing_secret is not None
-    closed = "API closed: set AMIFLOW_API_TOKEN or AMIFLOW_BILLING_SECRET, or present an API key (amiflow api-keys)"
-    if kind is Scope.READ:
-        closed += " (or AMIFLOW_API_PUBLIC_READS=true for the read routes)"
 
-    async def authenticate(request: Request) -> None:
-        if public:
+class Guard:
+    """The FastAPI dependency of one scope (see the module docstring); leaves the principal on
+    ``request.state.principal`` for the route."""
+
+    def __init__(self, settings: Settings, scope: Scope) -> None:
+        self.settings = settings
+        self.scope = scope
+        self._public = scope is Scope.READ and settings.api_public_reads
+        self._configured = settings.api_token is not None or settings.billing_secret is not None
+        closed = "API closed: set AMIFLOW_API_TOKEN or AMIFLOW_BILLING_SECRET, or present an API key (amiflow api-keys)"
+        if scope is Scope.READ:
+            closed += " (or AMIFLOW_API_PUBLIC_READS=true for the read routes)"
+        self._closed = closed
+
+    async def __call__(self, request: Request) -> None:
+        if self._public:
             return
-        principal = await principal_of(request, settings)
+        principal = await principal_of(request, self.settings)
         if principal is None:
             auth = request.headers.get("authorization", "")
-            presented = auth[7:].strip().startswith((KEY_PREFIX, "cu1.")) if auth[:7].lower() == "bearer " else False
-            if not configured and not presented:
-                raise HTTPException(503, closed)
+            presented = auth[:7].lower() == "bearer " and auth[7:].strip().startswith((KEY_PREFIX, "cu1."))
+            if not self._configured and not presented:
+                raise HTTPException(503, self._closed)
             raise HTTPException(401, "missing or wrong credentials", headers={"WWW-Authenticate": "Bearer"})
-        refused = permitted(principal, kind, _accounts(request))
+        refused = permitted(principal, self.scope, _accounts(request))
         if refused is not None:
             log.info("%s %s refused for %s: %s", request.method, request.url.path, principal.name, refused)
             raise HTTPException(403, refused)
         request.state.principal = principal
 
-    return authenticate
+
+def authenticator(settings: Settings, *, read: bool = False, scope: Scope | None = None) -> Guard:
+    """The guard of a route of ``scope`` (``WRITE`` by default, ``READ`` with ``read``)."""
+    return Guard(settings, scope if scope is not None else (Scope.READ if read else Scope.WRITE))
+
+
+def document_guards(app: FastAPI) -> None:
+    """Add the guard's answers (401, 403, 503) to the OpenAPI responses of every guarded route that does not name
+    them itself, so the spec holds for every router that uses :func:`authenticator`."""
+    for route in app.routes:
+        if isinstance(route, APIRoute) and any(isinstance(d.dependency, Guard) for d in route.dependencies):
+            for status, answer in _ANSWERS.items():
+                if status not in route.responses and str(status) not in route.responses:
+                    route.responses[status] = answer

@@ -116,6 +116,7 @@ def create_dashboard_router(
         summary="The operations dashboard's figures now",
         responses={
             401: {"description": "missing or wrong credentials"},
+            403: {"description": "a role the read routes do not admit (a customer's credentials)"},
             503: {"description": "no credentials configured (AMIFLOW_API_TOKEN) and reads not public"},
         },
     )
