@@ -66,7 +66,7 @@ def api(db_url: str, db_conn: psycopg.Connection[Any]) -> Iterator[tuple[Any, di
 
 
 def _get(client: TestClient, path: str, headers: dict[str, str]) -> int:
-    return client.get(path, headers=headers).status_code
+    return int(client.get(path, headers=headers).status_code)
 
 
 def test_keys_are_stored_hashed(db_conn: psycopg.Connection[Any]) -> None:
