@@ -40,7 +40,7 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.15rem; border-
 table { border-collapse: collapse; width: 100%; margin: .5rem 0; } caption { text-align: left; font-weight: 600; }
 th, td { padding: .2rem .4rem; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.strong td, tr.strong th { font-weight: 700; }
+tbody th { font-weight: 400; } tr.strong td, tr.strong th { font-weight: 700; }
 .due { background: #eef2f7; border: 1px solid #9ab; padding: .8rem 1rem; margin: 1rem 0; }
 .due .amount { font-size: 1.6rem; font-weight: 700; } .ref { font-family: ui-monospace, monospace; font-weight: 700; }
 .legend span.swatch { display: inline-block; width: .9em; height: .9em; margin: 0 .3em 0 1em; vertical-align: -.1em; }

@@ -32,10 +32,14 @@ REGISTERS = {"1-0:1.8.0": "Import register (1.8.0)", "1-0:2.8.0": "Export regist
 _NEAR = timedelta(hours=36)
 _EPOCH = date(1970, 1, 1)
 _MILLI = Decimal("0.001")
+_Classified = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]
+_CLASSIFIED: dict[tuple[object, ...], _Classified] = {}
 
 
-def _kwh(wh: float) -> Decimal:
-    return (Decimal(repr(float(wh))) / 1000).quantize(_MILLI)
+def _kwh_rows(wh: npt.NDArray[np.float64]) -> list[tuple[Decimal, ...]]:
+    """Wh -> kWh with three decimals (rounded to the Wh, half to even), row by row."""
+    milli = np.rint(np.atleast_2d(wh)).astype(np.int64).tolist()
+    return [tuple(Decimal(v).scaleb(-3) for v in row) for row in milli]
 
 
 def daily_tou(
@@ -77,14 +81,17 @@ def daily_tou(
         keep = (eday >= 0) & (eday < n_days)
         np.add.at(exported, eday[keep], np.asarray(export_wh, dtype=np.float64)[keep])
     days = tuple(start + timedelta(days=i) for i in range(n_days))
-    kwh = tuple(tuple(_kwh(v) for v in row) for row in grid.tolist())
-    return DailyUsage(periods, days, kwh, tuple(_kwh(v) for v in exported.tolist()), estimated)
+    return DailyUsage(periods, days, tuple(_kwh_rows(grid)), _kwh_rows(exported)[0] if n_days else (), estimated)
 
 
 def _classify(
     tariff: CompiledTariff, tz: str, ts: npt.NDArray[np.int64], interval_s: int, first: int, n_days: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+) -> _Classified:
     """(day index from ``first``, TOU period index, in-range mask) of each interval."""
+    uniform = len(ts) > 1 and int(ts[-1] - ts[0]) == (len(ts) - 1) * interval_s
+    key = (tariff.spec.id, tariff.spec.version, tz, interval_s, int(ts[0]), len(ts), first, n_days)
+    if uniform and key in _CLASSIFIED:  # a month of meters on one tariff share their time axis
+        return _CLASSIFIED[key]
     local = local_start_s(ts, interval_s, tz)
     day_no = local // 86400
     month = day_no.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12
@@ -94,7 +101,12 @@ def _classify(
     day_type[np.isin(day_no, tariff.holiday_days(int(y) for y in years))] = 2
     period = tariff.schedule[day_type, month, hour].astype(np.int64)
     day = day_no - first
-    return day, period, (day >= 0) & (day < n_days)
+    out = day, period, (day >= 0) & (day < n_days)
+    if uniform:
+        if len(_CLASSIFIED) >= 16:
+            _CLASSIFIED.clear()
+        _CLASSIFIED[key] = out
+    return out
 
 
 def read_registers(
