@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import secrets
 import shlex
 import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+
+from pydantic import SecretStr
 
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
@@ -27,6 +30,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the load model and the faults (default 1)")
     parser.add_argument(
         "--quick", action="store_true", help="a shorter setting for CI: 40 MQTT meters, polled meters for 2 days"
+    )
+    parser.add_argument(
+        "--serve", action="store_true", help="afterwards keep serving the API and the live dashboard until Ctrl-C"
     )
 
 
@@ -68,7 +74,32 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 130
     print(format_summary(summary), flush=True)
     print(_way_in(settings, args.out, summary.period), flush=True)
-    return 0
+    return _serve(settings, args.out.resolve()) if args.serve else 0
+
+
+def _serve(settings: Settings, out: Path) -> int:
+    """Serve the API with the dashboard on the demo's database until Ctrl-C (or SIGTERM)."""
+    from amiflow_app.serve import Service
+
+    update: dict[str, object] = {"data_dir": out / "data"}
+    how = "log in with AMIFLOW_API_TOKEN"
+    if settings.api_token is None:  # a token of this run only, so the demo's API is never open
+        token = secrets.token_urlsafe(18)
+        update["api_token"] = SecretStr(token)
+        how = f"log in with the token {token} (made for this run; set AMIFLOW_API_TOKEN to choose one)"
+    service = Service(settings.model_copy(update=update), ["api"])
+    try:
+        with _sigterm_as_interrupt():
+            service.start()
+            print(f"amiflow demo: the live dashboard is at {service.url}/dashboard; {how}. Ctrl-C stops.", flush=True)
+            while not service.wait(0.5):  # until Ctrl-C, or until the service dies by itself
+                pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        clean = service.stop()
+    print("amiflow demo: stopped serving", flush=True)
+    return 0 if clean else 1
 
 
 def _way_in(settings: Settings, out: Path, period: str) -> str:

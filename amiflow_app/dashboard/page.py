@@ -37,7 +37,7 @@ _PAGE = """<body>
     <p class="big"><span data-figure="readings-per-minute">&ndash;</span></p>
     <p class="hint">stored in the last 60 seconds</p>
     <table class="minutes"><caption>Readings stored per minute, newest first</caption>
-      <thead><tr><th scope="col">minutes ago</th><th scope="col">readings</th></tr></thead>
+      <thead><tr><th scope="col">minutes ago</th><th scope="col" class="num">readings</th></tr></thead>
       <tbody data-list="readings-minutes"></tbody></table>
   </section>
   <section aria-labelledby="h-quarantine">
@@ -46,8 +46,8 @@ _PAGE = """<body>
     <p class="hint">messages quarantined in the last 24 hours
       (<span data-figure="quarantine-total">&ndash;</span> in all)</p>
     <table><caption>Quarantined messages by reason</caption>
-      <thead><tr><th scope="col">reason</th><th scope="col">24 h</th><th scope="col">all</th>
-        <th scope="col">last</th></tr></thead>
+      <thead><tr><th scope="col">reason</th><th scope="col" class="num">24&nbsp;h</th>
+        <th scope="col" class="num">all</th><th scope="col">last</th></tr></thead>
       <tbody data-list="quarantine-reasons"></tbody></table>
   </section>
   <section aria-labelledby="h-silent">
@@ -80,8 +80,8 @@ _PAGE = """<body>
     <p class="hint" data-figure="arrears-accounts">&ndash;</p>
     <table><caption>Overdue amounts by days past due (each debt aged by its due date; accounts by their
       oldest overdue debt)</caption>
-      <thead><tr><th scope="col">currency</th><th scope="col">days past due</th><th scope="col">amount</th>
-        <th scope="col">accounts</th></tr></thead>
+      <thead><tr><th scope="col">currency</th><th scope="col">days past due</th><th scope="col" class="num">amount</th>
+        <th scope="col" class="num">accounts</th></tr></thead>
       <tbody data-list="arrears-bands"></tbody></table>
   </section>
   <section aria-labelledby="h-disconnects" class="wide">
@@ -93,7 +93,7 @@ _PAGE = """<body>
     </dl>
     <table><caption>Disconnect commands not yet done</caption>
       <thead><tr><th scope="col">meter</th><th scope="col">account</th><th scope="col">state</th>
-        <th scope="col">attempts</th><th scope="col">since</th><th scope="col">last error</th></tr></thead>
+        <th scope="col" class="num">attempts</th><th scope="col">since</th><th scope="col">last error</th></tr></thead>
       <tbody data-list="disconnect-commands"></tbody></table>
     <table><caption>Accounts in arrears whose disconnect the policy blocked, with the rule</caption>
       <thead><tr><th scope="col">account</th><th scope="col">meter</th><th scope="col">rule</th>
@@ -169,12 +169,12 @@ h2 { margin: 0 0 .25rem; font-size: 1.05rem; }
 .hint { color: var(--muted); margin: 0 0 .75rem; }
 table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; font-variant-numeric: tabular-nums; }
 caption { text-align: left; color: var(--muted); padding-bottom: .25rem; }
-th, td { text-align: left; padding: .25rem .5rem .25rem 0; border-bottom: 1px solid var(--line); vertical-align: top; }
+th, td { text-align: left; padding: .25rem .75rem .25rem 0; border-bottom: 1px solid var(--line); vertical-align: top; }
 td.num, th.num { text-align: right; }
 .minutes { max-width: 16rem; }
 dl { display: grid; grid-template-columns: auto 1fr; gap: .25rem 1rem; margin: 0; }
 dt { color: var(--muted); }
-dd { margin: 0; font-variant-numeric: tabular-nums; }
+dd { margin: 0; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
 dl.pair dd.big { font-size: 1.6rem; margin: 0; }
 .attention { background: var(--warn-bg); color: var(--warn); padding: 0 .25rem; border-radius: .25rem; }
 .note { background: var(--warn-bg); color: var(--warn); padding: .5rem 1rem; border-radius: .25rem; }

@@ -55,8 +55,9 @@ SCRIPT = r""""use strict";
     const [whole, cents] = s.split(".");
     return whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (cents === undefined ? "" : "." + cents);
   };
-  const money = (m) => `${m.currency} ${digits(m.amount)}`;
+  const money = (m) => `${m.currency}\u00a0${digits(m.amount)}`;  // kept on one line
   const monies = (list) => (list.length ? list.map(money).join(" \u00b7 ") : "none");
+  const plural = (n, word) => `${num.format(n)} ${word}${n === 1 ? "" : "s"}`;
   const when = (iso) => (iso ? new Date(iso).toLocaleString() : "never");
   const month = (iso) => new Date(iso + "T00:00:00Z").toLocaleDateString(undefined,
     { year: "numeric", month: "long", timeZone: "UTC" });
@@ -97,7 +98,7 @@ SCRIPT = r""""use strict";
     const totals = a.by_currency.map((c) => ({ currency: c.currency, amount: c.total }));
     set("arrears-total", monies(totals), totals.length > 0);
     const accounts = a.by_currency.reduce((n, c) => n + c.accounts, 0);
-    set("arrears-accounts", `${num.format(accounts)} accounts overdue on ${a.as_of}`);
+    set("arrears-accounts", `${plural(accounts, "account")} overdue on ${a.as_of}`);
     const bands = a.by_currency.flatMap((c) => c.bands.map((b) => [c.currency, b]));
     rows("arrears-bands", bands, ([currency, b]) => [currency, b.band === ">90" ? "over 90" : b.band,
       cell(digits(b.amount), "num"), count(b.accounts)], "no account is overdue");
