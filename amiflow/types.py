@@ -59,6 +59,7 @@ class Source(enum.IntEnum):
     MANUAL = 8
     IMPORT = 9
     SML = 10
+    MBUS = 11
 
 
 class ChannelKind(enum.StrEnum):
@@ -149,6 +150,14 @@ BASE_UNITS: dict[str, tuple[str, float]] = {
     "Hz": ("Hz", 1.0),
     "VA": ("VA", 1.0),
     "kVA": ("VA", 1e3),
+    # heat, water and gas meters (M-Bus, SML, P1 sub-meters)
+    "m3": ("m3", 1.0),
+    "m3/h": ("m3/h", 1.0),
+    "degC": ("degC", 1.0),
+    "K": ("K", 1.0),
+    "kg": ("kg", 1.0),
+    "bar": ("bar", 1.0),
+    "s": ("s", 1.0),
     "": ("", 1.0),
 }
 _UNIT_ALIASES = {u.lower(): u for u in BASE_UNITS}

@@ -37,7 +37,7 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "mbus+serial": ("mbus", "serial"),
     "mbus+tcp": ("mbus", "tcp"),
 }
-PROTOCOLS = ("dlms", "iec62056-21", "modbus", "mqtt", "p1", "sml")
+PROTOCOLS = ("dlms", "iec62056-21", "mbus", "modbus", "mqtt", "p1", "sml")
 _DEFAULT_PORTS = {"modbus": 502, "dlms": 4059}
 
 

@@ -263,6 +263,10 @@ def open_session(meter: str, uri: MeterUri, timeout_s: float) -> MeterSession:
         return _ModbusSession(meter, uri, timeout_s)
     if uri.protocol == "iec62056-21":
         return _IecSession(meter, uri, timeout_s)
+    if uri.protocol == "mbus":
+        from ingest.mbus_session import MbusSession
+
+        return MbusSession(meter, uri, timeout_s)
     if uri.protocol == "mqtt":
         raise ConfigError(
             f"meter {meter}: MQTT meters push their readings and cannot be commissioned or polled over a link"

@@ -16,7 +16,7 @@ from amiflow.types import ReadingBatch
 
 __all__ = ["PollCursor", "PollStore", "PolledMeterRow"]
 
-POLLED_PROTOCOLS = ("dlms", "modbus", "iec62056-21")
+POLLED_PROTOCOLS = ("dlms", "modbus", "iec62056-21", "mbus")
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from .records import DataRecord
 __all__ = ["MBUS_SOURCE", "MbusReadings", "mbus_readings", "medium_group"]
 
 #: Source of M-Bus rows: ``Source.MBUS`` once amiflow.types has one, IMPORT until then.
-MBUS_SOURCE: Final[Source] = getattr(Source, "MBUS", Source.IMPORT)
+MBUS_SOURCE: Final[Source] = Source.MBUS
 _GROUPS: Final = {0x02: 1, 0x08: 4, 0x0A: 5, 0x0B: 5, 0x04: 6, 0x0C: 6, 0x0D: 6, 0x03: 7, 0x07: 8, 0x16: 8}
 _GROUPS_WARM: Final = {0x06: 9, 0x15: 9, 0x17: 9}
 _UNITS: Final = {"J": ("Wh", 1 / 3600), "J/h": ("W", 1 / 3600)}
