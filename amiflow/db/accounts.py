@@ -115,7 +115,8 @@ def import_contacts_csv(conn: psycopg.Connection[Any], text: str, *, source: str
         raise ConfigError(f"{source}: the header lacks {', '.join(missing)} (needs {','.join(REQUIRED_CONTACT_CSV)})")
     contacts: list[AccountContact] = []
     seen: set[str] = set()
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
+        line = reader.line_num  # the physical line (a quoted address may span lines)
         contact = _row(row, f"{source} line {line}")
         if contact.account in seen:
             raise ConfigError(f"{source} line {line}: account {contact.account} appears twice")
