@@ -5,7 +5,8 @@ DECLARE
     t text;
     grants text[][] := ARRAY[
         -- role, privileges, tables
-        ['amiflow_ingest',   'SELECT',                 'meters,channels,quality_flags,sources,storage_config,poll_state'],
+        -- ingest reads readings only to find duplicates and conflicts of what it writes (amiflow/db/writer.py)
+        ['amiflow_ingest',   'SELECT',                 'meters,channels,quality_flags,sources,storage_config,poll_state,readings'],
         ['amiflow_ingest',   'INSERT',                 'readings,reading_conflicts,quarantine,meter_events,channels,meters,clock_checks,commissioning_reports,poll_state'],
         ['amiflow_ingest',   'UPDATE',                 'meters,poll_state'],
         ['amiflow_billing',  'SELECT',                 'meters,channels,readings,meter_events,quality_flags,sources,storage_config,tariffs'],
@@ -25,5 +26,9 @@ BEGIN
         END LOOP;
     END LOOP;
     EXECUTE 'GRANT USAGE ON ALL SEQUENCES IN SCHEMA amiflow TO amiflow_ingest, amiflow_billing, amiflow_bridge';
+    -- the writer makes a missing native partition through this owner's-rights function (migration 0015)
+    IF to_regprocedure('amiflow.ensure_partitions(timestamptz, timestamptz)') IS NOT NULL THEN
+        EXECUTE 'GRANT EXECUTE ON FUNCTION amiflow.ensure_partitions(timestamptz, timestamptz) TO amiflow_ingest';
+    END IF;
     -- the views run with their owner's rights, so readonly sees the views and nothing behind them
 END $$;
