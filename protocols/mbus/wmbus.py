@@ -79,6 +79,8 @@ class WmbusFrame:
             body = raw
         else:
             raise FrameError(f"wM-Bus: unknown frame format {fmt!r}")
+        if len(body) < 11:  # L = 9 or less: the CRC'd block 1 holds no CI field
+            raise FrameError(f"wM-Bus: L field {raw[0]} leaves no room for a link header and CI field")
         return cls(body[1], parse_link_address(body[2:10]), body[10], body[11:], fmt, raw)
 
     def to_bytes(self) -> bytes:
