@@ -184,7 +184,7 @@ class IecMeter:
             if m and b"!" not in m[1]:
                 return SignOn(m[1].decode("ascii"))
             i = line.rfind(bytes([ACK]))
-            if i >= 0 and len(line) - i == 4 and line[i + 2 : i + 3].decode("ascii", "replace") in BAUD_RATES:
+            if i >= 0 and len(line) - i == 4 and line[i + 1 :].isascii() and chr(line[i + 2]) in BAUD_RATES:
                 opt = line[i + 1 :].decode("ascii")
                 return OptionSelect(opt[0], opt[1], opt[2])
             self.discarded += len(line)

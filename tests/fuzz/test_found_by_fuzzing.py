@@ -1,6 +1,7 @@
 """Inputs the fuzz runs found that let a foreign exception out, each now answered with amiflow's own error (or, for
 a meter's value, with no value): URDB items of the wrong shape, a rate too large for the exact tables, an hour range
-that is not numbers, a SunSpec scale factor outside its range, a registry CSV that is not UTF-8."""
+that is not numbers, a SunSpec scale factor outside its range, a registry CSV that is not UTF-8, an IEC 62056-21
+option select line with a non-ASCII byte, a wireless M-Bus frame too short for its CI field."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import Any
 
 import pytest
 
-from amiflow.errors import RatingError
+from amiflow.errors import FrameError, RatingError
 from amiflow_app.cli import main
+from protocols.iec62056_21 import IecMeter, OptionSelect
+from protocols.mbus import crc16_en13757, decode_wmbus
 from protocols.modbus import decode_block, sunspec_model
 from protocols.modbus.registers import RegisterMap
 from rating.compile import compile_tariff
@@ -87,3 +90,17 @@ def test_a_registry_csv_that_is_not_utf8_is_a_config_error(tmp_path: Path, capsy
     path.write_bytes("meter,protocol,uri,timezone,tariff,account\nZähler,mqtt,,UTC,,\n".encode("latin-1"))
     assert main(["meters", "import", str(path)]) == 2
     assert "not UTF-8 text (byte 44)" in capsys.readouterr().err
+
+
+def test_an_option_select_line_with_a_non_ascii_byte_is_skipped_by_the_meter() -> None:
+    meter = IecMeter()
+    meter.receive_data(b"\x06\xff50\r\n\x06050\r\n")
+    assert meter.next_event() == OptionSelect("0", "5", "0")  # the bad line is discarded, the good one read
+    assert meter.discarded == 4
+
+
+def test_a_wmbus_format_a_frame_with_l_9_is_a_frame_error() -> None:
+    block = bytes((9, 0x44)) + bytes.fromhex("2d2c785634120107")  # L = 9: C, M, A - and no CI field
+    raw = block + crc16_en13757(block).to_bytes(2, "big")
+    with pytest.raises(FrameError, match="no room for a link header and CI field"):
+        decode_wmbus(raw, fmt="A")
