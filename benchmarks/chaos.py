@@ -1,0 +1,118 @@
+"""Chaos run: amiflow against its own private PostgreSQL and Mosquitto while they, the network and its own processes
+are killed, and the accounting afterwards (issue 17).
+
+  python benchmarks/chaos.py [--quick] [--only ingest|billing] [--keep]
+
+Starts (under a scratch directory in /tmp, on free ports; never the shared servers on 5432/1883) two PostgreSQL
+clusters - one for ingest, whose server is killed, one for billing - and a Mosquitto, then runs two halves at once:
+
+- ingest (:mod:`benchmarks.chaos_ingest`): two ``amiflow ingest mqtt`` workers on a shared subscription, the fleet
+  simulator publishing at QoS 1; the database killed (``pg_ctl -m immediate``) mid-stream and started again; worker
+  A killed -9 and restarted while it is down; worker B's spool on a 1 MiB tmpfs that fills up; the broker restarted;
+  the network to the database cut through a TCP proxy;
+- billing (:mod:`benchmarks.chaos_billing`): ``amiflow bill run --dask`` on a real scheduler and two workers, one
+  killed -9 mid-run; ``amiflow bridge run`` killed -9 mid-delivery to ``python -m billing_bridge.receiver``.
+
+Then: published = stored + duplicates + quarantined exactly (stored = the distinct valid readings the simulator
+sent, each once), every bill exactly once, every delivery's effect exactly once at the receiver. Prints one
+``RESULT chaos ...`` line with the counts and exits 1 when an invariant failed (the logs are kept then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.chaos_billing import BillingChaos
+from benchmarks.chaos_ingest import IngestChaos, IngestPlan
+from benchmarks.chaos_services import Mosquitto, Postgres
+
+
+def _in_thread(name: str, fn: Callable[[], dict[str, Any]], out: dict[str, Any], errors: list[str]) -> threading.Thread:
+    def target() -> None:
+        try:
+            out.update(fn())
+        except Exception as exc:  # a half that broke down: reported as a failure of the run, not a traceback
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    thread = threading.Thread(target=target, name=name)
+    thread.start()
+    return thread
+
+
+def run(root: Path, *, quick: bool, only: str | None) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Both halves at once; (counts, failures, notes)."""
+    counts: dict[str, Any] = {}
+    failures: list[str] = []
+    notes: list[str] = []
+    services: list[Postgres | Mosquitto] = []
+    try:
+        threads = []
+        halves: list[IngestChaos | BillingChaos] = []
+        if only in (None, "ingest"):
+            pg, broker = Postgres(root / "pg-ingest"), Mosquitto(root / "mosquitto")
+            for s in (pg, broker):
+                s.start()
+                services.append(s)
+            ingest = IngestChaos(root / "ingest", pg, broker, IngestPlan.of(quick))
+            ingest.root.mkdir()
+            halves.append(ingest)
+            threads.append(_in_thread("ingest", ingest.run, counts, failures))
+        if only in (None, "billing"):
+            pg_bill = Postgres(root / "pg-billing")
+            pg_bill.start()
+            services.append(pg_bill)
+            billing = BillingChaos(root / "billing", pg_bill, quick)
+            billing.root.mkdir()
+            halves.append(billing)
+            threads.append(_in_thread("billing", billing.run, counts, failures))
+        for t in threads:
+            t.join()
+        for half in halves:
+            failures += half.failures
+            notes += half.notes
+    finally:
+        for s in reversed(services):
+            s.stop()
+    return counts, failures, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short outages, a small fleet and a small billing run")
+    parser.add_argument("--only", choices=("ingest", "billing"), help="run one half")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, data)")
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="amiflow-chaos-", dir="/tmp"))
+    os.chmod(root, 0o755)  # the private servers run as their own users and must reach their directories
+    t0 = time.monotonic()
+    counts, failures, notes = run(root, quick=args.quick, only=args.only)
+    elapsed = time.monotonic() - t0
+    for failure in failures:
+        print(f"FAILED: {failure}")
+    for note in notes:
+        print(f"note: {note}")
+    if failures or args.keep:
+        print(f"logs and data kept in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    keys = ("published", "stored", "duplicates", "quarantined", "quarantined_messages", "quarantine_rows",
+            "conflicts", "meters", "bills", "bill_items", "outbox_items", "delivered", "receiver_keys",
+            "receiver_repeats", "receiver_conflicts")  # fmt: skip
+    figures = " ".join(f"{k}={counts[k]}" for k in keys if k in counts)
+    print(f"RESULT chaos {figures} failures={len(failures)} elapsed_s={elapsed:.0f}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
