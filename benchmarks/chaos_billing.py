@@ -22,6 +22,8 @@ from typing import Any
 
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script by `make bench`: a no-op
+
 from amiflow.db.migrate import migrate
 from benchmarks.billing_run import seed
 from benchmarks.chaos_services import Postgres, Process, child_env, free_port, wait_until

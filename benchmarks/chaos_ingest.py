@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script by `make bench`: a no-op
 
 from amiflow.db.migrate import migrate
 from benchmarks.chaos_services import Mosquitto, Postgres, Process, child_env, wait_until
