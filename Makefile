@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test lint bench clean browser prometheus
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/amiflow demo --out demo-out
 
-test: $(STAMP) browser
+test: $(STAMP) browser prometheus
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 # headless Chromium renders the HTML report and drives the dashboard (chromedriver) in tests; installed from Debian's
@@ -24,6 +24,13 @@ browser:
 	@(command -v chromium && command -v chromedriver) >/dev/null 2>&1 || (apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || \
 		echo "chromium/chromium-driver not installed: the report render and dashboard browser tests will skip"
+
+# a real Prometheus scrapes `amiflow serve` and promtool checks deploy/prometheus's rules (tests/security); Debian's
+# package, without the exporters it recommends; its service is not used (the test starts its own on a free port)
+prometheus:
+	@(command -v prometheus && command -v promtool) >/dev/null 2>&1 || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) || \
+		echo "prometheus not installed: the Prometheus tests will skip"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

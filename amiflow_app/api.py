@@ -38,7 +38,7 @@ from amiflow_app.api_usage import create_usage_router
 from amiflow_app.dashboard import create_dashboard_router
 from billing_bridge.api import BodyLimit, authenticator, create_router
 from billing_bridge.api_auth import Scope, document_guards
-from billing_bridge.api_keys import Principal, find_key
+from billing_bridge.api_keys import Principal, find_key, has_active_key
 
 __all__ = ["create_app"]
 
@@ -125,6 +125,11 @@ def outbox_metrics(pool: ConnectionPool[Any]) -> str:
     )
 
 
+def _with_pool(pool: ConnectionPool[Any], fn: Callable[[psycopg.Connection[Any]], bool]) -> bool:
+    with pool.connection(timeout=2) as conn:
+        return fn(conn)
+
+
 def _key_lookup(pool: ConnectionPool[Any]) -> Callable[[str], Principal | None]:
     def lookup(key: str) -> Principal | None:
         with pool.connection() as conn:
@@ -150,6 +155,7 @@ def create_app(
     app = FastAPI(title="amiflow", version=__version__, description="AMI head-end and metering service")
     app.add_middleware(BodyLimit, max_bytes=config.api_max_body_bytes)
     app.state.amiflow_key_lookup = _key_lookup(pool)
+    app.state.amiflow_keys_exist = lambda: _with_pool(pool, has_active_key)
 
     @app.exception_handler(psycopg.DataError)
     async def _unstorable(request: Request, exc: psycopg.DataError) -> JSONResponse:

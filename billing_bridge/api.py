@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from amiflow.db import Database, open_database
 from amiflow.settings import Settings
 from billing_bridge.api_auth import authenticator, document_guards
-from billing_bridge.api_keys import Principal, find_key
+from billing_bridge.api_keys import Principal, find_key, has_active_key
 from billing_bridge.payments import (
     BalanceIn,
     InputRefused,
@@ -294,6 +294,7 @@ def create_app(settings: Settings, database: Database | None = None) -> FastAPI:
 
     app = FastAPI(title="amiflow billing API", lifespan=lifespan)
     app.state.amiflow_key_lookup = lambda key: _lookup(holder["db"], key)
+    app.state.amiflow_keys_exist = lambda: bool(_with_conn(holder["db"], has_active_key))
     app.include_router(create_router(settings, lambda: holder["db"]))
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     document_guards(app)

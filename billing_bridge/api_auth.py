@@ -15,7 +15,8 @@ Credentials, in the order tried:
 Scopes: ``WRITE`` (payments, balances, plans: operator, billing), ``READ`` (meters, readings, bills, accounts, plans:
 operator, billing, metrics; a customer for its own account, named by the path's or query's ``account``), ``USAGE``
 (a customer's usage data: operator, the customer itself) and ``METRICS`` (``/metrics`` when guarded: operator,
-metrics). No credentials: 401, or 503 when none are configured and none were presented (the API never runs open);
+metrics). No credentials: 401, or 503 when none are configured, no stored key is active and none were presented
+(the API never runs open);
 credentials of a role the scope does not admit: 403. ``AMIFLOW_API_PUBLIC_READS`` opens ``READ`` (only) to everyone.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import enum
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -113,6 +115,26 @@ async def principal_of(request: Request, settings: Settings) -> Principal | None
     return None
 
 
+async def _keys_exist(request: Request) -> bool:
+    """Whether stored keys exist (``amiflow_keys_exist`` on ``app.state``), remembered for 10 s; False when it cannot
+    be told (no store, or the database is away): then the API is closed, 503."""
+    state = request.app.state
+    probe: Callable[[], bool] | None = getattr(state, "amiflow_keys_exist", None)
+    if probe is None:
+        return False
+    cached: tuple[float, bool] | None = getattr(state, "amiflow_keys_exist_at", None)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < 10.0:
+        return cached[1]
+    try:
+        found = bool(await run_in_threadpool(probe))
+    except Exception as exc:  # an unreachable store: report the API as closed, never crash the guard
+        log.debug("cannot tell whether API keys exist: %s", exc)
+        found = False
+    state.amiflow_keys_exist_at = (now, found)
+    return found
+
+
 def _accounts(request: Request) -> list[str]:
     found = list(request.query_params.getlist("account"))
     if "account" in request.path_params:
@@ -148,7 +170,7 @@ class Guard:
         if principal is None:
             auth = request.headers.get("authorization", "")
             presented = auth[:7].lower() == "bearer " and auth[7:].strip().startswith((KEY_PREFIX, "cu1."))
-            if not self._configured and not presented:
+            if not self._configured and not presented and not await _keys_exist(request):
                 raise HTTPException(503, self._closed)
             raise HTTPException(401, "missing or wrong credentials", headers={"WWW-Authenticate": "Bearer"})
         refused = permitted(principal, self.scope, _accounts(request))

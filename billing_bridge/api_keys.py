@@ -35,6 +35,7 @@ __all__ = [
     "Role",
     "create_key",
     "find_key",
+    "has_active_key",
     "key_digest",
     "list_keys",
     "new_key",
@@ -155,3 +156,12 @@ def find_key(conn: psycopg.Connection[Any], key: str) -> Principal | None:
         (key_digest(key),),
     ).fetchone()
     return Principal(Role(row[1]), row[0], row[2]) if row is not None else None
+
+
+def has_active_key(conn: psycopg.Connection[Any]) -> bool:
+    """True when at least one stored key is active (the API is not closed then, only locked)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM amiflow.api_keys WHERE revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > now()))"
+    ).fetchone()
+    return bool(row and row[0])

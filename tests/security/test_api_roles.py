@@ -123,8 +123,16 @@ def test_no_operation_answers_an_anonymous_caller(api: Any) -> None:
     public = build(api_token="op-token", api_public_reads=True)
     assert all(public.post(path, json=body).status_code == 401 for path, body in WRITES)  # writes never public
     assert _get(public, USAGE.format(a="ACC1", m="A1"), {}) == 401  # usage is never public
+    locked = build()  # no static credentials, but stored keys: a lock (401), not a closed API
+    assert _get(locked, "/meters", {}) == 401 and locked.post(WRITES[0][0], json=WRITES[0][1]).status_code == 401
+
+
+def test_without_any_credentials_the_api_is_closed(api: Any, db_conn: psycopg.Connection[Any]) -> None:
+    build, _ = api
+    db_conn.execute("UPDATE amiflow.api_keys SET revoked_at = now()")
     closed = build()
     assert _get(closed, "/meters", {}) == 503 and closed.post(WRITES[0][0], json=WRITES[0][1]).status_code == 503
+    assert "API closed" in closed.get("/meters").json()["detail"]
 
 
 def test_metrics_can_require_a_metrics_key(api: Any) -> None:
