@@ -185,14 +185,15 @@ def test_a_killed_dispatcher_leaves_one_message_per_bill(
         if child.poll() is None:
             child.kill()
     first = list(box.raw)
-    assert len(first) == 3
+    assert len(first) >= 3  # every e-mail went out at least once before the kill
     assert {s for s, _ in _ebills(queued).values()} == {"pending"}  # no outcome was recorded
     box.slow_s = 0.0
     assert main(["bridge", "run", "--sink", "email", "--max-wait", "20"]) == 0  # after the lease (11 s) ran out
     assert {s for s, _ in _ebills(queued).values()} == {"delivered"}
-    assert len(box.raw) == 6  # each e-mail went twice ...
-    messages = box.messages()
-    assert len(messages) == 3  # ... under one Message-ID per bill
-    for data in box.raw[3:]:
+    assert len(box.raw) >= len(first) + 3  # each e-mail went again ...
+    copies: dict[str, set[bytes]] = {}
+    for data in box.raw:
         msg = email.message_from_bytes(data, policy=default_policy)
-        assert data == next(d for d in first if msg["Message-ID"] in d.decode("ascii", "replace"))  # byte-identical
+        copies.setdefault(str(msg["Message-ID"]), set()).add(data)
+    assert len(copies) == 3  # ... under one Message-ID per bill
+    assert all(len(variants) == 1 for variants in copies.values())  # byte-identical every time
