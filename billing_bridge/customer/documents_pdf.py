@@ -80,12 +80,14 @@ class _Page:
         pdf.set_creator("amiflow")
         pdf.set_lang("en")
         font = "Helvetica"
-        fonts = None if _latin1(doc) else _unicode_font()
+        latin1 = _latin1(doc)
+        fonts = None if latin1 else _unicode_font()
         if fonts is not None:
             pdf.add_font("DejaVu", "", str(fonts[0]))
             pdf.add_font("DejaVu", "B", str(fonts[1]))
             font = "DejaVu"
-        self.pdf, self.font_name, self.y, self.fallback = pdf, font, 0.0, fonts is None and not _latin1(doc)
+        # without the Unicode font (no matplotlib data), text outside Latin-1 is printed with "?" in its place
+        self.pdf, self.font_name, self.y, self.fallback = pdf, font, 0.0, fonts is None and not latin1
         self._font_key: tuple[bool, float] | None = None
         pdf.add_page()
 
