@@ -122,7 +122,7 @@ def _matrix(item: dict[str, Any], key: str, n: int) -> list[list[int]]:
     m = item.get(key)
     if not isinstance(m, list) or len(m) != 12 or any(not isinstance(r, list) or len(r) != 24 for r in m):
         raise RatingError(f"URDB {key}: expected 12 rows of 24 period indices")
-    if any(not isinstance(v, int) or not 0 <= v < n for r in m for v in r):
+    if any(not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < n for r in m for v in r):
         raise RatingError(f"URDB {key}: period index outside the {n} periods of the rate structure")
     return [list(r) for r in m]
 
@@ -209,7 +209,8 @@ def _demand(item: dict[str, Any]) -> list[DemandSpec]:
         rates, period_bounds, _, _ = _tiers(item["flatdemandstructure"], "URDB flatdemandstructure", units)
         bounds = _shared(period_bounds, "URDB flatdemandstructure")
         months = _list(item.get("flatdemandmonths") or [0] * 12, "URDB flatdemandmonths")
-        if len(months) != 12 or any(not isinstance(v, int) or not 0 <= v < len(rates) for v in months):
+        if len(months) != 12 or any(not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < len(rates)
+                                    for v in months):  # fmt: skip
             raise RatingError("URDB flatdemandmonths: expected 12 period indices")
         single = len(set(months)) == 1
         flat_tou = None if single else TouSpec(periods=list(rates), weekday=[[v] * 24 for v in months])
