@@ -185,14 +185,18 @@ def import_meters_csv(conn: psycopg.Connection[Any], text: str, *, source: str =
     Optional columns ``region`` and ``collector`` assign the row's account (rows of one account must agree).
     Every row is checked first; the first bad row is a ConfigError naming the line, and nothing is imported.
     """
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in REQUIRED_CSV if c not in (reader.fieldnames or [])]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header, rows = reader.fieldnames or [], list(reader)
+    except csv.Error as exc:  # a NUL byte, a stray quote or carriage return the csv module refuses
+        raise ConfigError(f"{source} line {reader.line_num + 1}: not readable as CSV ({exc})") from None
+    missing = [c for c in REQUIRED_CSV if c not in header]
     if missing:
         raise ConfigError(f"{source}: the header lacks {', '.join(missing)} (needs {','.join(REQUIRED_CSV)})")
     records = []
     seen: set[str] = set()
     assignments: dict[str, AccountAssignment] = {}
-    for line, row in enumerate(reader, start=2):
+    for line, row in enumerate(rows, start=2):
         extra: dict[str, Any] = {k: row[k] for k in _OPTIONAL_CSV if row.get(k)}
         for ratio in ("ct_ratio", "vt_ratio"):
             if ratio in extra:
