@@ -74,7 +74,10 @@ class MeterUri:
 
 def parse_meter_uri(text: str) -> MeterUri:
     """Parse and check a meter URI; raises ConfigError naming the URI and what is wrong."""
-    parts = urlsplit(text.strip())
+    try:
+        parts = urlsplit(text.strip())
+    except ValueError as exc:  # an unbalanced [ ] of an IPv6 host
+        raise ConfigError(f"meter URI {text!r}: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         known = ", ".join(sorted(SCHEMES))
@@ -117,13 +120,18 @@ class MqttTarget:
 
 def parse_mqtt_url(url: str) -> MqttTarget:
     """Parse an MQTT URL; raises ConfigError naming the problem."""
-    parts = urlsplit(url)
+    expected = f"AMIFLOW_MQTT_URL: expected mqtt://host:port or mqtts://user:pass@host:port, got {url!r}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port that is no number in 0..65535, an unbalanced [ ] of an IPv6 host
+        raise ConfigError(expected) from None
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError(f"AMIFLOW_MQTT_URL: expected mqtt://host:port or mqtts://user:pass@host:port, got {url!r}")
+        raise ConfigError(expected)
     tls = parts.scheme == "mqtts"
     return MqttTarget(
         parts.hostname,
-        parts.port or (8883 if tls else 1883),
+        port or (8883 if tls else 1883),
         tls,
         unquote(parts.username) if parts.username else None,
         unquote(parts.password) if parts.password else None,

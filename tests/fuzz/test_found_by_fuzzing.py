@@ -1,7 +1,8 @@
 """Inputs the fuzz runs found that let a foreign exception out, each now answered with amiflow's own error (or, for
 a meter's value, with no value): URDB items of the wrong shape, a rate too large for the exact tables, an hour range
 that is not numbers, a SunSpec scale factor outside its range, a registry CSV that is not UTF-8, an IEC 62056-21
-option select line with a non-ASCII byte, a wireless M-Bus frame too short for its CI field."""
+option select line with a non-ASCII byte, a wireless M-Bus frame too short for its CI field, URDB demand months that
+are booleans, a CSV the csv module refuses, a URI with an unbalanced IPv6 bracket or a port out of range."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from amiflow.errors import FrameError, RatingError
+from amiflow.db.registry import import_meters_csv
+from amiflow.errors import ConfigError, FrameError, RatingError
+from amiflow.uri import parse_meter_uri, parse_mqtt_url
 from amiflow_app.cli import main
 from protocols.iec62056_21 import IecMeter, OptionSelect
 from protocols.mbus import crc16_en13757, decode_wmbus
@@ -104,3 +107,30 @@ def test_a_wmbus_format_a_frame_with_l_9_is_a_frame_error() -> None:
     raw = block + crc16_en13757(block).to_bytes(2, "big")
     with pytest.raises(FrameError, match="no room for a link header and CI field"):
         decode_wmbus(raw, fmt="A")
+
+
+def test_urdb_flat_demand_months_of_booleans_are_a_rating_error() -> None:
+    doc = copy.deepcopy(_urdb())
+    item = _item(doc)
+    item["flatdemandstructure"] = [[{"rate": 5}]]
+    item["flatdemandmonths"] = [False] * 12
+    with pytest.raises(RatingError, match="flatdemandmonths: expected 12 period indices"):
+        tariff_from_data(doc)
+
+
+def test_a_registry_csv_the_csv_module_refuses_is_a_config_error() -> None:
+    text = "meter,protocol,uri,timezone,tariff,account\nM1,mqtt,," + "x" * 200_000 + ",,\n"  # past the field limit
+    with pytest.raises(ConfigError, match=r"meters\.csv line 2: not readable as CSV"):
+        import_meters_csv(None, text, source="meters.csv")  # type: ignore[arg-type]  # refused before the database
+
+
+@pytest.mark.parametrize("uri", ["modbus+tcp://10.0.0.5q[:502?unit=1", "dlms+tcp://[::1:4059"])
+def test_a_meter_uri_with_an_unbalanced_bracket_is_a_config_error(uri: str) -> None:
+    with pytest.raises(ConfigError, match="Invalid IPv6 URL"):
+        parse_meter_uri(uri)
+
+
+@pytest.mark.parametrize("url", ["mqtt://broker:99999", "mqtt://[::1:1883"])
+def test_an_mqtt_url_with_a_bad_port_or_bracket_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="AMIFLOW_MQTT_URL: expected mqtt://host:port"):
+        parse_mqtt_url(url)
