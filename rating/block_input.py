@@ -8,7 +8,7 @@ that bill it. The functions only run statements on the connection they are given
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,9 +18,20 @@ import numpy.typing as npt
 import psycopg
 
 from amiflow.db.reader import read_intervals
+from rating.service_store import Service, services_in
 from rating.vee import VeeInput, local_start_s, outage_mask
 
-__all__ = ["EXPORT_OBIS", "IMPORT_OBIS", "REGISTER_OBIS", "BlockData", "load_block", "month_bounds", "prior_peaks"]
+__all__ = [
+    "EXPORT_OBIS",
+    "IMPORT_OBIS",
+    "REGISTER_OBIS",
+    "BlockData",
+    "fetch_prior_peaks",
+    "load_block",
+    "month_bounds",
+    "peak_grid",
+    "prior_peaks",
+]
 
 IMPORT_OBIS = "1-0:1.29.0"
 EXPORT_OBIS = "1-0:2.29.0"
@@ -38,6 +49,8 @@ class BlockData:
     vee: VeeInput
     export_wh: F64 | None  # (M, P) period columns, NaN = missing
     read_s: float = 0.0
+    services: dict[int, list[Service] | None] = field(default_factory=dict)  # by meter id (rating.service_store)
+    peak_rows: list[tuple[Any, ...]] = field(default_factory=list)  # earlier bills' peaks (fetch_prior_peaks)
 
 
 def month_bounds(period: date, tz: str, history_weeks: int) -> tuple[datetime, datetime, datetime]:
@@ -92,15 +105,20 @@ def load_block(
     history_weeks: int,
     with_export: bool,
     interval_s: int = 900,
+    peak_codes: Sequence[str] = (),
+    peak_months: int = 0,
 ) -> BlockData:
-    """Read a block: intervals (history + period), register delta, outage events, clock offsets, multipliers."""
+    """Read a block: intervals (history + period), register delta, outage events, clock offsets, multipliers, the
+    meters' service periods in the month and (for ratchet tariffs: ``peak_codes`` over ``peak_months``) their
+    earlier bills' peaks."""
     hist, start, end = month_bounds(period, tz, history_weeks)
     names = list(meters)
     rows = conn.execute(
         "SELECT name, id, (ct_ratio * vt_ratio)::float8, account FROM amiflow.meters WHERE name = ANY(%s)", (names,)
     ).fetchall()
     info = {r[0]: (int(r[1]), float(r[2])) for r in rows}
-    accounts = tuple({r[0]: r[3] for r in rows}.get(n) for n in names)
+    account_of = {r[0]: r[3] for r in rows}
+    accounts = tuple(account_of.get(n) for n in names)
     ids = np.array([info.get(n, (-1, 1.0))[0] for n in names], dtype=np.int64)
     mult = np.array([info.get(n, (-1, 1.0))[1] for n in names], dtype=np.float64)
     mat = read_intervals(conn, names, IMPORT_OBIS, hist, end, interval_s)
@@ -136,31 +154,29 @@ def load_block(
         multiplier=mult,
         clock_offset_s=clock,
     )
-    return BlockData(tuple(names), ids, accounts, vee, export)
+    nxt = date(period.year + period.month // 12, period.month % 12 + 1, 1)
+    services = services_in(conn, id_list, period, nxt)
+    peaks = fetch_prior_peaks(conn, names, peak_codes, period, peak_months)
+    return BlockData(tuple(names), ids, accounts, vee, export, services=services, peak_rows=peaks)
 
 
-def prior_peaks(
-    conn: psycopg.Connection[Any],
-    meters: Sequence[str],
-    codes: Sequence[str],
-    period: date,
-    months: int,
-    accounts: Sequence[str | None] | None = None,
-) -> dict[str, F64]:
-    """Per demand code, (M, months) monthly peaks in W of the previous months (latest bill versions), NaN unknown.
-
-    Read from the ``peak_kw.<code>.all`` determinants of earlier bills of each row's meter (and, where ``accounts``
-    names one, of that account only: a new occupant's ratchet does not inherit the previous one's peaks); a month
-    with several bills (move-in / move-out) counts its highest. The most recent month is the last column.
-    """
-    out = {code: np.full((len(meters), months), np.nan) for code in codes}
-    if not codes or not meters or months <= 0:
-        return out
+def _prior_months(period: date, months: int) -> list[date]:
     starts = []
     y, mth = period.year, period.month
     for _ in range(months):
         y, mth = (y, mth - 1) if mth > 1 else (y - 1, 12)
         starts.append(date(y, mth, 1))
+    return starts
+
+
+def fetch_prior_peaks(
+    conn: psycopg.Connection[Any], meters: Sequence[str], codes: Sequence[str], period: date, months: int
+) -> list[tuple[Any, ...]]:
+    """(meter, account, month, determinant name, value) of the ``peak_kw.<code>.all`` determinants of the latest
+    bill versions of ``meters`` in the ``months`` before ``period``."""
+    if not codes or not meters or months <= 0:
+        return []
+    starts = _prior_months(period, months)
     rows = conn.execute(
         "SELECT DISTINCT ON (b.bill_id, d.name) b.meter, b.account, date_trunc('month', b.period_start)::date,"
         " d.name, d.value FROM amiflow.bills b JOIN amiflow.bill_determinants d ON d.bill = b.id"
@@ -168,7 +184,27 @@ def prior_peaks(
         " ORDER BY b.bill_id, d.name, b.version DESC",
         (list(set(meters)), starts[-1], period, [f"peak_kw.{c}.all" for c in codes]),
     ).fetchall()
-    col_of = {d: months - 1 - k for k, d in enumerate(starts)}
+    return [tuple(r) for r in rows]
+
+
+def peak_grid(
+    rows: Sequence[tuple[Any, ...]],
+    meters: Sequence[str],
+    codes: Sequence[str],
+    period: date,
+    months: int,
+    accounts: Sequence[str | None] | None = None,
+) -> dict[str, F64]:
+    """Per demand code, (M, months) monthly peaks in W from :func:`fetch_prior_peaks` rows, NaN unknown.
+
+    A row's meter and (where ``accounts`` names one) account must match: a new occupant's ratchet does not inherit
+    the previous one's peaks; a month with several bills (move-in / move-out) counts its highest. The most recent
+    month is the last column.
+    """
+    out = {code: np.full((len(meters), months), np.nan) for code in codes}
+    if not codes or not meters or months <= 0:
+        return out
+    col_of = {d: months - 1 - k for k, d in enumerate(_prior_months(period, months))}
     wanted = list(accounts) if accounts is not None else [None] * len(meters)
     rows_of: dict[str, list[int]] = {}
     for i, m in enumerate(meters):
@@ -179,3 +215,17 @@ def prior_peaks(
             if wanted[i] is None or wanted[i] == account:
                 grid[i, col] = np.fmax(grid[i, col], float(value) * 1000.0)
     return out
+
+
+def prior_peaks(
+    conn: psycopg.Connection[Any],
+    meters: Sequence[str],
+    codes: Sequence[str],
+    period: date,
+    months: int,
+    accounts: Sequence[str | None] | None = None,
+) -> dict[str, F64]:
+    """Per demand code, (M, months) monthly peaks in W of the previous months (latest bill versions), NaN unknown:
+    :func:`fetch_prior_peaks` then :func:`peak_grid`."""
+    rows = fetch_prior_peaks(conn, meters, codes, period, months)
+    return peak_grid(rows, meters, codes, period, months, accounts)
