@@ -101,7 +101,9 @@ def build_packs(meter_id: Any, channel_id: Any, ts_us: Any, value: Any, quality:
 def _group(mc: npt.NDArray[np.int64], day: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> tuple[Any, Any]:
     """(group index per row, first row of each group) for the (meter-channel, day) groups. Rows that arrive in
     (meter, channel, ts) order (the index order the packer asks for) are grouped in one pass; others are sorted."""
-    ordered = bool(np.all((mc[1:] > mc[:-1]) | ((mc[1:] == mc[:-1]) & (ts[1:] > ts[:-1])))) if len(mc) else True
+    if not len(mc):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    ordered = bool(np.all((mc[1:] > mc[:-1]) | ((mc[1:] == mc[:-1]) & (ts[1:] > ts[:-1]))))
     order = None if ordered else np.lexsort((ts, day, mc))
     smc, sday = (mc, day) if order is None else (mc[order], day[order])
     change = np.r_[True, (smc[1:] != smc[:-1]) | (sday[1:] != sday[:-1])]

@@ -93,23 +93,25 @@ def _snapshot(conn: psycopg.Connection[Any]) -> Iterator[None]:
 def _place_packs(grid: _Grid, packs: dict[str, npt.NDArray[Any]], row_of_id: npt.NDArray[np.int64]) -> None:
     rows = row_of_id[packs["meter_id"]]
     start = packs["day"] * DAY_S  # the day's first interval ends at start + 900
-    n = grid.values.shape[1]
     whole = (start >= grid.lo) & (start + DAY_S <= grid.hi)
+    rest = np.arange(len(rows))
     if grid.step == STEP_S and (grid.lo % STEP_S) == 0 and whole.any():
-        # the usual case: a whole day on the 15-min grid is 96 consecutive columns
+        # the usual case: whole days on the 15-min grid are runs of 96 columns at one offset, so the matrix is
+        # viewed as (meters, days, 96) and each pack lands with one contiguous copy
+        first = (grid.lo // STEP_S) % SLOTS
+        first = (SLOTS - first) % SLOTS
+        days = (grid.values.shape[1] - first) // SLOTS
+        span = slice(first, first + SLOTS * days)
         w = np.flatnonzero(whole)
-        first = rows[w] * n + (start[w] - grid.lo) // STEP_S
-        cells = first[:, None] + np.arange(SLOTS)
-        grid.values.ravel()[cells] = packs["value"][w]
-        grid.quality.ravel()[cells] = packs["quality"][w]
-        grid.present.ravel()[cells] = ~np.isnan(packs["value"][w])
+        j = ((start[w] - grid.lo) // STEP_S - first) // SLOTS
+        shape = (len(grid.values), days, SLOTS)
+        grid.values[:, span].reshape(shape)[rows[w], j] = packs["value"][w]
+        grid.quality[:, span].reshape(shape)[rows[w], j] = packs["quality"][w]
+        grid.present[:, span].reshape(shape)[rows[w], j] = ~np.isnan(packs["value"][w])
         rest = np.flatnonzero(~whole)
-    else:
-        rest = np.arange(len(rows))
     if len(rest):
         v = packs["value"][rest]
-        have = ~np.isnan(v)
-        j, s = np.nonzero(have)
+        j, s = np.nonzero(~np.isnan(v))
         ts = start[rest][j] + STEP_S * (s + 1)
         grid.place(rows[rest][j], ts, v[j, s], packs["quality"][rest][j, s])
 

@@ -20,3 +20,9 @@ def test_build_packs_groups_unsorted_rows_and_refuses_odd_ones() -> None:
     assert packs.value[1, 0] == 5.0 and np.flatnonzero(~np.isnan(packs.value[2])).tolist() == [1]
     off = build_packs(np.array([1]), np.array([1]), np.array([base + 1]), np.array([1.0]), np.array([0]))
     assert len(off.meter_id) == 0 and off.unpackable == 1
+
+
+def test_no_rows_no_packs() -> None:
+    empty = np.zeros(0, dtype=np.int64)
+    packs = build_packs(empty, empty, empty, np.zeros(0), empty)
+    assert len(packs.meter_id) == 0 and packs.value.shape == (0, 96) and packs.unpackable == 0
