@@ -46,6 +46,8 @@ class AccountContact:
         """Raise ConfigError naming the account and the first wrong field."""
         if not 1 <= len(self.account) <= 128 or "\x00" in self.account:
             raise ConfigError(f"account {self.account!r}: the id must be 1-128 characters")
+        if any("\x00" in v for v in (self.name, self.email or "", *self.address)):
+            raise ConfigError(f"account {self.account}: a NUL character in the name, e-mail or address")
         if not 1 <= len(self.name) <= 200:
             raise ConfigError(f"account {self.account}: the name must be 1-200 characters")
         if self.email is not None and (len(self.email) > 254 or not _EMAIL.fullmatch(self.email)):
@@ -109,14 +111,20 @@ def _row(row: dict[str, Any], where: str) -> AccountContact:
 
 def import_contacts_csv(conn: psycopg.Connection[Any], text: str, *, source: str = "CSV") -> int:
     """Import (insert or update) account contacts from CSV in one transaction; returns the number of rows."""
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in REQUIRED_CONTACT_CSV if c not in (reader.fieldnames or [])]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, dict[str, Any]]] = []
+    try:
+        header = reader.fieldnames or []
+        for row in reader:
+            rows.append((reader.line_num, row))  # the physical line: a quoted address may span lines
+    except csv.Error as exc:  # a NUL byte, a stray quote or carriage return the csv module refuses
+        raise ConfigError(f"{source} line {reader.line_num + 1}: not readable as CSV ({exc})") from None
+    missing = [c for c in REQUIRED_CONTACT_CSV if c not in header]
     if missing:
         raise ConfigError(f"{source}: the header lacks {', '.join(missing)} (needs {','.join(REQUIRED_CONTACT_CSV)})")
     contacts: list[AccountContact] = []
     seen: set[str] = set()
-    for row in reader:
-        line = reader.line_num  # the physical line (a quoted address may span lines)
+    for line, row in rows:
         contact = _row(row, f"{source} line {line}")
         if contact.account in seen:
             raise ConfigError(f"{source} line {line}: account {contact.account} appears twice")

@@ -65,6 +65,8 @@ def test_import_list_show(
         (GOOD + "ACC-3,Al,,yes,\n", "line 5: account ACC-3: e-bill opt-in needs an e-mail address"),
         (GOOD + "ACC-3,Al,a@b.example,perhaps,\n", "line 5: ebill 'perhaps' is not yes or no"),
         (GOOD + "ACC-1,Jane,j@example.com,no,\n", "line 5: account ACC-1 appears twice"),
+        (GOOD + 'ACC-3,"Al\x00",a@b.example,no,\n', "line 5: account ACC-3: a NUL character"),
+        (GOOD + f'ACC-3,"{"x" * 200_000}",a@b.example,no,\n', "line 5: not readable as CSV"),
     ],
 )
 def test_a_bad_row_is_named_and_nothing_is_imported(
