@@ -21,10 +21,10 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -94,6 +94,10 @@ class AccountStatus(BaseModel):
 
 
 MetricsSource = Callable[[], str]
+#: text PostgreSQL can hold: a NUL character in a name is refused by validation (422), never sent to the database
+NO_NUL = r"^[^\x00]*$"
+PathText = Annotated[str, Path(pattern=NO_NUL)]
+QueryText = Annotated[str | None, Query(pattern=NO_NUL)]
 
 
 def _has_relation(conn: psycopg.Connection[Any], name: str) -> bool:
@@ -161,10 +165,9 @@ def create_app(
     async def _unstorable(request: Request, exc: psycopg.DataError) -> JSONResponse:
         # a parameter PostgreSQL cannot even compare (a NUL character, an out-of-range number): the request's fault
         log.info("%s %s: %s", request.method, request.url.path, str(exc).strip().splitlines()[0])
-        return JSONResponse(
-            status_code=422,
-            content={"detail": "a parameter holds a value the database cannot take (e.g. a NUL character)"},
-        )
+        msg = "a parameter holds a value the database cannot take (e.g. a NUL character)"
+        detail = [{"loc": ["request"], "msg": msg, "type": "value_error"}]  # the shape of FastAPI's own 422
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     started = time.time()
     sources: dict[str, MetricsSource] = {**(metrics or {}), "outbox": lambda: outbox_metrics(pool)}
@@ -217,7 +220,7 @@ def create_app(
 
     @app.get("/meters", response_model=list[Meter], tags=["meters"], dependencies=reads, responses=guarded)
     def meters(
-        protocol: str | None = None,
+        protocol: QueryText = None,
         limit: int = Query(1000, ge=1, le=100_000),
         offset: int = Query(0, ge=0, le=1_000_000_000),
     ) -> list[Meter]:
@@ -237,7 +240,7 @@ def create_app(
         dependencies=reads,
         responses={**guarded, 404: {"description": "unknown"}},
     )
-    def meter(meter: str) -> Meter:
+    def meter(meter: PathText) -> Meter:
         with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(
                 "SELECT name AS meter, protocol, uri, timezone, tariff, account, status, state, last_seen_at"
@@ -256,10 +259,10 @@ def create_app(
         responses={**guarded, 404: {"description": "unknown meter"}, 422: {"description": "bad range"}},
     )
     def readings(
-        meter: str,
+        meter: PathText,
         start: datetime,
         end: datetime,
-        obis: str = "1-0:1.29.0",
+        obis: Annotated[str, Query(pattern=NO_NUL)] = "1-0:1.29.0",
         limit: int = Query(10_000, ge=1, le=100_000),
     ) -> list[Reading]:
         if start.tzinfo is None or end.tzinfo is None:
@@ -290,7 +293,7 @@ def create_app(
         return [Bill(**r) for r in rows]
 
     @app.get("/bills", response_model=list[Bill], tags=["billing"], dependencies=reads, responses=guarded)
-    def bills(account: str | None = None, limit: int = Query(100, ge=1, le=10_000)) -> list[Bill]:
+    def bills(account: QueryText = None, limit: int = Query(100, ge=1, le=10_000)) -> list[Bill]:
         if account is None:
             return _bills("", (), limit)
         return _bills("WHERE account = %s", (account,), limit)
@@ -302,7 +305,7 @@ def create_app(
         dependencies=reads,
         responses={**guarded, 404: {"description": "unknown account"}},
     )
-    def account_status(account: str) -> AccountStatus:
+    def account_status(account: PathText) -> AccountStatus:
         with pool.connection() as conn:
             meter_rows = conn.execute(
                 "SELECT name FROM amiflow.meters WHERE account = %s ORDER BY name", (account,)

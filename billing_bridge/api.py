@@ -29,9 +29,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -256,7 +256,7 @@ def create_router(settings: Settings, database: Callable[[], Database]) -> APIRo
         responses={**_GUARDED, 404: {"description": "unknown account"}},
         dependencies=[Depends(authenticator(settings, read=True))],
     )
-    async def get_account(account: str) -> JSONResponse:
+    async def get_account(account: Annotated[str, Path(pattern=r"^[^\x00]*$")]) -> JSONResponse:
         data = await run_in_threadpool(lambda: _with_conn(database(), lambda conn: _read_account(conn, account)))
         if data is None:
             raise HTTPException(404, f"account {account!r} not known")
