@@ -31,6 +31,7 @@ report          | operator | report:REPORT           | the HTML report of a peri
 serve           | operator | serve:SERVE             | run ingest, poller, bridge, collections and the API, supervised
 db migrate      | operator | db:MIGRATE              | apply the schema migrations (idempotent)
 db status       | operator | db:STATUS               | show the schema version and the storage features in use
+db maintain     | operator | db:MAINTAIN             | keep storage healthy: pack days, refresh rollups, failing jobs
 meters add      | engineer | db:METERS_ADD           | register one meter
 meters list     | engineer | db:METERS_LIST          | list the registered meters
 meters show     | engineer | db:METERS_SHOW          | show one registered meter

@@ -1,4 +1,4 @@
-"""``amiflow db migrate|status`` and ``amiflow meters add|list|show|import|move-in|move-out|credentials``."""
+"""``amiflow db migrate|status|maintain`` and ``amiflow meters add|list|show|import|move-in|move-out|credentials``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from amiflow.uri import PROTOCOLS
 from amiflow_app.command import Command
 
 __all__ = [
+    "MAINTAIN",
     "METERS_ADD",
     "METERS_CREDENTIALS",
     "METERS_IMPORT",
@@ -56,6 +57,41 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     for key, value in st.features.items():
         print(f"  {key}: {value}")
     return 0 if not st.pending else 1
+
+
+def _maintain_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", type=_date, help="pack days from this UTC day on (default: the last 3 days)")
+    parser.add_argument("--settle", type=int, default=3600, metavar="S", help="pack a day S seconds after it ends")
+    parser.add_argument("--rollup-every", type=int, default=3600, metavar="S",
+                        help="refresh the plain-PostgreSQL rollup when older than S seconds (0 = now)")  # fmt: skip
+    parser.add_argument("--no-pack", action="store_true", help="do not pack days")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _maintain(args: argparse.Namespace, settings: Settings) -> int:
+    from amiflow.db.maintenance import MaintainOptions, maintain
+
+    opts = MaintainOptions(pack=not args.no_pack, pack_since=args.since, settle_s=args.settle,
+                           rollup_every_s=args.rollup_every)  # fmt: skip
+    with _open(settings) as db, db.connect() as conn:
+        report = maintain(conn, opts)
+    if args.json:
+        print(json.dumps(report.as_dict(), default=str, indent=2))
+        return 1 if report.errors else 0
+    if report.skipped:
+        print("another maintenance pass is running; nothing done")
+        return 0
+    p = report.packed
+    print(f"storage: {report.backend}; packed {p.days} day(s), repacked {p.repacked} meter-day(s): {p.packs} packs"
+          f" of {p.readings} readings in {p.seconds:.1f} s")  # fmt: skip
+    if report.rollup_refreshed:
+        print(f"rollup energy_hourly refreshed in {report.rollup_s:.1f} s")
+    for job in report.jobs:
+        ran = " (run now by amiflow)" if job.job_id in report.jobs_run else ""
+        print(f"job {job.job_id} {job.proc_name} on {job.relation}: {job.problem or 'ok'}{ran}")
+    for line in report.problems + report.errors:
+        print(f"warning: {line}", file=sys.stderr)
+    return 1 if report.errors else 0
 
 
 def _open(settings: Settings) -> Database:
@@ -222,6 +258,8 @@ def _credentials(args: argparse.Namespace, settings: Settings) -> int:
 
 
 MIGRATE = Command("apply the schema migrations (idempotent)", _no_args, _migrate)
+MAINTAIN = Command("pack settled days, refresh rollups, run failing TimescaleDB jobs (for cron)", _maintain_args,
+                   _maintain)  # fmt: skip
 STATUS = Command("show the schema version and the TimescaleDB features in use", _no_args, _status)
 METERS_ADD = Command("register a meter", _add_args, _add)
 METERS_LIST = Command("list registered meters", _list_args, _list)

@@ -33,6 +33,7 @@ from amiflow_app.serve.components import (
     CollectionsComponent,
     IngestComponent,
     PollerComponent,
+    StorageComponent,
     wait,
 )
 
@@ -40,7 +41,7 @@ __all__ = ["COMPONENTS", "Component", "Service"]
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("ingest", "poller", "bridge", "collections", "api")
+COMPONENTS = ("ingest", "poller", "bridge", "collections", "storage", "api")
 _STABLE_S = 60.0  # a component that ran this long before crashing restarts after the base backoff again
 _MAX_BACKOFF_S = 60.0
 
@@ -88,6 +89,7 @@ class Service:
         restart_backoff_s: float = 1.0,
         stop_timeout_s: float = 30.0,
         collections_interval_s: float = 60.0,
+        storage_interval_s: float = 300.0,
     ) -> None:
         wanted = list(COMPONENTS if components is None else components)
         for c in wanted:
@@ -101,6 +103,7 @@ class Service:
         self.restart_backoff_s = restart_backoff_s
         self.stop_timeout_s = stop_timeout_s
         self.collections_interval_s = collections_interval_s
+        self.storage_interval_s = storage_interval_s
         self.components: list[Component] = []
         self.states: dict[str, _State] = {}
         self._api: ApiComponent | None = None
@@ -232,6 +235,8 @@ class Service:
                 self.components.append(BridgeComponent(s, url))
             elif c == "collections" and c in names:
                 self.components.append(CollectionsComponent(s, url, mqtt_url, interval_s=self.collections_interval_s))
+            elif c == "storage" and c in names:
+                self.components.append(StorageComponent(s, url, interval_s=self.storage_interval_s))
         if "api" in names:
             from amiflow_app.api import create_app
 

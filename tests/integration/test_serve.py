@@ -112,7 +112,8 @@ def test_all_components_ingest_deliver_and_stop_cleanly(
     with Receiver(ReceiverConfig(secret=SECRET.encode())) as receiver:
         s = serve(env={"AMIFLOW_BILLING_URL": receiver.url, "AMIFLOW_BILLING_SECRET": SECRET})
         health = wait_until(lambda: (h := s.get("/health").json())["status"] == "ok" and h, timeout=30)
-        assert health["components"] == {c: "ok" for c in ("ingest", "poller", "bridge", "collections", "api")}
+        every = ("ingest", "poller", "bridge", "collections", "storage", "api")
+        assert health["components"] == dict.fromkeys(every, "ok")
         assert health["database"] is True
 
         base = int(time.time()) // 900 * 900 - 4 * 900
@@ -132,7 +133,7 @@ def test_all_components_ingest_deliver_and_stop_cleanly(
         assert metric(text, "amiflow_ingest_messages_acked_total") == 1
         assert "amiflow_poller_polls_total" in text
         assert metric(text, "amiflow_collections_runs_total") >= 1
-        for c in ("ingest", "poller", "bridge", "collections", "api"):
+        for c in every:
             assert f'amiflow_component_up{{component="{c}"}} 1' in text
             assert f'amiflow_component_restarts_total{{component="{c}"}} 0' in text
 
