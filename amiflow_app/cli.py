@@ -73,8 +73,8 @@ plans show      | billing  | plans:PLANS_SHOW        | one plan's installments, 
 usage export    | billing  | usage:USAGE_EXPORT      | a customer's usage as a Green Button (ESPI) feed or CSV
 usage insights  | billing  | usage:USAGE_INSIGHTS    | baseload, peak hours, comparisons and the best tariff of a month
 usage token     | billing  | usage:USAGE_TOKEN       | print the token that opens one account's usage in the HTTP API
-api-keys create | operator | apikeys:API_KEYS_CREATE | store a key of the HTTP API (operator, billing, customer, metrics)
-api-keys list   | operator | apikeys:API_KEYS_LIST   | list the HTTP API's stored keys (names, roles, states; never a key)
+api-keys create | operator | apikeys:API_KEYS_CREATE | store a key of the HTTP API: operator, billing, customer, metrics
+api-keys list   | operator | apikeys:API_KEYS_LIST   | list the HTTP API's stored keys (never the keys themselves)
 api-keys revoke | operator | apikeys:API_KEYS_REVOKE | revoke an HTTP API key at once
 """
 
