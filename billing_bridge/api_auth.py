@@ -29,8 +29,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
+from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from amiflow.settings import Settings
@@ -102,7 +104,11 @@ async def principal_of(request: Request, settings: Settings) -> Principal | None
                 return Principal(Role.CUSTOMER, f"customer token of {account}", account)
         lookup: KeyLookup | None = getattr(request.app.state, "amiflow_key_lookup", None)
         if presented.startswith(KEY_PREFIX) and lookup is not None:
-            found = await run_in_threadpool(lookup, presented)
+            try:
+                found = await run_in_threadpool(lookup, presented)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                log.warning("cannot check an API key: %s", " ".join(str(exc).split())[:200])
+                raise HTTPException(503, "cannot check the API key: the database is unavailable") from None
             if found is not None:
                 return found
     if settings.billing_secret is not None and request.headers.get("x-amiflow-signature") is not None:

@@ -7,12 +7,16 @@ import base64
 import hashlib
 import hmac
 
+import psycopg
 import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+from amiflow.settings import Settings
 from amiflow_app.broker_credentials import check_password, fleet_credentials, hash_password
-from billing_bridge.api_auth import Scope, permitted
+from billing_bridge.api_auth import Scope, authenticator, permitted
 from billing_bridge.api_keys import KEY_PREFIX, Principal, Role, key_digest, new_key
 from billing_bridge.delivery import sign_v2, signature_headers
 from billing_bridge.signatures import SignatureCheck, SignatureVerifier
@@ -79,3 +83,26 @@ def test_the_mosquitto_hash_is_pbkdf2_sha512_of_the_raw_salt() -> None:
 def test_known_passwords_are_kept_and_new_ones_made() -> None:
     found = fleet_credentials(["M1", "M2", "M1"], {"M1": "old"})
     assert found.passwords["M1"] == "old" and found.new == ("M2",) and len(found.passwords["M2"]) == 32
+
+
+def _guarded(lookup: object) -> TestClient:
+    app = FastAPI()
+    app.state.amiflow_key_lookup = lookup
+
+    @app.get("/x", dependencies=[Depends(authenticator(Settings(api_token="tok")))])
+    def x() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    return TestClient(app)
+
+
+def test_a_stored_key_is_looked_up_and_an_unreachable_store_is_503_not_500() -> None:
+    ok = _guarded(lambda key: Principal(Role.BILLING, "b") if key == "amk_good" else None)
+    assert ok.get("/x", headers={"Authorization": "Bearer amk_good"}).status_code == 200
+    assert ok.get("/x", headers={"Authorization": "Bearer amk_bad"}).status_code == 401
+
+    def down(key: str) -> Principal | None:
+        raise psycopg.OperationalError("connection refused")
+
+    answer = _guarded(down).get("/x", headers={"Authorization": "Bearer amk_any"})
+    assert answer.status_code == 503 and "database is unavailable" in answer.json()["detail"]
