@@ -10,8 +10,11 @@ acknowledged (the broker keeps the messages) and the metrics say so.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
+
+from psycopg import errors as pg_errors
 
 from amiflow.errors import StorageError
 from ingest.batch_store import BatchOutcome, DatabaseDown, IngestStore
@@ -25,6 +28,16 @@ log = logging.getLogger(__name__)
 
 _REPLAY_MESSAGES = 5000
 _PROBE_EVERY_S = 2.0
+_CONFLICT_RETRIES = 6  # a batch rolled back by a deadlock with another worker is written again, whole, this often
+
+
+def _conflict(exc: BaseException | None) -> bool:
+    """True when a deadlock or serialization failure (a rollback the database asks to retry) is behind ``exc``."""
+    while exc is not None:
+        if isinstance(exc, pg_errors.Error) and (exc.sqlstate or "").startswith("40"):  # class 40: rollback
+            return True
+        exc = exc.__cause__
+    return False
 
 
 class Committer:
@@ -108,10 +121,25 @@ class Committer:
             log.info("spool replayed completely")
         return True
 
+    def _write(self, p: Prepared) -> BatchOutcome:
+        """``store.write``, again after a short random pause when another writer's lock order rolled it back (two
+        workers creating the same week's partition deadlock: that is no fault of the batch's data)."""
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                return self.store.write(p, now=time.time())
+            except DatabaseDown:
+                raise
+            except StorageError as exc:
+                if not _conflict(exc):
+                    raise
+                log.warning("batch of %d messages rolled back by a conflict; writing it again", len(p.messages))
+                time.sleep(random.uniform(0.02, 0.1) * 2**attempt)
+        return self.store.write(p, now=time.time())
+
     def _store(self, p: Prepared) -> bool:
         """Write ``p``; True once committed (or its messages quarantined one by one), False when the DB is down."""
         try:
-            outcome = self.store.write(p, now=time.time())
+            outcome = self._write(p)
         except DatabaseDown as exc:
             self._down(exc)
             return False
@@ -128,7 +156,7 @@ class Committer:
             b.add(m)
             single = b.take()
             try:
-                self._count(single, self.store.write(single, now=time.time()))
+                self._count(single, self._write(single))
                 continue
             except DatabaseDown as exc:
                 self._down(exc)
