@@ -20,7 +20,7 @@ from ingest.poll_store import PolledMeterRow
 from ingest.push_reader import DbRunner, LinkFactory, PushConfig, PushReader, thread_runner
 from ingest.push_store import PushStore
 
-__all__ = ["PushFleet"]
+__all__ = ["PushFleet", "stop_task"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,15 @@ _METRICS = (
     ("link_failures", "push links that dropped, failed to open or went silent"),
     ("dropped_rows", "push readings dropped while the database refused writes"),
 )
+
+
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it, cancelling again should a cancellation be swallowed on the way."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class PushFleet:
@@ -107,9 +116,8 @@ class PushFleet:
     async def _stop_one(self, name: str) -> None:
         task = self._tasks.pop(name)
         self._rows.pop(name)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        self.readers[name].request_stop()
+        await stop_task(task)
 
     async def stop(self) -> None:
         """Stop every reader (idempotent)."""

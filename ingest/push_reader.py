@@ -111,9 +111,15 @@ class PushReader:
         self._last_log: dict[str, float] = {}
         self._online = False
         self._schedule: PushSchedule | None = None
+        self.stopping = False  # set by request_stop(): run() returns at its next step
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to return at its next step. Cancel the task as well: this flag covers a cancellation
+        that ``asyncio.wait_for`` swallows on Python 3.11 when a read completes at the same moment (gh-86296)."""
+        self.stopping = True
 
     async def run(self) -> None:
-        """Read until cancelled; a bad URI is recorded as a failure and ends this reader (nothing to retry)."""
+        """Read until cancelled or asked to stop; a bad URI is recorded as a failure and ends this reader."""
         try:
             uri = parse_meter_uri(self.row.uri)
             decoder = push_decoder(self.row.name, uri)
@@ -126,11 +132,11 @@ class PushReader:
             interval_s=c.interval_s, sample_s=c.sample_s, boundary_window_s=c.boundary_window_s, last=last
         )
         attempt = 0
-        while True:
+        while not self.stopping:
             try:
                 async with self.link_factory(uri, c.connect_timeout_s) as link:
                     self.counters["connects"] += 1
-                    while True:
+                    while not self.stopping:
                         chunk = await link.read(65_536, timeout_s=c.silence_s)
                         if await self._handle(decoder, decoder.feed(chunk, int(self._clock()))):
                             attempt = 0
@@ -139,6 +145,8 @@ class PushReader:
                 return
             except TransportError as exc:
                 error = f"{type(exc).__name__}: {exc}"
+            else:
+                return  # asked to stop
             await self._handle(decoder, decoder.close(int(self._clock())))
             await self._link_failed(error)
             delay = self._rng.uniform(0.0, min(c.backoff_max_s, c.backoff_base_s * 2**attempt))

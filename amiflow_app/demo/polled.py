@@ -84,6 +84,12 @@ def _simulators(parts: Sequence[str], seed: int, clock: SimClock, start: datetim
             sim = DlmsSimulator("tcp://127.0.0.1:0", seed=seed, meter_index=920_000 + k, start=start,
                                 faults=DLMS_FAULTS, clock=clock)  # fmt: skip
             meters.append(PolledMeter(f"DL{k + 1:05d}", "dlms", "amiflow (simulated)", "SIM-DLMS", 920_000 + k, sim))
+    if "sml" in parts:  # a push meter: registered under its nameplate id without spaces, read, not polled
+        from amiflow_app.demo.pushed import SML_METER_INDEX, sml_simulator
+
+        sim = sml_simulator(seed, clock.now)
+        name = sim.meter.meter_id.replace(" ", "")
+        meters.append(PolledMeter(name, "sml", "EMH (simulated)", "eHZ (SML push)", SML_METER_INDEX, sim))
     return meters
 
 
@@ -94,7 +100,9 @@ async def _register(conn: psycopg.Connection[Any], meters: list[PolledMeter], se
 
     model = LoadModel(seed)
     for m in meters:
-        report = await commission(parse_meter_uri(m.sim.uri), meter=m.name, clock=clock, timeout_s=2.0)
+        # SML meters have no commissioning session yet: registered as found
+        report = None if m.protocol == "sml" else await commission(parse_meter_uri(m.sim.uri), meter=m.name,
+                                                                       clock=clock, timeout_s=2.0)  # fmt: skip
         idx = m.meter_index
         tariff = tariff_for(str(model.kind(idx)), bool(model.has_pv(np.array([idx]))[0]))
         summary.tariffs[tariff] = summary.tariffs.get(tariff, 0) + 1
@@ -102,11 +110,13 @@ async def _register(conn: psycopg.Connection[Any], meters: list[PolledMeter], se
             conn,
             MeterRecord(
                 name=m.name, protocol=m.protocol, uri=m.sim.uri, tariff=tariff, account=f"ACC-{m.name}",
-                feeder="F1", manufacturer=m.manufacturer, model=m.model, commissioning=report.to_json(),
-                status="active" if report.passed else "unverified",
+                feeder="F1", manufacturer=m.manufacturer, model=m.model,
+                commissioning=report.to_json() if report else None,
+                status="active" if report is None or report.passed else "unverified",
             ),
         )  # fmt: skip
-        summary.commissioning[m.name] = "passed" if report.passed else "failed"
+        if report is not None:
+            summary.commissioning[m.name] = "passed" if report.passed else "failed"
         summary.meters_by_protocol[m.protocol] = summary.meters_by_protocol.get(m.protocol, 0) + 1
 
 
@@ -145,13 +155,19 @@ async def _poll_month(
             (profile_pollers if row.protocol == "dlms" else pollers).append(
                 (Poller(PollStore(own), cfg, clock=clock), [row])
             )
+        from amiflow_app.demo.pushed import PushedMeter
+
+        pushed = [PushedMeter(m.sim, url, cfg.interval_s) for m in meters if m.protocol == "sml"]
+        for p in pushed:
+            await p.start()
+            stack.push_async_callback(p.stop)
         steps = range(start, start + days * 86_400 + 1, cfg.interval_s)
         for boundary in tqdm(steps, desc="poll month", unit="interval", disable=not progress, position=1):
             if stop.is_set():
                 break
             clock.now = boundary + POLL_OFFSET_S
             due = pollers + (profile_pollers if (boundary - start) % PROFILE_POLL_S == 0 else [])
-            await asyncio.gather(*(p.poll_all(clock.now, r) for p, r in due))
+            await asyncio.gather(*(p.poll_all(clock.now, r) for p, r in due), *(m.step(clock.now) for m in pushed))
         for m in meters:
             injected = getattr(m.sim, "injected", None) or getattr(m.sim, "faults_injected", {})
             for kind, n in injected.items():
@@ -178,8 +194,8 @@ def poll_month(
     progress: bool,
     stop: threading.Event | None = None,
 ) -> float:
-    """Commission, register and poll the simulated meters of ``parts`` (``modbus``, ``iec62056-21``, ``dlms``)
-    through the last ``days`` days of the simulated span;
+    """Commission, register and poll the simulated meters of ``parts`` (``modbus``, ``iec62056-21``, ``dlms``;
+    ``sml``: a push meter, registered and read) through the last ``days`` days of the simulated span;
     returns the seconds it took. pymodbus's own error log (the last frames of every injected fault) is kept off
     the terminal meanwhile: the poller counts and logs failed polls itself. ``stop`` ends the polling early."""
     t0 = time.perf_counter()
