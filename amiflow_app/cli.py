@@ -43,7 +43,7 @@ accounts import | billing  | accounts:ACCOUNTS_IMPORT | import account contacts 
 accounts list   | billing  | accounts:ACCOUNTS_LIST  | list the account contacts and their e-bill opt-in
 accounts show   | billing  | accounts:ACCOUNTS_SHOW  | one account: contact, billing's balance, meters, e-bills
 ingest mqtt     | operator | ingest:INGEST_MQTT      | run one MQTT ingest worker (several share the stream)
-poll            | operator | ingest:POLL             | poll DLMS, IEC 62056-21 and Modbus meters on their schedule
+poll            | operator | ingest:POLL             | poll DLMS, IEC 62056-21 and Modbus meters; read SML, P1 meters
 commission      | engineer | ingest:COMMISSION       | identify, test-read and register a meter (commissioning sheet)
 sim mqtt        | engineer | sim:SIM_MQTT            | simulate a fleet of MQTT meters publishing to a broker
 sim modbus      | engineer | sim_polled:SIM_MODBUS   | simulate Modbus TCP/RTU meters

@@ -276,7 +276,11 @@ def _store(settings: Settings, report: CommissioningReport, args: argparse.Names
 
 
 INGEST_MQTT = Command("run one MQTT ingest worker (several share the stream)", _ingest_arguments, _ingest)
-POLL = Command("poll DLMS, IEC 62056-21 and Modbus meters on their schedule", _poll_arguments, _poll)
+POLL = Command(
+    "poll DLMS, IEC 62056-21 and Modbus meters on their schedule; read SML and P1 push meters meanwhile",
+    _poll_arguments,
+    _poll,
+)
 COMMISSION = Command(
     "identify, test-read, judge and register a meter: the commissioning sheet", _commission_arguments, _commission
 )
