@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,40 +52,36 @@ def _in_thread(name: str, fn: Callable[[], dict[str, Any]], out: dict[str, Any],
 
 
 def run(root: Path, *, quick: bool, only: str | None) -> tuple[dict[str, Any], list[str], list[str]]:
-    """Both halves at once; (counts, failures, notes)."""
+    """Both halves at once, each starting its own services in its thread; (counts, failures, notes)."""
     counts: dict[str, Any] = {}
     failures: list[str] = []
-    notes: list[str] = []
     services: list[Postgres | Mosquitto] = []
+    halves: list[IngestChaos | BillingChaos] = []
+    if only in (None, "ingest"):
+        pg, broker = Postgres(root / "pg-ingest"), Mosquitto(root / "mosquitto")
+        services += [pg, broker]
+        halves.append(IngestChaos(root / "ingest", pg, broker, IngestPlan.of(quick)))
+    if only in (None, "billing"):
+        pg_bill = Postgres(root / "pg-billing")
+        services.append(pg_bill)
+        halves.append(BillingChaos(root / "billing", pg_bill, quick))
+
+    def start_and_run(half: IngestChaos | BillingChaos) -> dict[str, Any]:
+        half.root.mkdir()
+        half.pg.start()
+        if isinstance(half, IngestChaos):
+            half.broker.start()
+        return half.run()
+
     try:
-        threads = []
-        halves: list[IngestChaos | BillingChaos] = []
-        if only in (None, "ingest"):
-            pg, broker = Postgres(root / "pg-ingest"), Mosquitto(root / "mosquitto")
-            for s in (pg, broker):
-                s.start()
-                services.append(s)
-            ingest = IngestChaos(root / "ingest", pg, broker, IngestPlan.of(quick))
-            ingest.root.mkdir()
-            halves.append(ingest)
-            threads.append(_in_thread("ingest", ingest.run, counts, failures))
-        if only in (None, "billing"):
-            pg_bill = Postgres(root / "pg-billing")
-            pg_bill.start()
-            services.append(pg_bill)
-            billing = BillingChaos(root / "billing", pg_bill, quick)
-            billing.root.mkdir()
-            halves.append(billing)
-            threads.append(_in_thread("billing", billing.run, counts, failures))
+        threads = [_in_thread(type(h).__name__, partial(start_and_run, h), counts, failures) for h in halves]
         for t in threads:
             t.join()
-        for half in halves:
-            failures += half.failures
-            notes += half.notes
     finally:
         for s in reversed(services):
             s.stop()
-    return counts, failures, notes
+    failures += [f for h in halves for f in h.failures]
+    return counts, failures, [n for h in halves for n in h.notes]
 
 
 def main(argv: list[str] | None = None) -> int:

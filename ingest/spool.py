@@ -226,8 +226,8 @@ class Spool:
         free = st.f_bavail * st.f_frsize
         if free - n < _RESERVE_BYTES:
             raise SpoolFull(
-                f"spool {self.directory}: the disk is full ({free} bytes free, {_RESERVE_BYTES} kept for replay); "
-                "messages stay unacknowledged at the broker"
+                f"spool {self.directory}: the disk is full (a batch of {n} bytes, {free} bytes free, {_RESERVE_BYTES} "
+                "kept for replay); messages stay unacknowledged at the broker"
             )
 
     # -- replay ------------------------------------------------------------------------------------------------------
