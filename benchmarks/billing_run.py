@@ -1,17 +1,23 @@
 """Benchmark: the whole billing run from the database (read -> VEE -> rate -> write), meters per second.
 
-  python benchmarks/billing_run.py [--quick] [--meters N] [--workers W]
+  python benchmarks/billing_run.py [--quick] [--meters N] [--workers W] [--dask tcp://HOST:PORT] [--no-pack]
 
 Writes a month (March 2024, America/Los_Angeles, 2,972 quarter hours with the DST change) of 15-min import energy
 for N meters (default 10,000; --quick 1,000) with BatchWriter, plus the opening and closing registers; 2 % of
-meters lose 3 hours (interpolated + like-day estimates). Then it runs:
+meters lose 3 hours (interpolated + like-day estimates). Packs the days as the nightly ``amiflow db maintain`` does
+(timed on its own, ``pack_s``; ``--no-pack`` leaves the run to read rows). Then it runs:
 
-1. the billing run in ONE process (``--workers 0``): the baseline, with the time split by phase;
+1. the billing run in ONE process (``--workers 0``): the baseline ``meters_per_s``, with the time split by phase
+   (summed over blocks: in one process the read of the next block and the write of the previous one overlap the
+   rating of this one, so the phases add up to more than the wall time);
 2. the same run on W local worker processes (default 2) after deleting the bills: the speed-up over 1;
-3. a re-run of the finished month: every bill unchanged, nothing queued (the idempotency check's cost).
+3. a re-run of the finished month: every bill unchanged, nothing queued (the idempotency check's cost);
+4. with ``--dask ADDRESS``: the run on that existing Dask cluster (``dask scheduler`` + ``dask worker``s that can
+   reach the same database URL) after deleting the bills: ``dask_meters_per_s``.
 
-Ends with ``RESULT billing_run meters_per_s=N read_s=N vee_s=N rate_s=N write_s=N ...``; the phase times are of
-run 1 (summed over its blocks), ``bottleneck`` names the largest. AMIFLOW_BENCH_DATABASE_URL picks the server.
+Runs 2 and 4 must write the same bills as run 1 (content hash per bill id: checked). Ends with ``RESULT billing_run
+meters_per_s=N read_s=N vee_s=N rate_s=N write_s=N ...``; ``bottleneck`` names the largest phase of run 1.
+AMIFLOW_BENCH_DATABASE_URL picks the server (the Dask workers must reach the scratch database on it).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -29,6 +35,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from amiflow.db.packing import pack_days
 from amiflow.db.writer import BatchWriter
 from amiflow.types import ReadingBatch, Source
 from benchmarks._db import scratch_database
@@ -93,9 +100,26 @@ def seed(url: str, meters: int) -> float:
         return time.perf_counter() - started
 
 
-def _clear(url: str) -> None:
+def _clear(url: str) -> dict[str, str]:
+    """Delete the bills (and runs, outbox rows); returns {bill_id: content_hash} of what was deleted."""
     with psycopg.connect(url, autocommit=True) as conn:
+        bills = dict(conn.execute("SELECT bill_id, content_hash FROM amiflow.bills").fetchall())
         conn.execute("TRUNCATE amiflow.outbox, amiflow.bills, amiflow.bill_runs CASCADE")
+    return bills
+
+
+def _pack(url: str) -> tuple[float, int]:
+    """Pack March (and the history days) as the nightly maintenance would; (seconds, readings packed)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        done = pack_days(conn, since=date(2024, 2, 1), until=date(2024, 4, 1), now=datetime(2024, 4, 2, 12, tzinfo=UTC))
+        conn.execute("VACUUM ANALYZE amiflow.packed_days")
+    return done.seconds, done.readings
+
+
+def _same_bills(url: str, expected: dict[str, str], what: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        got = dict(conn.execute("SELECT bill_id, content_hash FROM amiflow.bills").fetchall())
+    assert got == expected, f"{what}: {len(set(got.items()) ^ set(expected.items()))} bills differ from run 1"
 
 
 def main() -> int:
@@ -103,39 +127,57 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1,000 meters instead of 10,000")
     parser.add_argument("--meters", type=int, help="number of meters")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of run 2 (default 2)")
+    parser.add_argument("--dask", metavar="ADDRESS", help="also run on this existing Dask cluster (dask_meters_per_s)")
+    parser.add_argument("--no-pack", action="store_true", help="do not pack the days: the run reads rows")
     parser.add_argument("--block", type=int, help="meters per block (default 2000, the setting's default; --quick 250)")
     args = parser.parse_args()
     meters = args.meters or (1_000 if args.quick else 10_000)
     args.block = args.block or (250 if args.quick else 2000)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    dask_rate: float | None = None
     with scratch_database("amiflow_bench_bill") as url:
         write_s = seed(url, meters)
         readings = meters * len(_axis())
         print(f"seed: {meters} meters, {readings} readings written in {write_s:.1f} s", flush=True)
+        pack_s, packed = (0.0, 0) if args.no_pack else _pack(url)
+        if not args.no_pack:
+            print(f"pack: {packed} readings into packed days in {pack_s:.1f} s ({packed / pack_s:,.0f} readings/s)")
         base = RunOptions(period=PERIOD, block_meters=args.block, progress=False, workers=0)
         one = run_billing(url, base).summary
         assert one["meters_billed"] == meters, one
         sec = one["seconds"]
         phases = {k: sec[k] for k in ("read", "vee", "rate", "write")}
         rate1 = meters / sec["wall"]
-        print(f"run 1 (1 process): {sec['wall']:.1f} s = {rate1:.0f} meters/s; "
-              + ", ".join(f"{k} {v:.2f} s ({v / sum(phases.values()):.0%})" for k, v in phases.items()))  # fmt: skip
-        _clear(url)
+        print(f"run 1 (1 process): {sec['wall']:.1f} s = {rate1:.0f} meters/s; phases summed over blocks "
+              + ", ".join(f"{k} {v:.2f} s ({v / sum(phases.values()):.0%})" for k, v in phases.items())
+              + f" = {sum(phases.values()):.1f} s in {sec['wall']:.1f} s of wall (overlapped)")  # fmt: skip
+        bills1 = _clear(url)
         two = run_billing(url, RunOptions(period=PERIOD, block_meters=args.block, progress=False,
                                           workers=args.workers)).summary  # fmt: skip
+        _same_bills(url, bills1, "run 2")
         rate2 = meters / two["seconds"]["wall"]
         print(f"run 2 ({args.workers} processes): {two['seconds']['wall']:.1f} s = {rate2:.0f} meters/s "
-              f"({rate2 / rate1:.2f}x run 1)")  # fmt: skip
+              f"({rate2 / rate1:.2f}x run 1), same bills")  # fmt: skip
         three = run_billing(url, base).summary
         assert three["bills"]["unchanged"] == meters, three["bills"]
         rate3 = meters / three["seconds"]["wall"]
         print(f"run 3 (re-run, all {meters} bills unchanged): {three['seconds']['wall']:.1f} s = {rate3:.0f} meters/s")
+        if args.dask:
+            _clear(url)
+            four = run_billing(url, RunOptions(period=PERIOD, block_meters=args.block, progress=False,
+                                               dask=args.dask)).summary  # fmt: skip
+            _same_bills(url, bills1, "the Dask run")
+            dask_rate = meters / four["seconds"]["wall"]
+            print(f"run 4 (Dask cluster {args.dask}): {four['seconds']['wall']:.1f} s = {dask_rate:.0f} meters/s "
+                  f"({dask_rate / rate1:.2f}x run 1), same bills")  # fmt: skip
     bottleneck = max(phases, key=lambda k: phases[k])
+    dask_part = f" dask_meters_per_s={dask_rate:.0f} dask_ratio={dask_rate / rate1:.2f}" if dask_rate else ""
     print(
         f"RESULT billing_run meters_per_s={rate1:.0f} read_s={phases['read']:.2f} vee_s={phases['vee']:.2f} "
-        f"rate_s={phases['rate']:.2f} write_s={phases['write']:.2f} bottleneck={bottleneck} meters={meters} "
+        f"rate_s={phases['rate']:.2f} write_s={phases['write']:.2f} wall_s={sec['wall']:.2f} bottleneck={bottleneck} "
+        f"meters={meters} packed={int(not args.no_pack)} pack_s={pack_s:.2f} "
         f"parallel_meters_per_s={rate2:.0f} parallel_ratio={rate2 / rate1:.2f} rerun_meters_per_s={rate3:.0f} "
-        f"estimated_share={one['estimated_share']}"
+        f"estimated_share={one['estimated_share']}{dask_part}"
     )
     return 0
 

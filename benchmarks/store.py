@@ -2,11 +2,20 @@
 
   python benchmarks/store.py [--quick] [--readings N]
 
-Baseline: binary COPY of the same batches, in the same arrival order, into a bare table with the same columns and
-the same unique key (meter, channel, ts) but no amiflow logic. The writer then stores the same stream into
-amiflow.readings (resolving meter names, sorting, dedup, partitions), and again a stream in which every batch
-re-sends 5% of the previous batch (duplicates) and 0.1% with changed values (conflicts). The reader reads it all back
-into meters x intervals matrices. Ends with the RESULT line of CONTRACT.md.
+Baselines, measured in the same run:
+
+* ``copy``: binary COPY of the same batches, in the same arrival order, into a bare table with the same columns and
+  the same unique key (meter, channel, ts) but no amiflow logic;
+* ``sorted_copy`` (the fair one): binary COPY of the same rows, each batch sorted the way the writer sorts it
+  (meter, channel, ts), into amiflow.readings itself (same partitions, same index, same triggers), then truncated.
+
+The writer then stores the same stream into amiflow.readings (resolving meter names, sorting, dedup, the packed-day
+guard, partitions), and again a stream in which every batch re-sends 5% of the previous batch (duplicates) and 0.1%
+with changed values (conflicts). The reader reads it all back into meters x intervals matrices twice: from the rows
+(``row_reader_values_per_s``), and after the days are packed (``pack_readings_per_s``, what ``amiflow db maintain``
+does once a day) from the packs (``reader_values_per_s``, the billing read). On TimescaleDB the rows are also read
+back from compressed chunks (``compressed_reader_values_per_s``) and packed from them. Ends with the RESULT line of
+CONTRACT.md.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import resource
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +35,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from amiflow.db.binary_copy import PG_EPOCH_S, encode_rows
+from amiflow.db.packing import pack_days
 from amiflow.db.reader import read_intervals
 from amiflow.db.writer import FIELDS, BatchWriter, WriteResult
 from amiflow.types import ReadingBatch
@@ -101,6 +112,46 @@ def raw_copy(conn: psycopg.Connection, batches: list[ReadingBatch], ids: dict[st
     return elapsed
 
 
+def sorted_copy(conn: psycopg.Connection, batches: list[ReadingBatch], ids: dict[str, int]) -> float:
+    """The writer's own work minus amiflow's logic: each batch's rows sorted by (meter, channel, ts) as the writer
+    sorts them, binary COPY into amiflow.readings (its partitions made beforehand, as the writer's cache would)."""
+    prepared = []
+    for b in batches:
+        mid = np.fromiter((ids[m] for m in b.meter), np.int32, len(b))
+        order = np.lexsort((b.ts, mid))
+        prepared.append({"meter_id": mid[order], "channel_id": np.ones(len(b), np.int16),
+                         "ts": (b.ts[order] - PG_EPOCH_S) * 1_000_000, "value": b.value[order],
+                         "quality": b.quality[order], "source": b.source[order]})  # fmt: skip
+    lo = min(int(b.ts.min()) for b in batches)
+    hi = max(int(b.ts.max()) for b in batches)
+    conn.execute("SELECT amiflow.ensure_partitions(to_timestamp(%s), to_timestamp(%s))", (lo, hi))
+    t = time.perf_counter()
+    for cols in prepared:
+        with (
+            conn.transaction(),
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY amiflow.readings (meter_id, channel_id, ts, value, quality, source) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
+            for block in encode_rows(FIELDS, cols):
+                copy.write(block)
+    elapsed = time.perf_counter() - t
+    conn.execute("TRUNCATE amiflow.readings")
+    return elapsed
+
+
+def read_all(conn: psycopg.Connection, meters: int, intervals: int) -> tuple[float, int]:
+    names = [f"B{i:06d}" for i in range(meters)]
+    lo, hi = datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 900 * intervals, UTC)
+    t = time.perf_counter()
+    got = 0
+    for block in range(0, meters, 2000):
+        m = read_intervals(conn, names[block : block + 2000], "1-0:1.29.0", lo, hi)
+        got += int(m.present.sum())
+    return time.perf_counter() - t, got
+
+
 def write_all(conn: psycopg.Connection, batches: list[ReadingBatch]) -> tuple[float, WriteResult]:
     writer = BatchWriter(conn)
     total = WriteResult()
@@ -129,26 +180,26 @@ def main() -> int:
         copy_s = raw_copy(conn, clean, ids)
         conn.execute("CHECKPOINT")
         gc.collect()
+        sorted_s = sorted_copy(conn, clean, ids)
+        conn.execute("CHECKPOINT")
+        gc.collect()
         write_s, res = write_all(conn, clean)
         assert res.inserted == n, res
         del clean
-        lo = T0
-        hi = T0 + 900 * intervals
-        from datetime import UTC, datetime
-
-        names = [f"B{i:06d}" for i in range(meters)]
-        t = time.perf_counter()
-        got = 0
-        for block in range(0, meters, 2000):
-            m = read_intervals(
-                conn,
-                names[block : block + 2000],
-                "1-0:1.29.0",
-                datetime.fromtimestamp(lo, UTC),
-                datetime.fromtimestamp(hi, UTC),
-            )
-            got += int(m.present.sum())
-        read_s = time.perf_counter() - t
+        row_read_s, got = read_all(conn, meters, intervals)
+        assert got == n, (got, n)
+        compressed_rate = None
+        backend = conn.execute("SELECT value FROM amiflow.storage_config WHERE key = 'backend'").fetchone()
+        if backend == ("timescaledb",):
+            conn.execute("SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('amiflow.readings') c")
+            comp_s, got = read_all(conn, meters, intervals)
+            assert got == n, (got, n)
+            compressed_rate = n / comp_s
+        last_day = datetime.fromtimestamp(T0 + 900 * intervals - 1, UTC).date()
+        packed = pack_days(conn, since=datetime.fromtimestamp(T0, UTC).date(), until=last_day,
+                           now=datetime.fromtimestamp(T0, UTC) + timedelta(days=400))  # fmt: skip
+        assert packed.readings == n, packed
+        read_s, got = read_all(conn, meters, intervals)
         assert got == n, (got, n)
         conn.execute("TRUNCATE amiflow.readings")
         conn.execute("CHECKPOINT")
@@ -157,20 +208,30 @@ def main() -> int:
         gc.collect()
         dup_s, dup_res = write_all(conn, dup_batches)
         assert dup_res.inserted == n and dup_res.inserted + dup_res.duplicates + dup_res.conflicts == offered
-    copy_rate, write_rate, dup_rate, read_rate = n / copy_s, n / write_s, offered / dup_s, n / read_s
+    copy_rate, sorted_rate, write_rate, dup_rate = n / copy_s, n / sorted_s, n / write_s, offered / dup_s
+    read_rate, row_read_rate, pack_rate = n / read_s, n / row_read_s, n / packed.seconds
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"raw binary COPY (bare keyed table): {copy_rate:12,.0f} rows/s")
-    print(f"amiflow writer, clean stream:       {write_rate:12,.0f} rows/s  ({write_rate / copy_rate:.2f}x COPY)")
+    print(f"raw binary COPY (bare keyed table):  {copy_rate:12,.0f} rows/s")
+    print(f"sorted binary COPY into readings:    {sorted_rate:12,.0f} rows/s  (the writer's own sort, table, index)")
+    print(f"amiflow writer, clean stream:        {write_rate:12,.0f} rows/s  ({write_rate / copy_rate:.2f}x COPY, "
+          f"{write_rate / sorted_rate:.2f}x sorted COPY)")  # fmt: skip
     print(
-        f"amiflow writer, 5% dups per batch:  {dup_rate:12,.0f} rows/s  ({dup_rate / copy_rate:.2f}x COPY; "
+        f"amiflow writer, 5% dups per batch:   {dup_rate:12,.0f} rows/s  ({dup_rate / copy_rate:.2f}x COPY; "
         f"{dup_res.duplicates:,} duplicates, {dup_res.conflicts:,} conflicts)"
     )
-    print(f"reader into numpy:                  {read_rate:12,.0f} values/s")
+    print(f"reader from rows into numpy:         {row_read_rate:12,.0f} values/s")
+    if compressed_rate is not None:
+        print(f"reader from compressed chunks:       {compressed_rate:12,.0f} values/s  (TimescaleDB)")
+    print(f"packing days (amiflow db maintain):  {pack_rate:12,.0f} readings/s ({packed.packs:,} packs)")
+    print(f"reader from packed days into numpy:  {read_rate:12,.0f} values/s  ({read_rate / row_read_rate:.1f}x rows)")
     print(f"peak RSS {rss_mb:.0f} MiB (the stream is held in memory by the benchmark itself)")
     print(
-        f"RESULT store copy_rows_per_s={copy_rate:.0f} writer_rows_per_s={write_rate:.0f} "
-        f"writer_vs_copy={write_rate / copy_rate:.3f} dup_writer_vs_copy={dup_rate / copy_rate:.3f} "
-        f"reader_values_per_s={read_rate:.0f}"
+        f"RESULT store copy_rows_per_s={copy_rate:.0f} sorted_copy_rows_per_s={sorted_rate:.0f} "
+        f"writer_rows_per_s={write_rate:.0f} writer_vs_copy={write_rate / copy_rate:.3f} "
+        f"writer_vs_sorted_copy={write_rate / sorted_rate:.3f} dup_writer_vs_copy={dup_rate / copy_rate:.3f} "
+        f"reader_values_per_s={read_rate:.0f} row_reader_values_per_s={row_read_rate:.0f} "
+        f"pack_readings_per_s={pack_rate:.0f}"
+        + (f" compressed_reader_values_per_s={compressed_rate:.0f}" if compressed_rate is not None else "")
     )
     return 0
 

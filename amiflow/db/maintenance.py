@@ -60,7 +60,7 @@ class JobHealth:
     relation: str
     scheduled: bool
     last_status: str | None
-    last_success: datetime | None
+    last_success: datetime | None  # by the extension's scheduler or by amiflow
     next_start: datetime | None
     failures: int
     last_error: str | None
@@ -111,16 +111,21 @@ def job_health(conn: psycopg.Connection[Any], *, scheduler: bool) -> list[JobHea
     """amiflow's compression and rollup policy jobs, each with what is wrong with it."""
     rows = conn.execute(
         "SELECT j.job_id, j.proc_name, coalesce(ca.view_name, j.hypertable_name), j.scheduled, s.last_run_status,"
-        " s.last_successful_finish, s.next_start, coalesce(s.total_failures, 0),"
+        " ok.last, CASE WHEN isfinite(s.next_start) THEN s.next_start END, coalesce(s.total_failures, 0),"
         " (SELECT e.err_message FROM timescaledb_information.job_errors e WHERE e.job_id = j.job_id"
-        "  AND e.finish_time > coalesce(s.last_successful_finish, '-infinity') ORDER BY e.finish_time DESC LIMIT 1),"
-        " coalesce(s.next_start, now()) <= now(),"
+        "  ORDER BY e.finish_time DESC LIMIT 1),"
+        # due: no successful run (by the scheduler, or by amiflow in the foreground) within the schedule interval
+        " ok.last IS NULL OR ok.last <= now() - j.schedule_interval,"
         " coalesce(s.next_start, now()) < now() - greatest(j.schedule_interval, interval '5 minutes')"
         " FROM timescaledb_information.jobs j"
         " LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id"
         " LEFT JOIN timescaledb_information.continuous_aggregates ca"
         "   ON ca.materialization_hypertable_schema = j.hypertable_schema"
         "  AND ca.materialization_hypertable_name = j.hypertable_name"
+        # a job that never succeeded has last_successful_finish = -infinity (greatest() skips the NULL)
+        " CROSS JOIN LATERAL (SELECT greatest(CASE WHEN isfinite(s.last_successful_finish)"
+        "   THEN s.last_successful_finish END, (SELECT max(m.finished_at) FROM amiflow.maintenance_runs m"
+        "   WHERE m.task = 'job:' || j.proc_name AND m.ok AND (m.detail->>'job_id')::int = j.job_id)) AS last) ok"
         " WHERE j.proc_name = ANY(%s) AND (j.hypertable_schema = 'amiflow' OR ca.view_schema = 'amiflow')"
         " ORDER BY j.job_id",
         (list(_POLICIES),),
@@ -128,7 +133,7 @@ def job_health(conn: psycopg.Connection[Any], *, scheduler: bool) -> list[JobHea
     out = []
     for job_id, proc, rel, scheduled, status, success, next_start, failures, error, due, overdue in rows:
         problem = None
-        if error is not None or status == "Failed":
+        if status == "Failed":  # the extension's own last run (amiflow's foreground runs are not counted here)
             problem = f"last run failed: {(error or 'see timescaledb_information.job_errors').strip()[:200]}"
         elif not scheduler:
             problem = "TimescaleDB's job scheduler is not running for this database"

@@ -51,6 +51,7 @@ FIELDS = (
     ("source", "i2"),
 )
 _COLS = "meter_id, channel_id, ts, value, quality, source"
+_PROBE_AFTER_MISS = 16  # batches probed first after an unprobed COPY hit a stored row
 _REL_TOL = 1e-9  # values equal within this relative tolerance are the same reading (unit conversions round)
 
 
@@ -94,6 +95,7 @@ class BatchWriter:
         self._width_s: int | None = None  # native partition width; 0 = TimescaleDB (no partitions to make)
         self._partitions: set[int] = set()
         self._stage_ready = False
+        self._clean_batches = 0  # > 0: batches since one that overlapped stored rows; the probe is skipped then
 
     def _ensure_partitions(self, ts: npt.NDArray[np.int64]) -> None:
         if self._width_s is None:
@@ -129,17 +131,12 @@ class BatchWriter:
         channel_ids, created, bad_obis = self._ids.channels(batch.obis, batch.unit)
         finite = np.isfinite(batch.value)
         good = (meter_ids >= 0) & ~bad_obis & finite
-        self._ensure_partitions(batch.ts[good])
+        self._ensure_partitions(batch.ts[good] if not good.all() else batch.ts)
+        every = bool(good.all())
         with self._conn.transaction():
-            quarantined = self._quarantine_rejects(batch, meter_ids, bad_obis, finite) if not good.all() else 0
-            result = self._store(
-                meter_ids[good],
-                channel_ids[good],
-                batch.ts[good],
-                batch.value[good],
-                batch.quality[good],
-                batch.source[good],
-            )
+            quarantined = self._quarantine_rejects(batch, meter_ids, bad_obis, finite) if not every else 0
+            cols = (meter_ids, channel_ids, batch.ts, batch.value, batch.quality, batch.source)
+            result = self._store(*(cols if every else (c[good] for c in cols)))
         return WriteResult(result.inserted, result.duplicates, result.conflicts, quarantined, created)
 
     def _quarantine_rejects(
@@ -214,9 +211,26 @@ class BatchWriter:
         starts = np.flatnonzero(np.r_[True, (mid[1:] != mid[:-1]) | (ch[1:] != ch[:-1])])
         ends = np.r_[starts[1:], len(ts)]
         self._guard_packs(mid, ch, ts, starts, ends)
-        overlap = self._overlapping_rows(mid, ch, ts, starts, ends)
-        inserted = 0
-        if not overlap.all():
+        inserted, overlap = self._copy_new(cols, mid, ch, ts, starts, ends)
+        if overlap.any():
+            staged = {k: v[overlap] for k, v in cols.items()}
+            ins, dup, con = self._stage_insert(staged)
+            inserted, duplicates, conflicts = inserted + ins, duplicates + dup, conflicts + con
+        return WriteResult(inserted, duplicates, conflicts)
+
+    def _copy_new(
+        self, cols: dict[str, npt.NDArray[Any]], mid: Any, ch: Any, ts: npt.NDArray[np.int64], starts: Any, ends: Any
+    ) -> tuple[int, npt.NDArray[np.bool_]]:
+        """COPY the rows that cannot be stored yet; returns (rows inserted, mask of the rows left for staging).
+
+        After a batch in which nothing was stored before, the next one skips the probe and is COPY'd whole: the
+        unique key refuses it if a row was there after all, and then that batch is probed and split (and the next
+        ``_PROBE_AFTER_MISS`` batches are probed first), so a clean stream pays no probe and a stream of re-sends
+        pays no failed COPY. A probed batch whose COPY still hits the key lost a race with another writer: all of
+        its rows take the staging path."""
+        probed = self._clean_batches <= 0
+        overlap = self._overlapping_rows(mid, ch, ts, starts, ends) if probed else np.zeros(len(ts), dtype=bool)
+        while not overlap.all():
             fresh = {k: v[~overlap] for k, v in cols.items()} if overlap.any() else cols
             try:
                 with (
@@ -226,15 +240,18 @@ class BatchWriter:
                 ):
                     for block in encode_rows(FIELDS, fresh):
                         copy.write(block)
-                inserted += len(fresh["ts"])
             except pg_errors.UniqueViolation:
-                log.info("optimistic COPY lost a race with another writer; taking the staging path")
-                overlap[:] = True
-        if overlap.any():
-            staged = {k: v[overlap] for k, v in cols.items()}
-            ins, dup, con = self._stage_insert(staged)
-            inserted, duplicates, conflicts = inserted + ins, duplicates + dup, conflicts + con
-        return WriteResult(inserted, duplicates, conflicts)
+                if probed:
+                    log.info("optimistic COPY lost a race with another writer; taking the staging path")
+                    overlap[:] = True
+                    break
+                probed, self._clean_batches = True, -_PROBE_AFTER_MISS
+                overlap = self._overlapping_rows(mid, ch, ts, starts, ends)
+                continue
+            self._clean_batches = self._clean_batches + 1 if not overlap.any() else min(self._clean_batches, 0)
+            return len(fresh["ts"]), overlap
+        self._clean_batches = min(self._clean_batches, 0)
+        return 0, overlap
 
     def _guard_packs(self, mid: Any, ch: Any, ts: npt.NDArray[np.int64], starts: Any, ends: Any) -> None:
         """Share-lock the UTC days written (the packer locks a day exclusively while it packs it) and, where a day is

@@ -39,7 +39,11 @@ def _readings(conn: psycopg.Connection[Any], first: date, days: int, meters: int
 def test_a_pass_packs_settled_days_and_refreshes_the_rollup(db_conn: psycopg.Connection[Any]) -> None:
     today = datetime.now(UTC).date()
     _readings(db_conn, today - timedelta(days=3), 4)  # three whole days and today, which is not settled
-    assert db_conn.execute("SELECT count(*) FROM amiflow.v_daily_energy").fetchone() == (0,)
+    plain = db_conn.execute("SELECT value FROM amiflow.storage_config WHERE key = 'backend'").fetchone() != (
+        "timescaledb",
+    )
+    if plain:  # (TimescaleDB's real-time aggregate answers from the readings before any refresh)
+        assert db_conn.execute("SELECT count(*) FROM amiflow.v_daily_energy").fetchone() == (0,)
     first = maintain(db_conn, MaintainOptions(lookback_days=5))
     assert first.backend in ("partitioned", "timescaledb") and not first.errors
     assert first.packed.days == 5 and first.packed.packs == 3 * 3 and first.packed.readings == 3 * 3 * 96
@@ -60,6 +64,7 @@ def test_one_pass_at_a_time(db_url: str, db_conn: psycopg.Connection[Any]) -> No
     with psycopg.connect(db_url, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", (0x616D69666C6F78,))
         assert maintain(db_conn).skipped
+        other.execute("SELECT pg_advisory_unlock(%s)", (0x616D69666C6F78,))
     assert not maintain(db_conn).skipped
 
 
@@ -68,7 +73,8 @@ def test_db_maintain_from_the_cli(db_url: str, db_conn: psycopg.Connection[Any])
     env = {**os.environ, "AMIFLOW_DATABASE_URL": db_url}
     cmd = [sys.executable, "-m", "amiflow_app", "db", "maintain", "--since", "2026-01-09", "--rollup-every", "0"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=True)
-    assert "6 packs of 576 readings" in out.stdout and "rollup energy_hourly refreshed" in out.stdout
+    assert "6 packs of 576 readings" in out.stdout
+    assert "rollup energy_hourly refreshed" in out.stdout or "policy_refresh_continuous_aggregate" in out.stdout
     report = json.loads(subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, timeout=120,
                                        check=True).stdout)  # fmt: skip
     assert report["packed"]["days"] == 0 and report["errors"] == []
@@ -111,13 +117,14 @@ def test_a_failed_pass_is_a_problem_until_one_succeeds(
 def _jobs(conn: psycopg.Connection[Any]) -> dict[str, int]:
     rows = conn.execute(
         "SELECT proc_name, job_id FROM timescaledb_information.jobs WHERE proc_name LIKE 'policy_%'"
+        " AND hypertable_schema = 'amiflow'"
     ).fetchall()
     return {str(r[0]): int(r[1]) for r in rows}
 
 
 @pytest.mark.usefixtures("timescaledb")
 def test_jobs_the_extension_does_not_run_are_run_by_amiflow(db_conn: psycopg.Connection[Any]) -> None:
-    _readings(db_conn, datetime.now(UTC).date() - timedelta(days=40), 14)  # chunks older than compress_after
+    _readings(db_conn, datetime.now(UTC).date() - timedelta(days=24), 14)  # chunks older than compress_after
     jobs = _jobs(db_conn)
     assert set(jobs) == {"policy_compression", "policy_refresh_continuous_aggregate"}
     for job_id in jobs.values():  # as if the scheduler never ran them: unscheduled and due
