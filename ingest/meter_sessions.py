@@ -267,6 +267,10 @@ def open_session(meter: str, uri: MeterUri, timeout_s: float) -> MeterSession:
         from ingest.mbus_session import MbusSession
 
         return MbusSession(meter, uri, timeout_s)
+    if uri.protocol == "sml":
+        from ingest.sml_session import SmlSession
+
+        return SmlSession(meter, uri, timeout_s)  # commissioning only: push meters are read by ingest/push_reader
     if uri.protocol == "mqtt":
         raise ConfigError(
             f"meter {meter}: MQTT meters push their readings and cannot be commissioned or polled over a link"

@@ -201,9 +201,9 @@ def _commission_uri(args: argparse.Namespace) -> MeterUri:
     uri = parse_meter_uri(text)
     if uri.protocol == "mqtt":
         raise ConfigError(f"{uri}: MQTT meters push their readings; there is no link to commission them over")
-    if uri.protocol not in ("dlms", "modbus", "iec62056-21", "mbus"):
+    if uri.protocol not in ("dlms", "modbus", "iec62056-21", "mbus", "sml"):
         raise ConfigError(
-            f"{uri}: {uri.protocol} meters cannot be commissioned yet (DLMS, Modbus, IEC 62056-21 and M-Bus can)"
+            f"{uri}: {uri.protocol} meters cannot be commissioned yet (DLMS, Modbus, IEC 62056-21, M-Bus, SML can)"
         )
     return uri
 
