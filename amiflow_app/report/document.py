@@ -93,6 +93,26 @@ def _bill_section(data: ReportData) -> str:
     )
 
 
+def _insights_section(data: ReportData) -> str:
+    if data.insights is None:
+        if not data.insights_note:
+            return ""
+        note = html.escape(data.insights_note)
+        return f"<section id='insights'><h2>Usage insights</h2><p class='none'>{note}</p></section>"
+    ins = data.insights
+    rows = [
+        (o.tariff, o.version, o.name, money(o.total, o.currency),
+         "current tariff" if o.current else "hypothetical")
+        for o in ins.advice.options
+    ]  # fmt: skip
+    words = "".join(f"<li>{html.escape(line.strip())}</li>" for line in ins.sentences() if not line.startswith("  "))
+    table = _table(rows, ("tariff", "version", "name", "this month would cost", "")) if rows else ""
+    return (
+        f"<section id='insights'><h2>Usage insights and the best tariff for {html.escape(ins.meter.meter)}</h2>"
+        f"<ul>{words}</ul>{table}</section>"
+    )
+
+
 def render_html(data: ReportData, figs: dict[str, bytes]) -> str:
     """The whole document; ``figs`` from :func:`amiflow_app.report.figures.figures`."""
 
@@ -147,6 +167,7 @@ def render_html(data: ReportData, figs: dict[str, bytes]) -> str:
 {img("load_curve", "load curve with VEE flags")}</section>
 {story}
 {_bill_section(data)}
+{_insights_section(data)}
 <section id="collection"><h2>Arrears and collection</h2>{_table(kpis, ("KPI", "value"))}
 {img("disconnects", "disconnect decisions by rule")}</section>
 </body></html>

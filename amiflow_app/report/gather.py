@@ -27,7 +27,20 @@ def collect(
     if data.meter:
         _collect_curve(conn, data, data.meter, start, end)
     collect_billing(conn, data, start, end)
+    if data.story is not None and data.story.meter:
+        _collect_insights(conn, data, data.story.meter, start)
     return data
+
+
+def _collect_insights(conn: psycopg.Connection[Any], data: ReportData, meter: str, start: datetime) -> None:
+    """The account's usage insights and tariff comparison, as the customer would see them (usage insights)."""
+    from amiflow.errors import AmiflowError
+    from billing_bridge.customer import usage_insights
+
+    try:
+        data.insights = usage_insights(conn, meter, start.date(), account=data.story.account if data.story else None)
+    except AmiflowError as exc:  # no intervals, no tariff: the report says so instead
+        data.insights_note = str(exc)
 
 
 def _collect_fleet(conn: psycopg.Connection[Any], data: ReportData, start: datetime, end: datetime) -> None:

@@ -42,6 +42,9 @@ class ReportData:
     #: The figures, machine-readable under summary.json's names (the demo's test compares the two).
     figures: dict[str, Any] = field(default_factory=dict)
     decisions: list[tuple[str, str, int]] = field(default_factory=list)  # rule, outcome (allowed|blocked|not yet), n
+    #: the story meter's usage insights and best-tariff comparison (billing_bridge.customer), or why there are none
+    insights: Any = None
+    insights_note: str = ""
 
 
 def period_bounds(period: str) -> tuple[datetime, datetime]:

@@ -113,6 +113,8 @@ def test_demo_quick_summary_matches_the_database(
     assert {k: figures[k] for k in shared} == {k: s[k] for k in shared}
     assert f"Account {s['account']} (meter {s['account_meter']})" in page
     assert f"of {s['account']} (meter {s['account_meter']})" in page  # the bill shown is the story account's
+    # the customer's view of the same account: usage insights and the best-tariff table
+    assert f"Usage insights and the best tariff for {s['account_meter']}" in page and "current tariff" in page
 
     # the way in afterwards: the printed hint works
     assert "The demo's data stays in the database of AMIFLOW_DATABASE_URL" in proc.stdout
