@@ -245,15 +245,25 @@ class Dispatcher:
             self._faults_in_window = 0
 
 
-def build_dispatcher(settings: Settings, url: str, *, follow: bool = True) -> Dispatcher | None:
-    """The webhook dispatcher ``amiflow serve`` runs (``await d.run()``, ``d.stop()``); None when
-    AMIFLOW_BILLING_URL is unset (bills stay in the outbox)."""
-    if not settings.billing_url:
-        return None
+def build_dispatcher(
+    settings: Settings, url: str, *, follow: bool = True, channel: str = "billing"
+) -> Dispatcher | None:
+    """The dispatcher ``amiflow serve`` runs (``await d.run()``, ``d.stop()``): channel ``billing`` to the webhook
+    (None when AMIFLOW_BILLING_URL is unset: bills stay in the outbox), channel ``email`` the e-bills over
+    AMIFLOW_SMTP_URL (None when it is unset)."""
     config = DispatchConfig(
         batch_size=settings.bridge_batch_size,
         retry_base_s=settings.bridge_retry_base_s,
         retry_max_s=settings.bridge_retry_max_s,
         follow=follow,
+        channel=channel,
     )
+    if channel == "email":
+        if settings.smtp_url is None:
+            return None
+        from billing_bridge.email_sink import make_email_sink
+
+        return Dispatcher(url, make_email_sink(settings), config)
+    if not settings.billing_url:
+        return None
     return Dispatcher(url, make_sink(settings, "webhook"), config)

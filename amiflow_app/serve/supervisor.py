@@ -31,6 +31,7 @@ from amiflow_app.serve.components import (
     ApiComponent,
     BridgeComponent,
     CollectionsComponent,
+    EbillComponent,
     IngestComponent,
     PollerComponent,
     StorageComponent,
@@ -41,7 +42,7 @@ __all__ = ["COMPONENTS", "Component", "Service"]
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("ingest", "poller", "bridge", "collections", "storage", "api")
+COMPONENTS = ("ingest", "poller", "bridge", "ebills", "collections", "storage", "api")
 _STABLE_S = 60.0  # a component that ran this long before crashing restarts after the base backoff again
 _MAX_BACKOFF_S = 60.0
 
@@ -215,6 +216,8 @@ class Service:
         if "bridge" in names and not s.billing_url and not self._explicit:
             log.warning("AMIFLOW_BILLING_URL is unset: the bridge does not run and bills stay in the outbox")
             names.discard("bridge")
+        if "ebills" in names and s.smtp_url is None and not self._explicit:
+            names.discard("ebills")  # e-bills (if any are queued) stay in the outbox until AMIFLOW_SMTP_URL is set
         mqtt_url = s.mqtt_url
         if mqtt_url is None and names & {"ingest", "collections"}:
             from amiflow_app.broker import EmbeddedBroker
@@ -233,6 +236,8 @@ class Service:
                 self.components.append(PollerComponent(s, url))
             elif c == "bridge" and c in names:
                 self.components.append(BridgeComponent(s, url))
+            elif c == "ebills" and c in names:
+                self.components.append(EbillComponent(s, url))
             elif c == "collections" and c in names:
                 self.components.append(CollectionsComponent(s, url, mqtt_url, interval_s=self.collections_interval_s))
             elif c == "storage" and c in names:

@@ -197,3 +197,24 @@ def test_a_killed_dispatcher_leaves_one_message_per_bill(
         copies.setdefault(str(msg["Message-ID"]), set()).add(data)
     assert len(copies) == 3  # ... under one Message-ID per bill
     assert all(len(variants) == 1 for variants in copies.values())  # byte-identical every time
+
+
+def test_serve_sends_ebills_when_smtp_is_configured(queued: psycopg.Connection[Any], smtp: tuple[Mailbox, int]) -> None:
+    """``amiflow serve`` runs the e-bill dispatcher (component ``ebills``) beside the bridge once AMIFLOW_SMTP_URL
+    is set: the queued e-bills arrive without an operator running ``bridge run --sink email``."""
+    from amiflow.settings import load_settings
+    from amiflow_app.serve import Service
+
+    box, _ = smtp
+    service = Service(load_settings(), components=["ebills"])
+    service.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "jane@example.com" not in {
+            e for e, (s, _) in _ebills(queued).items() if s == "delivered"
+        }:
+            time.sleep(0.2)
+    finally:
+        service.stop()
+    assert _ebills(queued)["jane@example.com"][0] == "delivered"
+    assert any("jane@example.com" in str(m["To"]) for m in box.messages().values())

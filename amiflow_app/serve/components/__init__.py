@@ -6,7 +6,7 @@
 """
 
 from amiflow_app.serve.components.acquisition import IngestComponent, PollerComponent
-from amiflow_app.serve.components.billing import BridgeComponent, CollectionsComponent
+from amiflow_app.serve.components.billing import BridgeComponent, CollectionsComponent, EbillComponent
 from amiflow_app.serve.components.http import ApiComponent
 from amiflow_app.serve.components.storage import StorageComponent
 from amiflow_app.serve.components.threads import wait
@@ -15,6 +15,7 @@ __all__ = [
     "ApiComponent",
     "BridgeComponent",
     "CollectionsComponent",
+    "EbillComponent",
     "IngestComponent",
     "PollerComponent",
     "StorageComponent",

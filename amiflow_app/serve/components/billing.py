@@ -14,7 +14,7 @@ from amiflow_app.serve.components.threads import counters, in_thread, wait
 if TYPE_CHECKING:
     from billing_bridge.dispatcher import Dispatcher
 
-__all__ = ["BridgeComponent", "CollectionsComponent"]
+__all__ = ["BridgeComponent", "CollectionsComponent", "EbillComponent"]
 
 
 _BRIDGE_HELP = {
@@ -31,6 +31,8 @@ class BridgeComponent:
     """The outbox dispatcher in follow mode (LISTEN amiflow_outbox); its counts add up across restarts."""
 
     name = "bridge"
+    channel = "billing"
+    missing = "the bridge needs AMIFLOW_BILLING_URL (bills stay in the outbox without it)"
 
     def __init__(self, settings: Settings, db_url: str) -> None:
         self._settings = settings
@@ -42,9 +44,9 @@ class BridgeComponent:
     def _build(self) -> Dispatcher:
         from billing_bridge import build_dispatcher
 
-        dispatcher = build_dispatcher(self._settings, self._db_url, follow=True)
+        dispatcher = build_dispatcher(self._settings, self._db_url, follow=True, channel=self.channel)
         if dispatcher is None:
-            raise ConfigError("the bridge needs AMIFLOW_BILLING_URL (bills stay in the outbox without it)")
+            raise ConfigError(self.missing)
         return dispatcher
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -70,7 +72,15 @@ class BridgeComponent:
         if self._current is not None:
             for key in values:
                 values[key] += getattr(self._current.stats, key)
-        return counters("amiflow_bridge", _BRIDGE_HELP, values)
+        return counters(f"amiflow_{self.name}", _BRIDGE_HELP, values)
+
+
+class EbillComponent(BridgeComponent):
+    """The e-bill dispatcher: the outbox's ``email`` channel to the customers over AMIFLOW_SMTP_URL (docs/bills.md)."""
+
+    name = "ebills"
+    channel = "email"
+    missing = "e-bills need AMIFLOW_SMTP_URL and AMIFLOW_MAIL_FROM (they stay in the outbox without them)"
 
 
 _COLLECTIONS_HELP = {
