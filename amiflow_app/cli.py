@@ -58,8 +58,8 @@ tariffs show    | billing  | rating:TARIFFS_SHOW     | show one stored tariff ve
 rate            | billing  | rating:RATE             | rate a usage CSV offline with a tariff file and print bill JSON
 vee run         | billing  | rating:VEE_RUN          | validate and estimate the readings of a period (VEE)
 bill run        | billing  | rating:BILL_RUN         | rate every meter for a period and store the bills
-bill render     | billing  | bills:BILL_RENDER       | render a month's bills as customer PDFs or HTML pages, with an index
-bill send       | billing  | bills:BILL_SEND         | queue bill-ready e-mails with the PDF for accounts opted in to e-bills
+bill render     | billing  | bills:BILL_RENDER       | render a month's bills as customer PDFs or HTML pages
+bill send       | billing  | bills:BILL_SEND         | queue bill-ready e-mails (with the PDF) for opted-in accounts
 bridge run      | billing  | billing:BRIDGE_RUN      | deliver queued bills and notices to the billing system
 bridge failed   | billing  | billing:BRIDGE_FAILED   | list outbox items the billing system rejected
 bridge retry    | billing  | billing:BRIDGE_RETRY    | queue rejected outbox items again

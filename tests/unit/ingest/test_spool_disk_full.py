@@ -1,4 +1,5 @@
-"""The spool on a full disk (found while building the chaos run's full-spool case, issue 17): a batch cut short by ENOSPC leaves no torn record
+"""The spool on a full disk (found by the chaos run's full-spool case, issue 17):
+a batch cut short by ENOSPC leaves no torn record
 behind (the next batch would follow it and replay would stop there, setting acknowledged messages aside as corrupt),
 a full disk is SpoolFull (the worker stops acknowledging and says why) and not a bare write error, and some room is
 kept free so that replay can still write its cursor and drain the spool."""
