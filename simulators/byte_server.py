@@ -10,7 +10,31 @@ import tty
 from collections.abc import Awaitable
 from typing import Any, Self
 
-__all__ = ["ByteServer"]
+__all__ = ["ByteServer", "pty_inbox", "pty_write"]
+
+
+def pty_inbox(master: int) -> asyncio.Queue[bytes]:
+    """What arrives on a pty master, chunk by chunk (a reader on the running loop; ByteServer removes it on stop)."""
+    inbox: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def readable() -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            data = os.read(master, 4096)
+            if data:
+                inbox.put_nowait(data)
+
+    asyncio.get_running_loop().add_reader(master, readable)
+    return inbox
+
+
+async def pty_write(master: int, data: bytes) -> None:
+    """Write all of ``data`` to a non-blocking pty master, waiting while its buffer is full."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(master, view) :]
+        except BlockingIOError:
+            await asyncio.sleep(0.005)
 
 
 class ByteServer:

@@ -54,7 +54,7 @@ from protocols.dlms.security import SecurityKeys
 from protocols.dlms.server import AccessLevel, ClientPolicy, ServerAssociation
 from protocols.dlms.wrapper import WrapperFrame, WrapperFramer
 from protocols.dlms.xdlms import ExceptionResponse
-from simulators.byte_server import ByteServer
+from simulators.byte_server import ByteServer, pty_inbox, pty_write
 from simulators.dlms_meter import DlmsFaults, DlmsMeter, parse_dlms_faults
 from simulators.listen import parse_listen as _parse_listen
 from simulators.wiring import Wiring
@@ -265,26 +265,10 @@ class DlmsSimulator(ByteServer):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _serve_pty(self, master: int) -> None:
-        loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue[bytes] = asyncio.Queue()
-
-        def readable() -> None:
-            try:
-                data = os.read(master, 4096)
-            except (BlockingIOError, OSError):
-                return
-            if data:
-                inbox.put_nowait(data)
-
-        loop.add_reader(master, readable)
+        inbox = pty_inbox(master)
 
         async def send(data: bytes) -> None:
-            view = memoryview(data)
-            while view:
-                try:
-                    view = view[os.write(master, view) :]
-                except BlockingIOError:
-                    await asyncio.sleep(0.005)
+            await pty_write(master, data)
 
         await self._hdlc_session(inbox.get, send)
 

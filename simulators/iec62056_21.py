@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -41,7 +40,7 @@ from protocols.iec62056_21 import (
     build_identification,
     build_readout,
 )
-from simulators.byte_server import ByteServer
+from simulators.byte_server import ByteServer, pty_inbox, pty_write
 from simulators.listen import parse_listen as _parse_listen
 from simulators.load import LoadModel
 from simulators.wiring import Wiring, parse_wiring
@@ -232,31 +231,13 @@ class IecSimulator(ByteServer):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _serve_pty(self, master: int) -> None:
-        loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue[bytes] = asyncio.Queue()
-
-        def readable() -> None:
-            try:
-                data = os.read(master, 4096)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if data:
-                inbox.put_nowait(data)
-
-        loop.add_reader(master, readable)
+        inbox = pty_inbox(master)
 
         async def recv(timeout: float | None) -> bytes:
             return await asyncio.wait_for(inbox.get(), timeout)
 
         async def send(data: bytes) -> None:
-            view = memoryview(data)
-            while view:
-                try:
-                    view = view[os.write(master, view) :]
-                except BlockingIOError:
-                    await asyncio.sleep(0.005)
+            await pty_write(master, data)
 
         while True:
             try:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,7 +25,7 @@ from typing import Final
 from amiflow.errors import ConfigError, ReadTimeout, TransportError
 from protocols.mbus.link import FrameFault, LongFrame, MbusStreamDecoder, ShortFrame
 from protocols.transport import Link
-from simulators.byte_server import ByteServer
+from simulators.byte_server import ByteServer, pty_inbox, pty_write
 from simulators.listen import parse_listen
 from simulators.mbus_devices import SimSlave, parse_devices
 
@@ -157,23 +156,9 @@ class MbusBusSimulator(ByteServer):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _serve_pty(self, master: int) -> None:
-        loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue[bytes] = asyncio.Queue()
-
-        def readable() -> None:
-            with contextlib.suppress(BlockingIOError, OSError):
-                data = os.read(master, 4096)
-                if data:
-                    inbox.put_nowait(data)
-
-        loop.add_reader(master, readable)
+        inbox = pty_inbox(master)
 
         async def send(data: bytes) -> None:
-            view = memoryview(data)
-            while view:
-                try:
-                    view = view[os.write(master, view) :]
-                except BlockingIOError:
-                    await asyncio.sleep(0.005)
+            await pty_write(master, data)
 
         await self._serve(inbox.get, send)
