@@ -157,17 +157,26 @@ def _history_daily(values: F64, valid: B, local_s: I64, step_s: int, upto: int) 
 
 def _spikes(values: F64, valid: B, cfg: VeeConfig) -> B:
     """Cells far above the mean of their valid neighbours (no NaN arithmetic: sums and counts of valid cells)."""
-    x = np.where(valid, values, 0.0)
-    w = valid.astype(np.float64)
-    total = np.zeros_like(x)
-    count = np.zeros_like(x)
-    total[:, 1:] += x[:, :-1]
-    count[:, 1:] += w[:, :-1]
-    total[:, :-1] += x[:, 1:]
-    count[:, :-1] += w[:, 1:]
+    m, t = values.shape
+    if cfg.spike_factor > 0 and cfg.spike_floor_wh >= 0:
+        # the limit is never below factor x floor, so only cells above that can be spikes: judge those alone (the
+        # same arithmetic as the dense form below, on a few cells instead of the whole matrix)
+        rows, cols = np.nonzero(valid & (values > cfg.spike_factor * cfg.spike_floor_wh))
+    else:
+        rows, cols = np.nonzero(valid)
+    total = np.zeros(len(rows))
+    count = np.zeros(len(rows))
+    for side, inside in ((cols - 1, cols > 0), (cols + 1, cols < t - 1)):
+        r, c = rows[inside], side[inside]
+        ok = valid[r, c]
+        total[inside] += np.where(ok, values[r, c], 0.0)
+        count[inside] += ok
     ref = total / np.maximum(count, 1.0)
     limit = cfg.spike_factor * np.maximum(ref, cfg.spike_floor_wh)
-    return np.asarray(valid & (count > 0) & (x > limit), dtype=bool)
+    hit = (count > 0) & (values[rows, cols] > limit)
+    out = np.zeros((m, t), dtype=bool)
+    out[rows[hit], cols[hit]] = True
+    return out
 
 
 def _daily_rules(inp: VeeInput, valid: B, avg: F64, cfg: VeeConfig) -> tuple[B, B]:
