@@ -199,20 +199,30 @@ def pack_days(
 ) -> PackResult:
     """Pack every due day and repack the dirty meter-days (autocommit connection, outside a transaction).
 
-    Due: days from ``since`` (default: ``lookback_days`` before today) to ``until`` (default: the last day that
-    ended ``settle_s`` ago), that were never packed or whose packing did not finish.
+    Due: days from ``since`` to ``until`` (default: the last day that ended ``settle_s`` ago) that were never packed
+    or whose packing did not finish. ``since`` defaults to ``lookback_days`` before today, or to the day after the
+    last finished day when that is earlier (passes missed while amiflow was down are caught up), and days whose
+    packing started but never finished are taken up again whenever they are.
     """
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     last = (now - timedelta(seconds=settle_s)).date() - timedelta(days=1)
     until = min(until, last) if until is not None else last
-    since = since or (now.date() - timedelta(days=lookback_days))
+    unfinished: list[int] = []
+    if since is None:
+        since = now.date() - timedelta(days=lookback_days)
+        row = conn.execute("SELECT max(day) FROM amiflow.pack_log WHERE finished_at IS NOT NULL").fetchone()
+        if row is not None and row[0] is not None:
+            since = min(since, row[0] + timedelta(days=1))
+        unfinished = [_day_number(r[0]) for r in conn.execute(
+            "SELECT day FROM amiflow.pack_log WHERE finished_at IS NULL AND day < %s ORDER BY day", (since,)
+        )]  # fmt: skip
     channels = _interval_channels(conn)
     meters = [int(r[0]) for r in conn.execute("SELECT id FROM amiflow.meters ORDER BY id")]
     finished = {r[0] for r in conn.execute(
         "SELECT day FROM amiflow.pack_log WHERE day BETWEEN %s AND %s AND finished_at IS NOT NULL", (since, until)
     )}  # fmt: skip
-    due = [_day_number(since) + k for k in range((until - since).days + 1)]
+    due = unfinished + [_day_number(since) + k for k in range((until - since).days + 1)]
     due = [d for d in due if _date(d) not in finished] if channels and meters else []
     days = packs = readings = unpackable = 0
     while due:

@@ -189,3 +189,18 @@ def test_a_reader_without_the_packs_privilege_reads_rows(db_conn: psycopg.Connec
     finally:
         db_conn.execute(f'DROP OWNED BY "{role}"')
         db_conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_passes_missed_while_down_are_caught_up(db_conn: psycopg.Connection[Any]) -> None:
+    _meters(db_conn, "C")
+    _write(db_conn, "C", _grid(9), np.ones(9 * 96))  # 2026-03-27 .. 2026-04-04
+    first = pack_days(db_conn, now=datetime(2026, 3, 29, 12, tzinfo=UTC))  # the default lookback: 3 days
+    assert first.days == 3  # 03-26 (nothing stored) .. 03-28
+    # amiflow down for a week: the next default pass starts the day after the last packed one, not 3 days back
+    db_conn.execute("UPDATE amiflow.pack_log SET finished_at = NULL WHERE day = DATE '2026-03-27'")
+    later = pack_days(db_conn, now=datetime(2026, 4, 6, 12, tzinfo=UTC))
+    assert later.days == 1 + 8  # the unfinished 03-27, and 03-29 .. 04-05 (the last day settled)
+    logged = db_conn.execute("SELECT count(*) FROM amiflow.pack_log WHERE finished_at IS NOT NULL").fetchone()
+    assert logged == (11,)  # 03-26 .. 04-05
+    packed = db_conn.execute("SELECT count(*), sum(readings) FROM amiflow.packed_days").fetchone()
+    assert packed == (9, 9 * 96)
