@@ -13,9 +13,11 @@ meters lose 3 hours (interpolated + like-day estimates). Packs the days as the n
 2. the same run on W local worker processes (default 2) after deleting the bills: the speed-up over 1;
 3. a re-run of the finished month: every bill unchanged, nothing queued (the idempotency check's cost);
 4. with ``--dask ADDRESS``: the run on that existing Dask cluster (``dask scheduler`` + ``dask worker``s that can
-   reach the same database URL) after deleting the bills: ``dask_meters_per_s``.
+   reach the same database URL) after deleting the bills: ``dask_meters_per_s``;
+5. unless ``--no-pack``: the packs dropped and the one-process run again, reading the rows as before packing
+   existed (``rows_meters_per_s``): the in-run baseline of the packed read.
 
-Runs 2 and 4 must write the same bills as run 1 (content hash per bill id: checked). Ends with ``RESULT billing_run
+Runs 2, 4 and 5 must write the same bills as run 1 (content hash per bill id: checked). Ends with ``RESULT billing_run
 meters_per_s=N read_s=N vee_s=N rate_s=N write_s=N ...``; ``bottleneck`` names the largest phase of run 1.
 AMIFLOW_BENCH_DATABASE_URL picks the server (the Dask workers must reach the scratch database on it).
 """
@@ -170,14 +172,26 @@ def main() -> int:
             dask_rate = meters / four["seconds"]["wall"]
             print(f"run 4 (Dask cluster {args.dask}): {four['seconds']['wall']:.1f} s = {dask_rate:.0f} meters/s "
                   f"({dask_rate / rate1:.2f}x run 1), same bills")  # fmt: skip
+        rows_rate: float | None = None
+        if not args.no_pack:
+            _clear(url)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("TRUNCATE amiflow.packed_days, amiflow.pack_log, amiflow.pack_dirty")
+            five = run_billing(url, base).summary
+            _same_bills(url, bills1, "the run from rows")
+            rows_rate = meters / five["seconds"]["wall"]
+            print(f"run 5 (1 process, packs dropped: reads rows): {five['seconds']['wall']:.1f} s = {rows_rate:.0f} "
+                  f"meters/s, read {five['seconds']['read']:.2f} s; packed run 1 is {rate1 / rows_rate:.2f}x, "
+                  "same bills")  # fmt: skip
     bottleneck = max(phases, key=lambda k: phases[k])
+    rows_part = f" rows_meters_per_s={rows_rate:.0f} packed_vs_rows={rate1 / rows_rate:.2f}" if rows_rate else ""
     dask_part = f" dask_meters_per_s={dask_rate:.0f} dask_ratio={dask_rate / rate1:.2f}" if dask_rate else ""
     print(
         f"RESULT billing_run meters_per_s={rate1:.0f} read_s={phases['read']:.2f} vee_s={phases['vee']:.2f} "
         f"rate_s={phases['rate']:.2f} write_s={phases['write']:.2f} wall_s={sec['wall']:.2f} bottleneck={bottleneck} "
         f"meters={meters} packed={int(not args.no_pack)} pack_s={pack_s:.2f} "
         f"parallel_meters_per_s={rate2:.0f} parallel_ratio={rate2 / rate1:.2f} rerun_meters_per_s={rate3:.0f} "
-        f"estimated_share={one['estimated_share']}{dask_part}"
+        f"estimated_share={one['estimated_share']}{rows_part}{dask_part}"
     )
     return 0
 
