@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from amiflow.db.outbox import enqueue
+from amiflow.db.outbox import enqueue_many
 
 __all__ = ["bill_hash", "store_bills"]
 
@@ -115,12 +115,6 @@ def store_bills(conn: psycopg.Connection[Any], run_id: int, bills: Sequence[dict
             for pk, (b, _) in zip(pks, fresh, strict=True):
                 for name, value in _flat(b["determinants"]):
                     copy.write_row((pk, name, str(value)))
-    for b, _ in fresh:
-        enqueue(
-            conn,
-            kind="bill",
-            idempotency_key=f"bill:{b['bill_id']}:v{b['version']}",
-            payload=b,
-            account=b["account"],
-        )
+    items = [(f"bill:{b['bill_id']}:v{b['version']}", b, b["account"]) for b, _ in fresh]
+    enqueue_many(conn, kind="bill", items=items)
     return counts
