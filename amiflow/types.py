@@ -60,6 +60,7 @@ class Source(enum.IntEnum):
     IMPORT = 9
     SML = 10
     MBUS = 11
+    WMBUS = 12
 
 
 class ChannelKind(enum.StrEnum):

@@ -7,7 +7,8 @@
 ``sml+serial:///dev/ttyX?baud=9600`` and ``sml+tcp://HOST:PORT`` for SML push meters (an optical IR head on a
 serial port, or behind a TCP serial server such as ser2net); ``mbus+serial:///dev/ttyX?baud=2400&address=5`` and
 ``mbus+tcp://HOST:PORT?secondary=12345678`` for M-Bus meters (a level converter or a TCP gateway; see
-:func:`protocols.mbus.client.mbus_target`).
+:func:`protocols.mbus.client.mbus_target`); ``wmbus://IDENT?manufacturer=MFR`` for a wireless M-Bus meter that
+``amiflow ingest wmbus`` hears (its 8-digit ident number and, optionally, its 3-letter manufacturer code).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from amiflow.errors import ConfigError
 
 __all__ = ["PROTOCOLS", "SCHEMES", "MeterUri", "MqttTarget", "parse_meter_uri", "parse_mqtt_url"]
 
-# scheme -> (protocol, link) where link is "tcp" or "serial" or "mqtt"
+# scheme -> (protocol, link) where link is "tcp" or "serial" or "mqtt" or "radio" (heard, never connected to)
 SCHEMES: dict[str, tuple[str, str]] = {
     "modbus+tcp": ("modbus", "tcp"),
     "modbus+rtu": ("modbus", "serial"),
@@ -36,8 +37,9 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "mqtt": ("mqtt", "mqtt"),
     "mbus+serial": ("mbus", "serial"),
     "mbus+tcp": ("mbus", "tcp"),
+    "wmbus": ("wmbus", "radio"),
 }
-PROTOCOLS = ("dlms", "iec62056-21", "mbus", "modbus", "mqtt", "p1", "sml")
+PROTOCOLS = ("dlms", "iec62056-21", "mbus", "modbus", "mqtt", "p1", "sml", "wmbus")
 _DEFAULT_PORTS = {"modbus": 502, "dlms": 4059}
 
 
@@ -91,6 +93,8 @@ def parse_meter_uri(text: str) -> MeterUri:
         if not meter or "/" in meter or "+" in meter or "#" in meter:
             raise ConfigError(f"meter URI {text!r}: expected mqtt://METER_ID (no '/', '+' or '#')")
         return MeterUri(text, scheme, protocol, link, host=meter, params=params)
+    if link == "radio":
+        return _radio(text, scheme, protocol, parts.netloc, parts.path, params)
     if link == "serial":
         if parts.netloc or not parts.path.startswith("/"):
             raise ConfigError(f"meter URI {text!r}: expected {scheme}:///dev/ttyX (an absolute device path)")
@@ -105,6 +109,19 @@ def parse_meter_uri(text: str) -> MeterUri:
     if port is None:
         raise ConfigError(f"meter URI {text!r}: a port is required")
     return MeterUri(text, scheme, protocol, link, host=parts.hostname, port=port, params=params)
+
+
+def _radio(text: str, scheme: str, protocol: str, netloc: str, path: str, params: dict[str, str]) -> MeterUri:
+    """``wmbus://IDENT[?manufacturer=MFR]``: who to listen for, not where (host = the ident number)."""
+    ident = netloc.upper()
+    if len(ident) != 8 or not set(ident) <= set("0123456789") or path not in ("", "/"):
+        raise ConfigError(f"meter URI {text!r}: expected wmbus://IDENT with the meter's 8-digit ident number")
+    maker = params.get("manufacturer")
+    if maker is not None:
+        if len(maker) != 3 or not set(maker.upper()) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
+            raise ConfigError(f"meter URI {text!r}: manufacturer={maker!r} must be a 3-letter code such as KAM")
+        params = {**params, "manufacturer": maker.upper()}
+    return MeterUri(text, scheme, protocol, "radio", host=ident, params=params)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ meters add      | engineer | db:METERS_ADD           | register one meter
 meters list     | engineer | db:METERS_LIST          | list the registered meters
 meters show     | engineer | db:METERS_SHOW          | show one registered meter
 meters import   | engineer | db:METERS_IMPORT        | register meters from a CSV file
+meters set-key  | engineer | db:METERS_SET_KEY       | store or remove an M-Bus meter's AES key (never printed)
 meters move-in  | billing  | db:METERS_MOVE_IN       | record a move-in: an account is served through a meter from a day
 meters move-out | billing  | db:METERS_MOVE_OUT      | record a move-out: the meter's open service period ends on a day
 meters credentials | operator | db:METERS_CREDENTIALS | the fleet's MQTT passwords as a Mosquitto password file

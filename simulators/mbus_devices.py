@@ -13,10 +13,14 @@ the last answered REQ_UD2) and builds its telegrams from its clock::
 
 ``SimSlave.answer(frame)`` returns the bytes the slave puts on the bus for a request (or None): E5 for SND_NKE,
 a selection that matches, SND_UD; RSP_UD for REQ_UD2 (a repeated FCB repeats the last telegram, EN 13757-2 5.5).
+A slave with a ``key`` encrypts its records with OMS security mode 5 (AES-128-CBC, the IV from its header):
+``2F 2F`` verification bytes, the records, idle fillers up to a whole block (before a final DIF 1F), as OMS meters
+send them; :func:`sim_key` derives a per-meter key from the seed and the ident number (``--encrypt``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,9 +33,10 @@ from protocols.mbus.datafield import encode_date_g, encode_datetime_f
 from protocols.mbus.encoder import MORE_RECORDS, encode_record, rsp_ud
 from protocols.mbus.header import DeviceHeader, encode_manufacturer, ident_bytes
 from protocols.mbus.link import ADDRESS_SELECTED, FCB, LongFrame, ShortFrame
+from protocols.mbus.security import encrypt_mode5
 from simulators.load import LoadModel
 
-__all__ = ["KINDS", "SimSlave", "parse_devices"]
+__all__ = ["KINDS", "SimSlave", "encrypt_records", "parse_devices", "sim_key"]
 
 KINDS: Final = ("heat", "water", "gas", "electricity")
 DEFAULT_DEVICES: Final = "heat:1,water:2,gas:3,electricity:4"
@@ -49,6 +54,7 @@ class SimSlave:
     ident: str
     seed: int = 1
     meter_index: int = 0
+    key: bytes | None = field(default=None, repr=False)
     selected: bool = False
     requests: int = 0
     _last_fcb: bool | None = field(default=None, repr=False)
@@ -62,8 +68,8 @@ class SimSlave:
         self.manufacturer, self.version, self.medium = _MAKERS[self.kind]
         self._model = LoadModel(self.seed)
 
-    def header(self) -> DeviceHeader:
-        return DeviceHeader(self.ident, self.manufacturer, self.version, self.medium, self._access & 0xFF)
+    def header(self, config: int = 0) -> DeviceHeader:
+        return DeviceHeader(self.ident, self.manufacturer, self.version, self.medium, self._access & 0xFF, 0, config)
 
     def _mine(self, address: int) -> bool:
         return address == self.address or address in (0xFE, 0xFF) or (address == ADDRESS_SELECTED and self.selected)
@@ -108,7 +114,11 @@ class SimSlave:
         self._index += 1
         self._access += 1
         address = self.address if self.address <= 250 else 0
-        self._last = rsp_ud(address, self.header(), records).to_bytes()
+        if self.key is None:
+            self._last = rsp_ud(address, self.header(), records).to_bytes()
+        else:
+            header, data = encrypt_records(self.key, self.header(), records)
+            self._last = rsp_ud(address, header, data).to_bytes()
         self._last_fcb = fcb if fcv else None
         return self._last
 
@@ -196,7 +206,28 @@ class SimSlave:
         return [block]
 
 
-def parse_devices(spec: str | None, *, seed: int = 1) -> list[SimSlave]:
+def sim_key(seed: int, ident: str) -> bytes:
+    """The AES-128 key of a simulated meter: derived from the seed and its ident number (test data, not a secret)."""
+    return hashlib.sha256(f"amiflow-sim-mbus:{seed}:{ident}".encode()).digest()[:16]
+
+
+def encrypt_records(key: bytes, header: DeviceHeader, records: bytes) -> tuple[DeviceHeader, bytes]:
+    """(the header with security mode 5 and its block count in the config field, the encrypted records)."""
+    more = records.endswith(MORE_RECORDS)
+    body = records[:-1] if more else records
+    tail = MORE_RECORDS if more else b""
+    plain = b"\x2f\x2f" + body
+    plain += b"\x2f" * (-(len(plain) + len(tail)) % 16) + tail  # idle fillers before DIF 1F: whole blocks
+    blocks = len(plain) // 16
+    if blocks > 15:
+        raise ConfigError(f"M-Bus simulator: {blocks} blocks of records do not fit the config field (15 at most)")
+    config = 0x0500 | blocks << 4
+    header = DeviceHeader(header.ident, header.manufacturer, header.version, header.medium, header.access,
+                          header.status, config)  # fmt: skip
+    return header, encrypt_mode5(key, header, plain)
+
+
+def parse_devices(spec: str | None, *, seed: int = 1, encrypt: bool = False) -> list[SimSlave]:
     """``KIND:ADDRESS[:IDENT],...`` (default ``heat:1,water:2,gas:3,electricity:4``); idents default from the
     address (``7210000A`` style 8 digits) and must be unique per kind and address."""
     slaves = []
@@ -215,5 +246,6 @@ def parse_devices(spec: str | None, *, seed: int = 1) -> list[SimSlave]:
             ident_bytes(ident)
         except ValueError as exc:
             raise ConfigError(f"--devices {item!r}: {exc}") from None
-        slaves.append(SimSlave(parts[0], address, ident.upper(), seed=seed, meter_index=i))
+        key = sim_key(seed, ident.upper()) if encrypt else None
+        slaves.append(SimSlave(parts[0], address, ident.upper(), seed=seed, meter_index=i, key=key))
     return slaves

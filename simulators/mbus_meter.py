@@ -10,7 +10,8 @@ E5s are one E5; two telegrams are garbage with a bad checksum, which is how a ma
 
 Faults (``faults``: names, each answer gets one with probability ``fault_rate``): ``timeout`` (no answer),
 ``bad_checksum`` (the last-but-one byte flipped), ``noise`` (line noise before the answer), ``truncate`` (half the
-answer). ``clock`` (epoch seconds) is the meters' clock.
+answer). ``clock`` (epoch seconds) is the meters' clock. ``encrypt``: the slaves send OMS security mode 5 with their
+keys (:func:`simulators.mbus_devices.sim_key`).
 """
 
 from __future__ import annotations
@@ -58,10 +59,13 @@ class MbusBusSimulator(ByteServer):
         faults: Iterable[str] = (),
         fault_rate: float = 0.2,
         clock: Callable[[], float] = time.time,
+        encrypt: bool = False,
     ) -> None:
         self.kind, self.host, self.port = parse_listen(listen, tcp_schemes=("mbus+tcp",))
         self.slaves = (
-            parse_devices(devices, seed=seed) if devices is None or isinstance(devices, str) else list(devices)
+            parse_devices(devices, seed=seed, encrypt=encrypt)
+            if devices is None or isinstance(devices, str)
+            else list(devices)
         )
         self.faults = tuple(sorted(set(faults)))
         unknown = set(self.faults) - set(FAULTS)

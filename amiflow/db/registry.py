@@ -14,6 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from amiflow.db.meter_keys import MeterKey, parse_key, set_meter_key
 from amiflow.errors import ConfigError, StorageError
 from amiflow.uri import PROTOCOLS, parse_meter_uri
 
@@ -182,8 +183,10 @@ _ACCOUNT_CSV = ("region", "collector")
 def import_meters_csv(conn: psycopg.Connection[Any], text: str, *, source: str = "CSV") -> int:
     """Import meters from CSV (header with at least meter,protocol,uri,timezone,tariff,account) in one transaction.
 
-    Optional columns ``region`` and ``collector`` assign the row's account (rows of one account must agree).
-    Every row is checked first; the first bad row is a ConfigError naming the line, and nothing is imported.
+    Optional columns ``region`` and ``collector`` assign the row's account (rows of one account must agree); an
+    optional ``key`` column holds an M-Bus / wM-Bus meter's AES-128 key (32 hex digits, stored in
+    ``amiflow.meter_keys``, never echoed in an error). Every row is checked first; the first bad row is a
+    ConfigError naming the line, and nothing is imported.
     """
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
@@ -194,6 +197,7 @@ def import_meters_csv(conn: psycopg.Connection[Any], text: str, *, source: str =
     if missing:
         raise ConfigError(f"{source}: the header lacks {', '.join(missing)} (needs {','.join(REQUIRED_CSV)})")
     records = []
+    keys: dict[str, MeterKey] = {}
     seen: set[str] = set()
     assignments: dict[str, AccountAssignment] = {}
     for line, row in enumerate(rows, start=2):
@@ -221,6 +225,8 @@ def import_meters_csv(conn: psycopg.Connection[Any], text: str, *, source: str =
             raise ConfigError(f"{source} line {line}: meter {record.name} appears twice")
         seen.add(record.name)
         records.append(record)
+        if (row.get("key") or "").strip():
+            keys[record.name] = parse_key(row["key"], where=f"{source} line {line}: meter {record.name}")
         _collect_assignment(assignments, record.account, row, f"{source} line {line}")
     with conn.transaction():
         for i, record in enumerate(records):
@@ -228,6 +234,8 @@ def import_meters_csv(conn: psycopg.Connection[Any], text: str, *, source: str =
                 add_meter(conn, record)
             except ConfigError as exc:
                 raise ConfigError(f"{source} line {i + 2}: {exc}") from None
+            if record.name in keys:
+                set_meter_key(conn, record.name, keys[record.name])
         for assignment in assignments.values():
             assign_account(conn, assignment)
     return len(records)

@@ -1,4 +1,5 @@
-"""``amiflow db migrate|status|maintain`` and ``amiflow meters add|list|show|import|move-in|move-out|credentials``."""
+"""``amiflow db migrate|status|maintain`` and
+``amiflow meters add|list|show|import|set-key|move-in|move-out|credentials``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 from amiflow.db import Database, database_url
+from amiflow.db.meter_keys import delete_meter_key, has_meter_key, read_key_file, set_meter_key
 from amiflow.db.migrate import migrate, status
 from amiflow.db.registry import MeterRecord, add_meter, get_meter, import_meters_csv, list_meters
 from amiflow.errors import ConfigError
@@ -25,6 +27,7 @@ __all__ = [
     "METERS_LIST",
     "METERS_MOVE_IN",
     "METERS_MOVE_OUT",
+    "METERS_SET_KEY",
     "METERS_SHOW",
     "MIGRATE",
     "STATUS",
@@ -110,6 +113,8 @@ def _add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feeder")
     parser.add_argument("--ct-ratio", type=float, default=1.0)
     parser.add_argument("--vt-ratio", type=float, default=1.0)
+    parser.add_argument("--key-file", type=Path, help="the M-Bus / wM-Bus meter's AES-128 key: a file of 32 hex digits"
+                        " (or its 16 raw bytes); stored apart, never printed")  # fmt: skip
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
@@ -125,9 +130,32 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
         vt_ratio=args.vt_ratio,
     )
     record.check()  # before starting any database
-    with _open(settings) as db, db.connect() as conn:
+    key = read_key_file(args.key_file) if args.key_file else None
+    with _open(settings) as db, db.connect() as conn, conn.transaction():
         meter_id = add_meter(conn, record)
-    print(f"meter {record.name} registered (id {meter_id})")
+        if key is not None:
+            set_meter_key(conn, record.name, key)
+    print(f"meter {record.name} registered (id {meter_id})" + (" with its AES key" if key else ""))
+    return 0
+
+
+def _set_key_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("meter")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--key-file", type=Path, help="a file of 32 hex digits (or the 16 raw bytes of the key)")
+    which.add_argument("--remove", action="store_true", help="forget the meter's key")
+
+
+def _set_key(args: argparse.Namespace, settings: Settings) -> int:
+    key = read_key_file(args.key_file) if args.key_file else None
+    with _open(settings) as db, db.connect() as conn:
+        if key is not None:
+            set_meter_key(conn, args.meter, key)
+            print(f"meter {args.meter}: AES key stored")
+        elif delete_meter_key(conn, args.meter):
+            print(f"meter {args.meter}: AES key removed")
+        else:
+            print(f"meter {args.meter}: had no AES key")
     return 0
 
 
@@ -160,9 +188,11 @@ def _show_args(parser: argparse.ArgumentParser) -> None:
 def _show(args: argparse.Namespace, settings: Settings) -> int:
     with _open(settings) as db, db.connect() as conn:
         record = get_meter(conn, args.meter)
+        keyed = record is not None and has_meter_key(conn, args.meter)
     if record is None:
         raise ConfigError(f"meter {args.meter}: not registered (see `amiflow meters list`)")
-    print(json.dumps(asdict(record), indent=2, default=str))
+    shown = asdict(record) | ({"aes_key": "stored (never shown)"} if keyed else {})
+    print(json.dumps(shown, indent=2, default=str))
     return 0
 
 
@@ -264,7 +294,9 @@ STATUS = Command("show the schema version and the TimescaleDB features in use", 
 METERS_ADD = Command("register a meter", _add_args, _add)
 METERS_LIST = Command("list registered meters", _list_args, _list)
 METERS_SHOW = Command("show one meter", _show_args, _show)
-METERS_IMPORT = Command("import meters from CSV", _import_args, _import)
+METERS_IMPORT = Command("import meters from CSV (an optional key column: M-Bus AES keys)", _import_args, _import)
+METERS_SET_KEY = Command("store, replace or remove an M-Bus / wM-Bus meter's AES-128 key (never printed)",
+                         _set_key_args, _set_key)  # fmt: skip
 METERS_MOVE_IN = Command(
     "record a move-in: an account takes service through a meter from a day", _move_in_args, _move_in
 )

@@ -141,8 +141,11 @@ async def _poll_main(poller: Poller, args: argparse.Namespace) -> int:
 
 def _poll(args: argparse.Namespace, settings: Settings) -> int:
     config = PollerConfig.from_settings(settings, sync_clock=args.sync_clock)
+    from ingest.mbus_keys import registry_sessions
+
     with open_database(settings) as db, db.connect() as conn:
-        return asyncio.run(_poll_main(Poller(PollStore(conn), config), args))
+        poller = Poller(PollStore(conn), config, session_factory=registry_sessions(db.url))
+        return asyncio.run(_poll_main(poller, args))
 
 
 # -- commission: identify, test-read, judge and (optionally) register a meter: the commissioning sheet --------------

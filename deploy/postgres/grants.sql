@@ -7,6 +7,8 @@ DECLARE
         -- role, privileges, tables
         -- ingest reads readings only to find duplicates and conflicts of what it writes (amiflow/db/writer.py)
         ['amiflow_ingest',   'SELECT',                 'meters,channels,quality_flags,sources,storage_config,poll_state,readings'],
+        -- the poller and the wM-Bus receiver decrypt telegrams with the meters' AES keys (0016); nobody else reads them
+        ['amiflow_ingest',   'SELECT',                 'meter_keys'],
         ['amiflow_ingest',   'INSERT',                 'readings,reading_conflicts,quarantine,meter_events,channels,meters,clock_checks,commissioning_reports,poll_state'],
         ['amiflow_ingest',   'UPDATE',                 'meters,poll_state'],
         ['amiflow_billing',  'SELECT',                 'meters,channels,readings,meter_events,quality_flags,sources,storage_config,tariffs'],

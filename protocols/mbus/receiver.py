@@ -11,7 +11,9 @@ Sticks differ (CC1101/AMBER/IMST modules, rtl-wmbus, gateways), so two stream sh
 
 :class:`WmbusReceiver` hands out :class:`~protocols.mbus.telegram.Telegram` events,
 :class:`~protocols.mbus.link.FrameFault` for a line or frame that does not parse, or NEED_DATA;
-:func:`wmbus_frames` runs it over a :class:`~protocols.transport.Link` until the link closes. Keys (a
+:meth:`WmbusReceiver.next_frame` hands out the frames' bytes undecoded instead (for ingest, which decodes with
+the key of each sender and keeps the raw frame); :func:`wmbus_frames` runs it over a
+:class:`~protocols.transport.Link` until the link closes. Keys (a
 :class:`~protocols.mbus.security.KeyRing`) are used for mode 5 and never logged.
 """
 
@@ -27,7 +29,7 @@ from protocols.transport import Link
 from .link import NEED_DATA, FrameFault
 from .security import KeyRing
 from .telegram import Telegram
-from .wmbus import decode_wmbus
+from .wmbus import WmbusFrame, decode_wmbus
 
 __all__ = ["WmbusReceiver", "wmbus_frames"]
 
@@ -56,12 +58,20 @@ class WmbusReceiver:
             self._eof = True
 
     def next_event(self) -> Telegram | FrameFault | None:
-        event = self._next_line() if self.mode == "hex" else self._next_raw()
+        """The next decoded telegram (mode 5 decrypted with ``keys``), a fault, or NEED_DATA."""
+        frame = self.next_frame()
+        event = self._decode(frame) if isinstance(frame, bytes) else frame
         if isinstance(event, Telegram):
             self.frames += 1
         elif isinstance(event, FrameFault):
             self.faults += 1
         return event
+
+    def next_frame(self) -> bytes | FrameFault | None:
+        """The next frame's bytes as received (CRCs kept, nothing decoded: for a caller that decodes with keys it
+        looks up per sender, or stores the frame raw), a fault, or NEED_DATA. In ``raw`` mode a frame is only cut
+        where its CRCs hold; in ``hex`` mode a line is handed out whole, so a bad CRC shows when it is decoded."""
+        return self._next_line() if self.mode == "hex" else self._next_raw()
 
     def _decode(self, raw: bytes, fmt: str = "auto") -> Telegram | FrameFault:
         try:
@@ -69,7 +79,7 @@ class WmbusReceiver:
         except FrameError as exc:
             return FrameFault("bad_wmbus_frame", str(exc), raw)
 
-    def _next_line(self) -> Telegram | FrameFault | None:
+    def _next_line(self) -> bytes | FrameFault | None:
         while True:
             end = self._buf.find(b"\n")
             if end < 0:
@@ -86,18 +96,21 @@ class WmbusReceiver:
             if not tokens:
                 self.skipped += len(line) + 1
                 continue
-            return self._decode(bytes.fromhex(tokens[-1].decode("ascii")))
+            return bytes.fromhex(tokens[-1].decode("ascii"))
 
-    def _next_raw(self) -> Telegram | FrameFault | None:
+    def _next_raw(self) -> bytes | FrameFault | None:
         while len(self._buf) >= 12:
             size_a = _length_a(self._buf[0])
             for size, fmt in ((size_a, "A"), (self._buf[0] + 1, "B")):
                 if len(self._buf) < size:
                     continue
-                event = self._decode(bytes(self._buf[:size]), fmt)
-                if isinstance(event, Telegram):
-                    del self._buf[:size]
-                    return event
+                raw = bytes(self._buf[:size])
+                try:
+                    WmbusFrame.from_bytes(raw, fmt)  # the CRCs hold: a frame starts here
+                except FrameError:
+                    continue
+                del self._buf[:size]
+                return raw
             if len(self._buf) < size_a and not self._eof:
                 return NEED_DATA
             self.skipped += 1

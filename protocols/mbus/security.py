@@ -5,8 +5,10 @@ when there is one, else the link layer's), then the access number eight times. T
 TPL header are encrypted (N = bits 4-7 of the config field); the rest of the telegram is plain. A correct key
 gives plain text that starts with the two verification bytes ``2F 2F``.
 
-Keys are per meter. :class:`KeyRing` maps an ident number (8 digits, or ``MFR:ident``) to its 16-byte key; its
-``repr`` shows how many keys it holds, never a key, and nothing here logs.
+Keys are per meter. :class:`KeyRing` maps an ident number (8 digits, or ``MFR:ident``) to its 16-byte key, and may
+hold a ``default`` key for whatever ident answers (a wired meter read by its primary address: the registry knows
+the meter's key, not yet the ident it reports); its ``repr`` shows how many keys it holds, never a key, and nothing
+here logs. A key that does not decrypt is reported without the key (``bad_key``).
 """
 
 from __future__ import annotations
@@ -43,25 +45,40 @@ def encrypt_mode5(key: bytes, header: DeviceHeader, plain: bytes) -> bytes:
 
 
 class KeyRing:
-    """Per-meter AES keys: ``KeyRing({"12345678": "00112233..."})``; keys by ``MFR:ident`` win over bare idents."""
+    """Per-meter AES keys: ``KeyRing({"12345678": "00112233..."})``; keys by ``MFR:ident`` win over bare idents,
+    and both over the ``default`` key."""
 
-    def __init__(self, keys: Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]] = ()) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]] = (),
+        *,
+        default: bytes | str | None = None,
+    ) -> None:
         self._keys: dict[str, bytes] = {}
         items = keys.items() if isinstance(keys, Mapping) else keys
         for name, key in items:
             self.add(name, key)
+        self._default = None if default is None else _raw("the default", default)
 
     def add(self, name: str, key: bytes | str) -> None:
-        raw = bytes.fromhex(key) if isinstance(key, str) else bytes(key)
-        if len(raw) != 16:
-            raise ConfigError(f"M-Bus key for {name}: expected 16 bytes (32 hex digits), got {len(raw)} bytes")
-        self._keys[name.upper()] = raw
+        self._keys[name.upper()] = _raw(name, key)
 
     def key_for(self, header: DeviceHeader) -> bytes | None:
-        return self._keys.get(f"{header.manufacturer}:{header.ident}") or self._keys.get(header.ident)
+        found = self._keys.get(f"{header.manufacturer}:{header.ident}") or self._keys.get(header.ident)
+        return found or self._default
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._keys) + (self._default is not None)
 
     def __repr__(self) -> str:
-        return f"KeyRing({len(self._keys)} keys)"
+        return f"KeyRing({len(self._keys)} keys{', a default key' if self._default is not None else ''})"
+
+
+def _raw(name: str, key: bytes | str) -> bytes:
+    try:
+        raw = bytes.fromhex(key) if isinstance(key, str) else bytes(key)
+    except ValueError:
+        raise ConfigError(f"M-Bus key for {name}: expected 32 hex digits") from None
+    if len(raw) != 16:
+        raise ConfigError(f"M-Bus key for {name}: expected 16 bytes (32 hex digits), got {len(raw)} bytes")
+    return raw

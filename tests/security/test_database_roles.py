@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from amiflow.db.meter_keys import MeterKey, load_meter_keys, set_meter_key
 from amiflow.db.outbox import enqueue
 from amiflow.db.registry import MeterRecord, add_meter
 from amiflow.settings import load_settings
@@ -39,6 +40,9 @@ FORBIDDEN: dict[str, list[str]] = {
         "INSERT INTO amiflow.outbox (kind, idempotency_key, payload) VALUES ('bill', 'k', '{}')",
         "SELECT * FROM amiflow.payments",
         "SELECT * FROM amiflow.api_keys",
+        "INSERT INTO amiflow.meter_keys (meter_id, aes_key) VALUES (1, '\\x00112233445566778899aabbccddeeff')",
+        "UPDATE amiflow.meter_keys SET aes_key = aes_key",
+        "DELETE FROM amiflow.meter_keys",
         "ALTER TABLE amiflow.readings ADD COLUMN x int",
         "CREATE TABLE amiflow.mine (x int)",
         "DROP TABLE amiflow.quarantine",
@@ -53,6 +57,7 @@ FORBIDDEN: dict[str, list[str]] = {
         "UPDATE amiflow.bills SET total = 0",
         "DELETE FROM amiflow.outbox",
         "SELECT * FROM amiflow.api_keys",
+        "SELECT * FROM amiflow.meter_keys",
         "CREATE TABLE amiflow.mine (x int)",
     ],
     "billing": [  # reads readings, writes bills; alters no reading
@@ -63,6 +68,7 @@ FORBIDDEN: dict[str, list[str]] = {
         "INSERT INTO amiflow.payments (payment_id, account, amount, currency, paid_at) VALUES"
         " ('P', 'A', 1, 'USD', now())",
         "SELECT * FROM amiflow.api_keys",
+        "SELECT * FROM amiflow.meter_keys",
         "DROP TABLE amiflow.bills",
     ],
     "readonly": [  # reports and dashboards: the contract views, read only
@@ -73,6 +79,7 @@ FORBIDDEN: dict[str, list[str]] = {
         "DELETE FROM amiflow.bills",
         "UPDATE amiflow.meters SET tariff = 'x'",
         "SELECT * FROM amiflow.api_keys",
+        "SELECT * FROM amiflow.meter_keys",
         "CREATE TABLE amiflow.mine (x int)",
     ],
 }
@@ -108,6 +115,13 @@ def test_every_statement_outside_a_roles_job_is_refused(roles: dict[str, str], r
         for statement in FORBIDDEN[role]:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"permission denied|must be owner"):
                 conn.execute(statement)
+
+
+def test_only_ingest_reads_the_meters_aes_keys(roles: dict[str, str], db_conn: psycopg.Connection[Any]) -> None:
+    add_meter(db_conn, MeterRecord(name="K1", protocol="mbus", uri="mbus+tcp://127.0.0.1:1?address=1"))
+    set_meter_key(db_conn, "K1", MeterKey(bytes(range(16))))
+    with psycopg.connect(roles["ingest"], autocommit=True) as conn:  # the poller and the wM-Bus receiver
+        assert {k: v.raw for k, v in load_meter_keys(conn).items()} == {"K1": bytes(range(16))}
 
 
 def test_reports_read_every_contract_view(roles: dict[str, str]) -> None:

@@ -77,6 +77,7 @@ class PollerComponent:
     async def run(self, stop: asyncio.Event) -> None:
         import psycopg
 
+        from ingest.mbus_keys import registry_sessions
         from ingest.poll_store import PollStore
         from ingest.poller import Poller
 
@@ -85,7 +86,7 @@ class PollerComponent:
 
         conn = await asyncio.to_thread(connect)
         try:
-            poller = Poller(PollStore(conn), self._config)
+            poller = Poller(PollStore(conn), self._config, session_factory=registry_sessions(self._db_url))
             poller.counters = self.counters  # one set of counters across restarts
             self._poller = poller
             await poller.run(stop)

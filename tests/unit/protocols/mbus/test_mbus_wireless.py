@@ -108,3 +108,15 @@ def test_receiver_raw_stream_resyncs() -> None:
     rx.receive_data(b"")
     events = _drain(rx)
     assert [type(e) for e in events] == [Telegram, Telegram] and rx.skipped > 0
+
+
+def test_receiver_hands_out_raw_frames_undecoded() -> None:
+    frame = build_wmbus(0x44, ADDRESS, 0x78, RECORDS, fmt="A")
+    rx = WmbusReceiver("hex")
+    rx.receive_data(f"{frame.hex()}\n{frame[:-1].hex()}00\n".encode())
+    assert rx.next_frame() == frame
+    assert rx.next_frame() == frame[:-1] + b"\x00"  # a bad CRC is the decoder's to find, not the line reader's
+    raw = WmbusReceiver("raw")
+    raw.receive_data(b"\x01\x02" + frame)
+    raw.receive_data(b"")
+    assert raw.next_frame() == frame and raw.skipped == 2
