@@ -1,11 +1,14 @@
 """Benchmark: the whole billing run from the database (read -> VEE -> rate -> write), meters per second.
 
   python benchmarks/billing_run.py [--quick] [--meters N] [--workers W] [--dask tcp://HOST:PORT] [--no-pack]
+                                   [--compress]
 
 Writes a month (March 2024, America/Los_Angeles, 2,972 quarter hours with the DST change) of 15-min import energy
 for N meters (default 10,000; --quick 1,000) with BatchWriter, plus the opening and closing registers; 2 % of
 meters lose 3 hours (interpolated + like-day estimates). Packs the days as the nightly ``amiflow db maintain`` does
-(timed on its own, ``pack_s``; ``--no-pack`` leaves the run to read rows). Then it runs:
+(timed on its own, ``pack_s``; ``--no-pack`` leaves the run to read rows). On TimescaleDB, ``--compress`` first
+compresses every chunk (``compress_s``; the month is older than ``compress_after``), so the packs are made from, and
+the row reads of run 5 come from, compressed chunks. Then it runs:
 
 1. the billing run in ONE process (``--workers 0``): the baseline ``meters_per_s``, with the time split by phase
    (summed over blocks: in one process the read of the next block and the write of the previous one overlap the
@@ -118,6 +121,19 @@ def _pack(url: str) -> tuple[float, int]:
     return done.seconds, done.readings
 
 
+def _compress(url: str) -> tuple[float, int]:
+    """Compress every chunk of amiflow.readings (TimescaleDB); (seconds, chunks compressed)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        backend = conn.execute("SELECT value FROM amiflow.storage_config WHERE key = 'backend'").fetchone()
+        if backend != ("timescaledb",):
+            raise SystemExit("--compress needs TimescaleDB (this database uses plain partitions)")
+        started = time.perf_counter()
+        chunks = "SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('amiflow.readings') c"
+        n = len(conn.execute(chunks).fetchall())
+        conn.execute("ANALYZE amiflow.readings")
+        return time.perf_counter() - started, n
+
+
 def _same_bills(url: str, expected: dict[str, str], what: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         got = dict(conn.execute("SELECT bill_id, content_hash FROM amiflow.bills").fetchall())
@@ -131,6 +147,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes of run 2 (default 2)")
     parser.add_argument("--dask", metavar="ADDRESS", help="also run on this existing Dask cluster (dask_meters_per_s)")
     parser.add_argument("--no-pack", action="store_true", help="do not pack the days: the run reads rows")
+    parser.add_argument("--compress", action="store_true", help="TimescaleDB: compress every chunk before the runs")
     parser.add_argument("--block", type=int, help="meters per block (default 2000, the setting's default; --quick 250)")
     args = parser.parse_args()
     meters = args.meters or (1_000 if args.quick else 10_000)
@@ -141,6 +158,10 @@ def main() -> int:
         write_s = seed(url, meters)
         readings = meters * len(_axis())
         print(f"seed: {meters} meters, {readings} readings written in {write_s:.1f} s", flush=True)
+        compress_s = 0.0
+        if args.compress:
+            compress_s, chunks = _compress(url)
+            print(f"compress: {chunks} chunks compressed in {compress_s:.1f} s")
         pack_s, packed = (0.0, 0) if args.no_pack else _pack(url)
         if not args.no_pack:
             print(f"pack: {packed} readings into packed days in {pack_s:.1f} s ({packed / pack_s:,.0f} readings/s)")
@@ -189,7 +210,8 @@ def main() -> int:
     print(
         f"RESULT billing_run meters_per_s={rate1:.0f} read_s={phases['read']:.2f} vee_s={phases['vee']:.2f} "
         f"rate_s={phases['rate']:.2f} write_s={phases['write']:.2f} wall_s={sec['wall']:.2f} bottleneck={bottleneck} "
-        f"meters={meters} packed={int(not args.no_pack)} pack_s={pack_s:.2f} "
+        f"meters={meters} packed={int(not args.no_pack)} pack_s={pack_s:.2f} compressed={int(args.compress)} "
+        f"compress_s={compress_s:.2f} "
         f"parallel_meters_per_s={rate2:.0f} parallel_ratio={rate2 / rate1:.2f} rerun_meters_per_s={rate3:.0f} "
         f"estimated_share={one['estimated_share']}{rows_part}{dask_part}"
     )
