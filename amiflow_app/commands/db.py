@@ -63,7 +63,9 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _maintain_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--since", type=_date, help="pack days from this UTC day on (default: the last 3 days)")
+    parser.add_argument("--since", type=_date,
+                        help="pack days from this UTC day on (default: the last 3 days, or from the day after the last "
+                             "packed day when that is older)")  # fmt: skip
     parser.add_argument("--settle", type=int, default=3600, metavar="S", help="pack a day S seconds after it ends")
     parser.add_argument("--rollup-every", type=int, default=3600, metavar="S",
                         help="refresh the plain-PostgreSQL rollup when older than S seconds (0 = now)")  # fmt: skip
