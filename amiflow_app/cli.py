@@ -44,6 +44,7 @@ accounts import | billing  | accounts:ACCOUNTS_IMPORT | import account contacts 
 accounts list   | billing  | accounts:ACCOUNTS_LIST  | list the account contacts and their e-bill opt-in
 accounts show   | billing  | accounts:ACCOUNTS_SHOW  | one account: contact, billing's balance, meters, e-bills
 ingest mqtt     | operator | ingest:INGEST_MQTT      | run one MQTT ingest worker (several share the stream)
+ingest wmbus    | operator | ingest_wmbus:INGEST_WMBUS | receive wireless M-Bus frames from stdin, TCP or a stick
 poll            | operator | ingest:POLL             | poll DLMS, IEC 62056-21 and Modbus meters; read SML, P1 meters
 commission      | engineer | ingest:COMMISSION       | identify, test-read and register a meter (commissioning sheet)
 sim mqtt        | engineer | sim:SIM_MQTT            | simulate a fleet of MQTT meters publishing to a broker
@@ -51,7 +52,8 @@ sim modbus      | engineer | sim_polled:SIM_MODBUS   | simulate Modbus TCP/RTU m
 sim dlms        | engineer | sim_polled:SIM_DLMS     | simulate DLMS/COSEM meters (TCP wrapper or HDLC)
 sim iec62056-21 | engineer | sim_polled:SIM_IEC62056_21 | simulate IEC 62056-21 mode C meters
 sim sml         | engineer | sim_push:SIM_SML        | simulate an SML push meter (eHZ, Itron or EasyMeter shape)
-sim mbus        | engineer | sim_polled:SIM_MBUS     | simulate an M-Bus segment (heat, water, gas, electricity meters)
+sim mbus        | engineer | sim_mbus:SIM_MBUS       | simulate an M-Bus segment (heat, water, gas, electricity meters)
+sim wmbus       | engineer | sim_mbus:SIM_WMBUS      | simulate wireless M-Bus meters sending encrypted frames
 decode          | engineer | decode:DECODE           | decode a captured frame, telegram or register map to JSON
 tariffs import  | billing  | rating:TARIFFS_IMPORT   | import tariffs (amiflow JSON/TOML or OpenEI URDB JSON)
 tariffs list    | billing  | rating:TARIFFS_LIST     | list the stored tariff versions

@@ -164,7 +164,11 @@ class SimSlave:
         return [first, second]
 
     def _water(self, t: int, clock: bytes) -> list[bytes]:
-        litres = 250_000 + int((t - _T0) / 3600.0 * 14 * (1.2 + self._wave(t, 86_400)))
+        # 14 l/h x (1.2 + a daily wave): the integral of a rate that never falls below 2.8 l/h, so the register
+        # only ever counts up (a cumulative register that ran backwards would be flagged non-monotonic)
+        day = 86_400 / (2 * math.pi * 3600)  # hours per radian of the daily wave
+        hours = (t - _T0) / 3600.0
+        litres = 250_000 + int(14 * (1.2 * hours + day * (1 - math.cos(2 * math.pi * t / 86_400 + self.meter_index))))
         billing = datetime.fromtimestamp(t, UTC).replace(day=1).date()
         block = (
             encode_record(b"\x78", int(self.ident), field=0x0C)

@@ -1,4 +1,7 @@
-"""``amiflow sim modbus|dlms|iec62056-21|mbus``: simulated meters a head-end polls, each serving until signalled."""
+"""``amiflow sim modbus|dlms|iec62056-21``: simulated meters a head-end polls, each serving until signalled.
+
+``sim mbus`` is in :mod:`amiflow_app.commands.sim_mbus`.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +19,9 @@ from protocols.modbus.maps import SUNSPEC_METER_MODELS
 from simulators.dlms import DlmsSimulator
 from simulators.iec62056_21 import FAULTS as IEC_FAULTS
 from simulators.iec62056_21 import IecSimulator
-from simulators.mbus_meter import FAULTS as MBUS_FAULTS
-from simulators.mbus_meter import MbusBusSimulator
 from simulators.modbus import ModbusSimulator
 
-__all__ = ["SIM_DLMS", "SIM_IEC62056_21", "SIM_MBUS", "SIM_MODBUS"]
+__all__ = ["SIM_DLMS", "SIM_IEC62056_21", "SIM_MODBUS"]
 
 
 def _add_modbus_arguments(p: argparse.ArgumentParser) -> None:
@@ -185,25 +186,3 @@ def _run_iec(args: argparse.Namespace, settings: Settings) -> int:
 SIM_IEC62056_21 = Command(
     help="serve a simulated IEC 62056-21 mode C meter (TCP or a pty)", add_arguments=_add_iec_arguments, run=_run_iec
 )
-
-
-def _add_mbus_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT (0 = pick one) or pty")
-    p.add_argument("--devices", default=None, help="KIND:ADDRESS[:IDENT],... (heat:1,water:2,gas:3,electricity:4)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the meters' values and the faults (default 1)")
-    p.add_argument("--fault", action="append", default=[], choices=MBUS_FAULTS, help="inject this fault (repeatable)")
-    p.add_argument("--fault-rate", type=float, default=0.2, help="share of answers with a fault (default 0.2)")
-
-
-def _run_mbus(args: argparse.Namespace, settings: Settings) -> int:
-    faults, rate = args.fault, args.fault_rate
-    sim = MbusBusSimulator(args.listen, devices=args.devices, seed=args.seed, faults=faults, fault_rate=rate)
-    names = ", ".join(f"{s.kind}@{s.address}#{s.ident}" for s in sim.slaves)
-    serve_until_signalled(sim, f"mbus segment ({names})")
-    return 0
-
-
-SIM_MBUS = Command(
-    help="simulate an M-Bus segment of heat, water, gas and electricity meters", add_arguments=_add_mbus_arguments,
-    run=_run_mbus,
-)  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from amiflow.errors import ConfigError
@@ -22,8 +23,8 @@ def parse_start(text: str) -> datetime:
     return start.astimezone(UTC)
 
 
-def serve_until_signalled(sim: ByteServer, label: str) -> None:
-    """Serve, print where, stop cleanly on SIGTERM or SIGINT."""
+def serve_until_signalled(sim: ByteServer, label: str, *, on_start: Callable[[], None] | None = None) -> None:
+    """Serve, print where (after ``on_start``, which may use the simulator's URI), stop on SIGTERM or SIGINT."""
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -31,6 +32,8 @@ def serve_until_signalled(sim: ByteServer, label: str) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with sim:
+            if on_start is not None:
+                on_start()
             where = f"port {sim.port}" if sim.kind == "tcp" else f"pty {sim.pty_path}"
             print(f"{label} listening on {where}: {sim.uri}", flush=True)
             await stop.wait()

@@ -36,7 +36,7 @@ from .link import (
 )
 from .master import MasterState, Probe, selection_frame
 from .readings import MBUS_SOURCE, MbusReadings, mbus_readings
-from .receiver import WmbusReceiver, wmbus_frames
+from .receiver import RawFrame, WmbusReceiver, wmbus_frames
 from .records import DataRecord, RecordBlock, parse_records
 from .security import KeyRing, decrypt_mode5, encrypt_mode5
 from .telegram import Telegram, parse_application
@@ -59,6 +59,7 @@ __all__ = [
     "MbusReadout",
     "MbusStreamDecoder",
     "Probe",
+    "RawFrame",
     "RecordBlock",
     "ShortFrame",
     "Telegram",

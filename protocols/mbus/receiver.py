@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Final
 
 from amiflow.errors import ConfigError, FrameError, ReadTimeout, TransportError
@@ -31,10 +32,18 @@ from .security import KeyRing
 from .telegram import Telegram
 from .wmbus import WmbusFrame, decode_wmbus
 
-__all__ = ["WmbusReceiver", "wmbus_frames"]
+__all__ = ["RawFrame", "WmbusReceiver", "wmbus_frames"]
 
 _TOKEN: Final = re.compile(rb"(?:[0-9a-fA-F]{2}){11,}")
 MAX_LINE: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    """A frame's bytes as received, and (hex mode) the line it came on."""
+
+    data: bytes
+    line: bytes = b""
 
 
 class WmbusReceiver:
@@ -60,17 +69,18 @@ class WmbusReceiver:
     def next_event(self) -> Telegram | FrameFault | None:
         """The next decoded telegram (mode 5 decrypted with ``keys``), a fault, or NEED_DATA."""
         frame = self.next_frame()
-        event = self._decode(frame) if isinstance(frame, bytes) else frame
+        event = self._decode(frame.data) if isinstance(frame, RawFrame) else frame
         if isinstance(event, Telegram):
             self.frames += 1
         elif isinstance(event, FrameFault):
             self.faults += 1
         return event
 
-    def next_frame(self) -> bytes | FrameFault | None:
-        """The next frame's bytes as received (CRCs kept, nothing decoded: for a caller that decodes with keys it
-        looks up per sender, or stores the frame raw), a fault, or NEED_DATA. In ``raw`` mode a frame is only cut
-        where its CRCs hold; in ``hex`` mode a line is handed out whole, so a bad CRC shows when it is decoded."""
+    def next_frame(self) -> RawFrame | FrameFault | None:
+        """The next frame as received (CRCs kept, nothing decoded: for a caller that decodes with keys it looks up
+        per sender, or stores the frame raw), a fault, or NEED_DATA. In ``raw`` mode a frame is only cut where its
+        CRCs hold; in ``hex`` mode a line is handed out whole (with its text: a log's time stamp), so a bad CRC
+        shows when it is decoded."""
         return self._next_line() if self.mode == "hex" else self._next_raw()
 
     def _decode(self, raw: bytes, fmt: str = "auto") -> Telegram | FrameFault:
@@ -79,7 +89,7 @@ class WmbusReceiver:
         except FrameError as exc:
             return FrameFault("bad_wmbus_frame", str(exc), raw)
 
-    def _next_line(self) -> bytes | FrameFault | None:
+    def _next_line(self) -> RawFrame | FrameFault | None:
         while True:
             end = self._buf.find(b"\n")
             if end < 0:
@@ -96,9 +106,9 @@ class WmbusReceiver:
             if not tokens:
                 self.skipped += len(line) + 1
                 continue
-            return bytes.fromhex(tokens[-1].decode("ascii"))
+            return RawFrame(bytes.fromhex(tokens[-1].decode("ascii")), line)
 
-    def _next_raw(self) -> bytes | FrameFault | None:
+    def _next_raw(self) -> RawFrame | FrameFault | None:
         while len(self._buf) >= 12:
             size_a = _length_a(self._buf[0])
             for size, fmt in ((size_a, "A"), (self._buf[0] + 1, "B")):
@@ -110,7 +120,7 @@ class WmbusReceiver:
                 except FrameError:
                     continue
                 del self._buf[:size]
-                return raw
+                return RawFrame(raw)
             if len(self._buf) < size_a and not self._eof:
                 return NEED_DATA
             self.skipped += 1

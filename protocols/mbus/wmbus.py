@@ -94,12 +94,9 @@ def _a_length(length_field: int) -> int:
 
 def _guess(raw: bytes) -> str:
     length_field = raw[0]
-    if len(raw) == _a_length(length_field):
-        try:
-            _strip_a(raw)
-            return "A"
-        except FrameError:
-            pass
+    if len(raw) == _a_length(length_field):  # format A's length (never B's: L + 1): a failed CRC is the answer
+        _strip_a(raw)
+        return "A"
     if len(raw) == length_field + 1:
         try:
             _strip_b(raw)

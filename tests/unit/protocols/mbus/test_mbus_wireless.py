@@ -12,6 +12,7 @@ from protocols.mbus import (
     DeviceHeader,
     FrameFault,
     KeyRing,
+    RawFrame,
     Telegram,
     WmbusFrame,
     WmbusReceiver,
@@ -113,10 +114,11 @@ def test_receiver_raw_stream_resyncs() -> None:
 def test_receiver_hands_out_raw_frames_undecoded() -> None:
     frame = build_wmbus(0x44, ADDRESS, 0x78, RECORDS, fmt="A")
     rx = WmbusReceiver("hex")
-    rx.receive_data(f"{frame.hex()}\n{frame[:-1].hex()}00\n".encode())
-    assert rx.next_frame() == frame
-    assert rx.next_frame() == frame[:-1] + b"\x00"  # a bad CRC is the decoder's to find, not the line reader's
+    rx.receive_data(f"2026-01-02T03:04:05Z;{frame.hex()}\n{frame[:-1].hex()}00\n".encode())
+    assert rx.next_frame() == RawFrame(frame, f"2026-01-02T03:04:05Z;{frame.hex()}".encode())
+    second = rx.next_frame()  # a bad CRC is the decoder's to find, not the line reader's
+    assert isinstance(second, RawFrame) and second.data == frame[:-1] + b"\x00"
     raw = WmbusReceiver("raw")
     raw.receive_data(b"\x01\x02" + frame)
     raw.receive_data(b"")
-    assert raw.next_frame() == frame and raw.skipped == 2
+    assert raw.next_frame() == RawFrame(frame) and raw.skipped == 2
