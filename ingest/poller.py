@@ -40,6 +40,10 @@ __all__ = ["PollOutcome", "PollSummary", "Poller", "PollerConfig"]
 
 log = logging.getLogger(__name__)
 
+#: registers whose deltas at interval boundaries become intervals, the first a meter reports: electricity import,
+#: then (M-Bus, protocols.mbus.readings) heat energy, cooling energy, water, warm water, gas volume
+_BOUNDARY_REGISTERS = ("1-0:1.8.0", "6-0:1.8.0", "5-0:1.8.0", "8-0:1.8.0", "9-0:1.8.0", "7-0:3.8.0")
+
 
 @dataclass(frozen=True, slots=True)
 class PollerConfig:
@@ -270,10 +274,13 @@ class Poller:
     def _derive_interval(
         self, meter: str, registers: ReadingBatch, cursor: Any, boundary: int, now: float
     ) -> tuple[ReadingBatch, datetime | None, float | None]:
-        """Interval energy from two register reads taken at consecutive interval boundaries (Modbus meters)."""
-        mask = registers.obis == "1-0:1.8.0"
-        if not mask.any():
+        """Interval energy from two register reads taken at consecutive interval boundaries (Modbus meters; M-Bus
+        heat, water and gas meters by their main register: the interval channel ``C.29.E`` of register ``C.8.E``)."""
+        found = [code for code in _BOUNDARY_REGISTERS if (registers.obis == code).any()]
+        if not found:
             return ReadingBatch(), None, None
+        register = found[0]
+        mask = registers.obis == register
         value = float(registers.value[mask][0])
         if now - boundary > max(self._config.jitter_s * 2, 60.0):
             return ReadingBatch(), None, None  # not read near a boundary: no interval to attribute it to
@@ -284,10 +291,10 @@ class Poller:
             if delta >= 0:
                 derived = ReadingBatch.from_columns(
                     meter,
-                    "1-0:1.29.0",
+                    register.replace(".8.", ".29.", 1),
                     [boundary],
                     [delta],
-                    unit="Wh",
+                    unit=str(registers.unit[mask][0] or "Wh"),
                     source=registers.source[0] if len(registers) else Source.MODBUS,
                 )
                 return derived, this_ts, value

@@ -3,7 +3,9 @@
 Keys: ``bill_id``, ``version``, ``account``, ``meters``, ``period`` {``start``, ``end`` (local dates, ``end``
 INCLUSIVE: the last billed day), ``start_utc``, ``end_utc`` (instants, end exclusive)}, ``tariff`` {``id``,
 ``version``}, ``determinants``, ``lines`` [{``code``, ``description``, ``quantity``, ``unit``, ``rate``, ``amount``}],
-``total``, ``currency``, ``estimated_share``, ``vee``. Money and quantities are decimal strings, never floats.
+``total``, ``currency``, ``estimated_share``, ``vee``. Money and quantities are decimal strings, never floats. A
+tariff in another unit than kWh (MWh of heat, m3 of water) adds ``tariff.unit``: its lines and the energy
+determinants (``import_kwh``, ``energy_kwh``: names kept) are in that unit.
 Energy, demand, export and minimum lines with zero quantity and zero amount are left out; fixed and tax lines stay.
 """
 
@@ -98,7 +100,7 @@ def bill_json(
             "start_utc": _iso(local_midnight_ts(start, zone)),
             "end_utc": _iso(local_midnight_ts(end, zone)),
         },
-        "tariff": {"id": t.spec.id, "version": t.spec.version},
+        "tariff": {"id": t.spec.id, "version": t.spec.version, **({"unit": t.unit} if t.unit != "kWh" else {})},
         "determinants": _determinants(block, i),
         "lines": lines,
         "total": format_minor(int(block.total_minor[i]), t.minor_units),

@@ -1,8 +1,10 @@
 """Reading one block's inputs for VEE and rating: the meters' intervals (the month plus a history), register deltas,
 outage events, clock offsets and multipliers, and the earlier monthly peaks that demand ratchets look back on.
 
-Intervals come from the foundation reader (amiflow.db.reader) on the import channel; export is read only for tariffs
-that bill it. The functions only run statements on the connection they are given.
+Intervals come from the foundation reader (amiflow.db.reader) on the import channel (``channel``: the tariff's,
+``1-0:1.29.0`` for electricity, ``6-0:1.29.0`` heat, ``8-0:1.29.0`` water), the register delta from the register of
+that channel (``C.29.E`` -> ``C.8.E``); export is read only for tariffs that bill it. The functions only run
+statements on the connection they are given.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "month_bounds",
     "peak_grid",
     "prior_peaks",
+    "register_of",
 ]
 
 IMPORT_OBIS = "1-0:1.29.0"
@@ -51,6 +54,7 @@ class BlockData:
     read_s: float = 0.0
     services: dict[int, list[Service] | None] = field(default_factory=dict)  # by meter id (rating.service_store)
     peak_rows: list[tuple[Any, ...]] = field(default_factory=list)  # earlier bills' peaks (fetch_prior_peaks)
+    channel: str = IMPORT_OBIS  # the interval channel read (the tariff's)
 
 
 def month_bounds(period: date, tz: str, history_weeks: int) -> tuple[datetime, datetime, datetime]:
@@ -63,13 +67,22 @@ def month_bounds(period: date, tz: str, history_weeks: int) -> tuple[datetime, d
     return hist.astimezone(UTC), start.astimezone(UTC), end.astimezone(UTC)
 
 
-def _register_at(conn: psycopg.Connection[Any], ids: list[int], at: datetime, tol_s: int) -> dict[int, float]:
+def register_of(channel: str) -> str:
+    """The cumulative register of an interval channel: ``A-B:C.29.E`` -> ``A-B:C.8.E``."""
+    head, _, tail = channel.rpartition(":")
+    parts = tail.split(".")
+    return f"{head}:{parts[0]}.8.{parts[2]}" if len(parts) == 3 and parts[1] == "29" else REGISTER_OBIS
+
+
+def _register_at(
+    conn: psycopg.Connection[Any], ids: list[int], at: datetime, tol_s: int, register: str = REGISTER_OBIS
+) -> dict[int, float]:
     rows = conn.execute(
         "SELECT DISTINCT ON (r.meter_id) r.meter_id, r.value FROM amiflow.readings r"
         " JOIN amiflow.channels c ON c.id = r.channel_id AND c.obis = %s"
         " WHERE r.meter_id = ANY(%s) AND r.ts BETWEEN %s - make_interval(secs => %s) AND %s + make_interval(secs => %s)"
         " ORDER BY r.meter_id, abs(extract(epoch FROM r.ts - %s)), r.ts",
-        (REGISTER_OBIS, ids, at, tol_s, at, tol_s, at),
+        (register, ids, at, tol_s, at, tol_s, at),
     ).fetchall()
     return {int(r[0]): float(r[1]) for r in rows}
 
@@ -107,6 +120,7 @@ def load_block(
     interval_s: int = 900,
     peak_codes: Sequence[str] = (),
     peak_months: int = 0,
+    channel: str = IMPORT_OBIS,
 ) -> BlockData:
     """Read a block: intervals (history + period), register delta, outage events, clock offsets, multipliers, the
     meters' service periods in the month and (for ratchet tariffs: ``peak_codes`` over ``peak_months``) their
@@ -121,12 +135,13 @@ def load_block(
     accounts = tuple(account_of.get(n) for n in names)
     ids = np.array([info.get(n, (-1, 1.0))[0] for n in names], dtype=np.int64)
     mult = np.array([info.get(n, (-1, 1.0))[1] for n in names], dtype=np.float64)
-    mat = read_intervals(conn, names, IMPORT_OBIS, hist, end, interval_s)
+    mat = read_intervals(conn, names, channel, hist, end, interval_s)
     p0 = int((start - hist).total_seconds()) // interval_s
     id_list = [int(i) for i in ids if i >= 0]
     row_of = {int(i): k for k, i in enumerate(ids) if i >= 0}
-    reg0 = _register_at(conn, id_list, start, interval_s)
-    reg1 = _register_at(conn, id_list, end, interval_s)
+    register = register_of(channel)
+    reg0 = _register_at(conn, id_list, start, interval_s, register)
+    reg1 = _register_at(conn, id_list, end, interval_s, register)
     delta = np.array([reg1[i] - reg0[i] if i in reg0 and i in reg1 else np.nan for i in ids.tolist()], dtype=np.float64)
     events = _events(conn, id_list, hist, end)
     outage = outage_mask(
@@ -157,7 +172,7 @@ def load_block(
     nxt = date(period.year + period.month // 12, period.month % 12 + 1, 1)
     services = services_in(conn, id_list, period, nxt)
     peaks = fetch_prior_peaks(conn, names, peak_codes, period, peak_months)
-    return BlockData(tuple(names), ids, accounts, vee, export, services=services, peak_rows=peaks)
+    return BlockData(tuple(names), ids, accounts, vee, export, services=services, peak_rows=peaks, channel=channel)
 
 
 def _prior_months(period: date, months: int) -> list[date]:

@@ -20,7 +20,7 @@ import psycopg
 
 from amiflow.errors import RatingError, StorageError
 from rating.bill_store import store_bills
-from rating.block_input import BlockData, load_block
+from rating.block_input import IMPORT_OBIS, BlockData, load_block
 from rating.block_rating import bill_rows, rate_bills, summarize, triage
 from rating.run_store import BlockPlan, claim_block, mark_block_done, store_skips
 from rating.tariff_change import TariffPart, tariff_parts
@@ -114,6 +114,7 @@ def read_block(conn: psycopg.Connection[Any], task: BlockTask) -> BlockInput | N
         conn, plan.meters, period=task.period, tz=plan.timezone, history_weeks=task.history_weeks,
         with_export=any(p.tariff.export_mode != "none" for p in parts), interval_s=task.interval_s,
         peak_codes=sorted({d.code for d in ratcheted}), peak_months=max([d.ratchet_months for d in ratcheted] or [0]),
+        channel=parts[0].tariff.channel if parts else IMPORT_OBIS,
     )  # fmt: skip
     return BlockInput(tariff, data, time.perf_counter() - t0)
 
@@ -153,7 +154,8 @@ def write_block(conn: psycopg.Connection[Any], task: BlockTask, out: BlockOutput
     with conn.transaction():
         if not claim_block(conn, task.run_id, plan.block_no):
             return {"block": plan.block_no, "skipped_block": True}
-        summary["vee_rows"] = store_vee(conn, task.run_id, out.data.meter_ids, out.vee, task.period)
+        summary["vee_rows"] = store_vee(conn, task.run_id, out.data.meter_ids, out.vee, task.period,
+                                        channel_obis=out.data.channel)  # fmt: skip
         summary["bills"] = store_bills(conn, task.run_id, out.bills)
         store_skips(conn, task.run_id, out.skips)
         summary.update(summarize(out.data, out.vee, out.bills, out.skips))

@@ -45,7 +45,7 @@ def energy_lines(
     energy_p = group_sum(run_sum, run_p.astype(np.int64), len(t.periods))
     factor = days / pdays if t.tier_basis == "month" else days.astype(np.float64)
     tiers = tier_energy(t, run_sum, run_p.astype(np.int64), energy_p, factor)
-    qty = np.rint(tiers).astype(np.int64)  # Wh = thousandths of a kWh, half to even
+    qty = np.rint(tiers).astype(np.int64)  # thousandths of the tariff's unit (Wh of a kWh tariff), half to even
     det["import_kwh"] = np.rint(energy_p.sum(axis=1)).astype(np.int64)
     multi = t.n_tiers > 1
     for p, name in enumerate(t.periods):
@@ -54,7 +54,7 @@ def energy_lines(
             suffix = f".t{j + 1}" if multi else ""
             det[f"energy_kwh.{name}{suffix}"] = qty[:, p, j]
             desc = f"Energy ({name}{f', tier {j + 1}' if multi else ''})"
-            spec = LineSpec(f"energy.{name}{suffix}", desc, "energy", "kWh", t.energy_rate_text[p][j], "per kWh")
+            spec = LineSpec(f"energy.{name}{suffix}", desc, "energy", t.unit, t.energy_rate_text[p][j], f"per {t.unit}")
             lines.per_unit(spec, qty[:, p, j], int(t.energy_rates[p, j]))
 
 

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from amiflow.errors import RatingError
 from rating.money import MINOR_UNITS, decimal_places, scaled_int
-from rating.tariff import LINE_CATEGORIES, DemandSpec, HolidaySpec, TariffSpec
+from rating.tariff import LINE_CATEGORIES, USAGE_UNITS, DemandSpec, HolidaySpec, TariffSpec
 from rating.tou import tou_schedule
 
 __all__ = [
@@ -97,6 +97,9 @@ class CompiledTariff:
     export_rates: I64  # [period], scaled, credited per exported kWh
     export_rate_text: tuple[Decimal, ...]
     period_tier_limits_wh: F64  # [period, tier - 1] bounds of each TOU period (inf past a period's own tiers)
+    unit: str = "kWh"  # of the energy quantities, rates and tier limits (the "Wh" names above: thousandths of it)
+    usage_scale: float = 1.0  # thousandths of ``unit`` per base unit of the channel (Wh or m3) over 1 per Wh
+    channel: str = "1-0:1.29.0"  # the interval channel billed
 
     @property
     def n_tiers(self) -> int:
@@ -218,7 +221,9 @@ def compile_tariff(spec: TariffSpec) -> CompiledTariff:
     else:
         ex_text = tuple(Decimal(0) for _ in periods)
     export_rates = np.array([scaled_int(r, scale) for r in ex_text], dtype=np.int64)
+    per_unit = USAGE_UNITS[spec.unit][1]
     return CompiledTariff(
         spec, minor, scale, periods, sched, limits, spec.energy.tier_basis, spec.energy.allocation, rates, rate_text,
-        demand, fixed, minimum, tuple(taxes), ex.mode, export_rates, ex_text, period_limits,
+        demand, fixed, minimum, tuple(taxes), ex.mode, export_rates, ex_text, period_limits, spec.unit,
+        float(Decimal(1000) / per_unit), spec.usage_channel,
     )  # fmt: skip

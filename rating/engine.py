@@ -145,6 +145,8 @@ def rate_part(
     imp = np.asarray(import_wh, dtype=np.float64)
     if imp.ndim != 2 or imp.shape[1] != len(axis.ts):
         raise RatingError(f"import_wh must be (meters, {len(axis.ts)}), got {imp.shape}")
+    if tariff.usage_scale != 1.0:  # a MWh, Wh or m3 tariff: usage in thousandths of its unit, as Wh are of kWh
+        imp = imp * tariff.usage_scale
     m = imp.shape[0]
     day = axis.day[cols]
     d0, d1 = (period_start - _EPOCH).days, (period_end - _EPOCH).days

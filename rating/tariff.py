@@ -8,6 +8,11 @@ them, values index ``tou.periods``) or from readable rules (rating.tou reads the
     default = "off_peak"
     rules = ["peak: weekdays 16-21 Jun-Sep", "part_peak: weekdays 14-16,21-23 summer", "peak: holidays 17-20 Jun-Sep"]
 
+Heat, water and gas are billed like electricity on their own interval channel: ``unit`` (kWh by default; MWh or Wh
+of energy, m3 of volume) is the unit of the energy rates and tier limits, and ``channel`` the interval channel the
+billing run reads (``1-0:1.29.0`` by default, ``8-0:1.29.0`` for m3; a heat tariff names ``6-0:1.29.0``). Stored
+readings are in base units (Wh, m3): the engine converts them to the tariff's unit.
+
 Reading files (amiflow JSON/TOML or OpenEI URDB) is rating.tariff_files; see docs/rating.md for every field;
 :func:`compile_tariff` (rating.compile) turns a spec into lookup arrays.
 """
@@ -15,6 +20,7 @@ Reading files (amiflow JSON/TOML or OpenEI URDB) is rating.tariff_files; see doc
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
@@ -27,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from amiflow.errors import RatingError
 
 __all__ = [
+    "USAGE_UNITS",
     "DemandSpec",
     "EnergySpec",
     "ExportSpec",
@@ -40,6 +47,14 @@ __all__ = [
 ]
 
 LINE_CATEGORIES = frozenset({"energy", "demand", "fixed", "minimum", "export"})
+#: billed unit -> (base unit of the channel, base units per billed unit)
+USAGE_UNITS: dict[str, tuple[str, Decimal]] = {
+    "kWh": ("Wh", Decimal(1000)),
+    "MWh": ("Wh", Decimal(1_000_000)),
+    "Wh": ("Wh", Decimal(1)),
+    "m3": ("m3", Decimal(1)),
+}
+_INTERVAL_CHANNEL = re.compile(r"^\d{1,3}-\d{1,3}:\d{1,3}\.29\.\d{1,3}$")
 
 Matrix = list[list[int]]
 
@@ -251,6 +266,21 @@ class TariffSpec(_Model):
     minimum: MinimumSpec | None = None
     taxes: list[TaxSpec] = Field(default_factory=list)
     export: ExportSpec = ExportSpec()
+    unit: Literal["kWh", "MWh", "Wh", "m3"] = Field("kWh", description="unit of the energy rates and tier limits")
+    channel: str | None = Field(None, description="interval channel billed (default 1-0:1.29.0; m3: 8-0:1.29.0)")
+
+    @property
+    def usage_channel(self) -> str:
+        """The interval channel (OBIS ``A-B:C.29.E``) the billing run reads for this tariff."""
+        return self.channel or ("8-0:1.29.0" if self.unit == "m3" else "1-0:1.29.0")
+
+    @model_validator(mode="after")
+    def _usage(self) -> TariffSpec:
+        if self.channel is not None and not _INTERVAL_CHANNEL.match(self.channel):
+            raise ValueError(f"channel {self.channel!r}: expected an interval channel such as 6-0:1.29.0")
+        if self.unit != "kWh" and (self.demand or self.export.mode != "none"):
+            raise ValueError(f"unit {self.unit}: demand charges and export credits need unit kWh")
+        return self
 
     @model_validator(mode="after")
     def _dates(self) -> TariffSpec:

@@ -135,7 +135,8 @@ def _candidates(conn: psycopg.Connection[Any], own: TariffSpec) -> list[TariffSp
         if tid == own.id:
             continue
         spec = next(s for s in tariff_versions(conn, tid) if s.version == version)
-        if spec.currency == own.currency and customer_class(spec) == cls:
+        same_usage = spec.usage_channel == own.usage_channel  # heat or water tariffs never advise on electricity
+        if spec.currency == own.currency and customer_class(spec) == cls and same_usage:
             out.append(spec)
     return out
 
