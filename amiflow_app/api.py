@@ -50,6 +50,11 @@ class Health(BaseModel):
     database: bool
     components: dict[str, str]
     version: str
+    notes: dict[str, str] = Field(
+        default_factory=dict,
+        description="warnings that do not degrade the service, by "
+        "component (e.g. TimescaleDB jobs that amiflow runs because the extension fails to)",
+    )
 
 
 class Meter(BaseModel):
@@ -147,6 +152,7 @@ def create_app(
     *,
     metrics: dict[str, MetricsSource] | None = None,
     component_health: Callable[[], dict[str, str]] | None = None,
+    component_notes: Callable[[], dict[str, str]] | None = None,
     settings: Settings | None = None,
     database: Database | None = None,
 ) -> FastAPI:
@@ -196,7 +202,9 @@ def create_app(
         ok = db_ok and all(v == "ok" for v in components.values())
         if not ok:
             response.status_code = 503  # load balancers and orchestrators act on the status, not the body
-        return Health(status="ok" if ok else "degraded", database=db_ok, components=components, version=__version__)
+        notes = component_notes() if component_notes else {}
+        return Health(status="ok" if ok else "degraded", database=db_ok, components=components, version=__version__,
+                      notes=notes)  # fmt: skip
 
     @app.get(
         "/metrics",

@@ -7,7 +7,9 @@
 * TimescaleDB: the compression and continuous-aggregate policies are the extension's background jobs. When its
   scheduler is absent, or a job's last run failed (``timescaledb_information.job_errors`` / ``job_stats``), or a
   job is overdue, amiflow runs the due job in the foreground (``CALL run_job(id)``, which works where the background
-  worker does not) and reports the job as a problem (``/health``, ``/metrics``, the command's output).
+  worker does not). A job amiflow keeps running so is reported as ``covered`` (a note in ``/health``, the
+  ``job_ok`` / ``job_covered`` gauges in ``/metrics``, a line of the command's output); it is a problem (``/health``
+  degraded) only when amiflow cannot run it either, or is told not to (``run_failing_jobs=False``).
 
 One pass at a time per database (a session advisory lock); each task of a pass is recorded in
 ``amiflow.maintenance_runs``. Needs an autocommit connection outside a transaction (``run_job`` and the rollup
@@ -83,6 +85,8 @@ class MaintenanceReport:
     jobs: list[JobHealth] = field(default_factory=list)
     jobs_run: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # what is wrong with the storage (e.g. failing jobs)
+    covered: list[str] = field(default_factory=list)  # jobs the extension fails to run that amiflow runs instead
+    covered_jobs: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # what amiflow tried and could not do
     seconds: float = 0.0
 
@@ -187,17 +191,25 @@ def _timescaledb(conn: psycopg.Connection[Any], opts: MaintainOptions, report: M
     for job in report.jobs:
         if job.problem is None:
             continue
-        report.problems.append(f"TimescaleDB job {job.job_id} ({job.proc_name} on {job.relation}): {job.problem}")
-        if not (opts.run_failing_jobs and job.due):
+        text = f"TimescaleDB job {job.job_id} ({job.proc_name} on {job.relation}): {job.problem}"
+        if not opts.run_failing_jobs:
+            report.problems.append(text)
+            continue
+        if not job.due:  # amiflow ran it within its schedule interval: the storage is kept, the extension is not
+            report.covered.append(f"{text}; amiflow runs it")
+            report.covered_jobs.append(job.job_id)
             continue
         started = time.perf_counter()
         try:
             conn.execute("CALL run_job(%s)", (job.job_id,))
         except psycopg.Error as exc:
             message = str(exc).strip().split("\n")[0][:200]
+            report.problems.append(text)
             report.errors.append(f"amiflow could not run job {job.job_id} either: {message}")
             _record(conn, f"job:{job.proc_name}", False, started, {"job_id": job.job_id, "error": message})
             continue
+        report.covered.append(f"{text}; amiflow ran it")
+        report.covered_jobs.append(job.job_id)
         report.jobs_run.append(job.job_id)
         _record(conn, f"job:{job.proc_name}", True, started, {"job_id": job.job_id, "reason": job.problem})
         log.warning("ran TimescaleDB job %d (%s) in the foreground: %s", job.job_id, job.proc_name, job.problem)

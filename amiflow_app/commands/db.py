@@ -94,6 +94,8 @@ def _maintain(args: argparse.Namespace, settings: Settings) -> int:
     for job in report.jobs:
         ran = " (run now by amiflow)" if job.job_id in report.jobs_run else ""
         print(f"job {job.job_id} {job.proc_name} on {job.relation}: {job.problem or 'ok'}{ran}")
+    for line in report.covered:
+        print(f"note: {line}", file=sys.stderr)
     for line in report.problems + report.errors:
         print(f"warning: {line}", file=sys.stderr)
     return 1 if report.errors else 0

@@ -145,6 +145,15 @@ class Service:
                 out[comp.name] = state.status
         return out
 
+    def notes(self) -> dict[str, str]:
+        """Component name -> a warning that does not degrade the service (components with a ``note()``)."""
+        out = {}
+        for comp in self.components:
+            note = getattr(comp, "note", None)
+            if callable(note) and (text := note()):
+                out[comp.name] = str(text)
+        return out
+
     def prometheus(self) -> str:
         """The supervisor's own metrics: which components run, how often each was restarted."""
         up = "amiflow_component_up"
@@ -248,7 +257,12 @@ class Service:
             sources: dict[str, Callable[[], str]] = {"supervisor": self.prometheus}
             sources.update((c.name, c.prometheus) for c in self.components)
             app = create_app(
-                self._db.pool, metrics=sources, component_health=self.health, settings=s, database=self._db
+                self._db.pool,
+                metrics=sources,
+                component_health=self.health,
+                component_notes=self.notes,
+                settings=s,
+                database=self._db,
             )
             self._api = ApiComponent(app, s.http_host, s.http_port, grace_s=self.stop_timeout_s)
             self.components.append(self._api)

@@ -2,9 +2,11 @@
 ``interval_s`` in a worker thread: pack settled days, refresh the plain-PostgreSQL rollup on its schedule, and run
 TimescaleDB's compression / rollup jobs in the foreground when the extension's scheduler is absent or they fail.
 
-``problem()`` (``/health``) names the failing or overdue TimescaleDB jobs and any maintenance step that failed;
-``prometheus()`` exports the pass counters, the rollup's age, the dirty meter-days waiting to be repacked and one
-``amiflow_storage_timescaledb_job_ok`` gauge per job.
+``problem()`` (``/health`` degraded) names any maintenance step that failed and the TimescaleDB jobs that fail or are
+overdue and that amiflow could not run either; ``note()`` (``/health`` notes, not degraded) names the jobs the
+extension fails to run and amiflow runs instead. ``prometheus()`` exports the pass counters, the rollup's age, the
+dirty meter-days waiting to be repacked and per job ``amiflow_storage_timescaledb_job_ok`` (the extension runs it) and
+``amiflow_storage_timescaledb_job_covered`` (amiflow runs it instead).
 """
 
 from __future__ import annotations
@@ -88,6 +90,11 @@ class StorageComponent:
             issues += self.last.errors + self.last.problems
         return "; ".join(issues)[:500] if issues else None
 
+    def note(self) -> str | None:
+        """What is wrong but taken care of: TimescaleDB jobs amiflow runs because the extension does not."""
+        covered = self.last.covered if self.last is not None else []
+        return "; ".join(covered)[:500] if covered else None
+
     def prometheus(self) -> str:
         out = [counters("amiflow_storage", _HELP, self.counts)]
         out.append(_gauge("amiflow_storage_last_pass_timestamp_seconds", "when the last maintenance pass finished",
@@ -109,4 +116,8 @@ class StorageComponent:
             lines = [f'{name}{{job="{j.job_id}",proc="{j.proc_name}",relation="{j.relation}"}} {int(j.problem is None)}'
                      for j in report.jobs]  # fmt: skip
             out.append(_gauge(name, "1 while the policy job runs by itself (0: failing or overdue)", lines))
+            name = "amiflow_storage_timescaledb_job_covered"
+            lines = [f'{name}{{job="{j.job_id}",proc="{j.proc_name}",relation="{j.relation}"}} '
+                     f"{int(j.job_id in report.covered_jobs)}" for j in report.jobs]  # fmt: skip
+            out.append(_gauge(name, "1 while amiflow runs the failing or overdue policy job itself", lines))
         return "".join(out)
