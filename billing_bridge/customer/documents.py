@@ -86,6 +86,7 @@ def index_entry(written: WrittenBill) -> dict[str, Any]:
         "total": str(d.total),
         "currency": d.currency,
         "kwh_import": str(d.kwh_import),
+        **({"usage": str(d.used[0]), "usage_unit": d.usage_unit} if d.usage_unit != "kWh" else {}),
         "pdf": written.pdf.name if written.pdf else None,
         "html": written.html.name if written.html else None,
         "version": d.version,

@@ -49,6 +49,9 @@ from rating.tariff import TariffSpec
 
 __all__ = ["DocumentOptions", "StoredBill", "build_document", "document_from_bill", "gather_documents", "issued_bills"]
 
+#: kWh per unit of a tariff's usage (m3 of water is no energy: 0 kWh)
+_KWH_PER = {"kWh": Decimal(1), "MWh": Decimal(1000), "Wh": Decimal("0.001"), "m3": Decimal(0)}
+
 
 @dataclass(frozen=True, slots=True)
 class DocumentOptions:
@@ -162,6 +165,9 @@ def document_from_bill(
         for x in body["lines"]
     )  # fmt: skip
     det = body.get("determinants", {})
+    unit = body["tariff"].get("unit", "kWh")  # a heat (MWh) or water (m3) tariff: the determinants are in it
+    used = Decimal(str(det.get("import_kwh", "0")))
+    kwh = used * _KWH_PER.get(unit, Decimal(0))
     notes = () if usage is not None else ("No interval readings are stored for this period's days.",)
     return BillDocument(
         bill_id=body["bill_id"], version=int(body["version"]), customer=customer, meter=body["meters"][0],
@@ -169,11 +175,12 @@ def document_from_bill(
         period_start=start, period_end=last, tariff=body["tariff"]["id"],
         tariff_version=int(body["tariff"]["version"]), tariff_name=tariff_name or body["tariff"]["id"],
         lines=lines, total=money(body["total"], currency), estimated_share=float(body.get("estimated_share") or 0.0),
-        kwh_import=Decimal(str(det.get("import_kwh", "0"))), kwh_export=Decimal(str(det.get("export_kwh", "0"))),
+        kwh_import=kwh, kwh_export=Decimal(str(det.get("export_kwh", "0"))),
         kwh_by_period=tuple((k, Decimal(str(v))) for k, v in (det.get("import_kwh_by_period") or {}).items()),
         registers=registers, usage=usage, statement=statement,
         payment_reference=bill_reference(body["bill_id"], body.get("account"), start), plan=plan,
-        issued_at=issued_at.astimezone(UTC), notes=notes,
+        issued_at=issued_at.astimezone(UTC), notes=notes, usage_unit=unit,
+        usage_quantity=None if unit == "kWh" else used,
     )  # fmt: skip
 
 

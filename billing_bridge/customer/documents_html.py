@@ -19,7 +19,6 @@ from billing_bridge.customer.documents_text import (
     charge_rows,
     day_text,
     estimated_text,
-    kwh_text,
     money_text,
     payment_lines,
     plan_lines,
@@ -27,6 +26,7 @@ from billing_bridge.customer.documents_text import (
     statement_rows,
     summary_lines,
     title,
+    used_line,
 )
 from billing_bridge.customer.payment_reference import format_reference
 
@@ -173,7 +173,7 @@ def render_html(doc: BillDocument) -> str:
 {plan_section}
 <section aria-labelledby="pay"><h2 id="pay">How to pay</h2>{pay}</section>
 </main>
-<footer><p>{_e(kwh_text(doc.kwh_import))} used in {doc.days} days. Bill {_e(doc.bill_id)}, version {doc.version}.</p>
+<footer><p>{_e(used_line(doc)[1])} used in {doc.days} days. Bill {_e(doc.bill_id)}, version {doc.version}.</p>
 </footer>
 </body>
 </html>

@@ -173,6 +173,13 @@ class BillDocument:
     plan: PlanStatus | None = None
     issued_at: datetime | None = None
     notes: tuple[str, ...] = field(default=())
+    usage_unit: str = "kWh"  # the tariff's unit (MWh of heat, m3 of water): what ``usage_quantity`` is in
+    usage_quantity: Decimal | None = None  # None: ``kwh_import``
+
+    @property
+    def used(self) -> tuple[Decimal, str]:
+        """(quantity, unit) used in the period: kWh, or the tariff's own unit."""
+        return (self.kwh_import if self.usage_quantity is None else self.usage_quantity), self.usage_unit
 
     @property
     def days(self) -> int:
@@ -270,4 +277,5 @@ def _decode_document(d: dict[str, Any]) -> BillDocument:
         ),
         usage=usage, statement=statement, payment_reference=d["payment_reference"], plan=plan,
         issued_at=_at(d.get("issued_at")), notes=tuple(d.get("notes") or ()),
+        usage_unit=d.get("usage_unit", "kWh"), usage_quantity=_dec(d.get("usage_quantity")),
     )  # fmt: skip

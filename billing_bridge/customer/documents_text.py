@@ -21,6 +21,7 @@ __all__ = [
     "day_text",
     "estimated_text",
     "kwh_text",
+    "used_line",
     "money_text",
     "payment_lines",
     "plan_lines",
@@ -45,6 +46,15 @@ class Row:
 def money_text(amount: Decimal, currency: str) -> str:
     """``1,234.50 USD``."""
     return f"{money(amount, currency):,} {currency}"
+
+
+def used_line(doc: BillDocument) -> tuple[str, str]:
+    """("Energy used", "123.456 kWh[, fed in ...]"), or a heat or water tariff's own unit ("Water used", "m3")."""
+    if doc.usage_unit == "kWh":
+        fed = f", fed in {kwh_text(doc.kwh_export)}" if doc.kwh_export else ""
+        return "Energy used", kwh_text(doc.kwh_import) + fed
+    quantity, unit = doc.used
+    return ("Water used" if unit == "m3" else "Energy used"), f"{quantity:,.3f} {unit}"
 
 
 def kwh_text(kwh: Decimal | None) -> str:
@@ -72,7 +82,7 @@ def summary_lines(doc: BillDocument) -> list[tuple[str, str]]:
         ("Tariff", f"{doc.tariff_name} ({doc.tariff} v{doc.tariff_version})"),
         ("Bill date", day_text(doc.issued_on)),
         ("Bill number", f"{doc.bill_id} (version {doc.version})"),
-        ("Energy used", kwh_text(doc.kwh_import) + (f", fed in {kwh_text(doc.kwh_export)}" if doc.kwh_export else "")),
+        used_line(doc),
     ]
 
 

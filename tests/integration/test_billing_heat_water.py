@@ -15,6 +15,7 @@ import psycopg
 from amiflow.db.registry import MeterRecord, add_meter
 from amiflow.db.writer import BatchWriter
 from amiflow.types import ReadingBatch, Source
+from billing_bridge.customer.documents import index_entry, render_month
 from rating.billing_run import RunOptions, run_billing
 from rating.tariff_files import load_tariff
 from rating.tariff_store import store_tariff
@@ -45,7 +46,7 @@ def _meter(conn: psycopg.Connection[Any], name: str, tariff: str, channel: str, 
                                            source=Source.MBUS))  # fmt: skip
 
 
-def test_heat_and_water_bills(db_url: str, db_conn: psycopg.Connection[Any]) -> None:
+def test_heat_and_water_bills(db_url: str, db_conn: psycopg.Connection[Any], tmp_path: Path) -> None:
     for name in ("heat_per_mwh.toml", "water_per_m3.toml", "residential_tou_tiers.toml"):
         for spec in load_tariff(TARIFFS / name):
             store_tariff(db_conn, spec)
@@ -67,3 +68,13 @@ def test_heat_and_water_bills(db_url: str, db_conn: psycopg.Connection[Any]) -> 
         " JOIN amiflow.channels c ON c.id = v.channel_id ORDER BY 1"
     ).fetchall()
     assert vee == [("HEAT1", "6-0:1.29.0"), ("WATER1", "8-0:1.29.0")]
+    # the customer's documents say what was used in the tariff's unit; index.json's kwh_import stays kWh
+    written = render_month(db_conn, date(2026, 11, 1), tmp_path, formats=("html",))
+    index = {e["meter"]: e for e in (index_entry(w) for w in written)}
+    assert (index["HEAT1"]["kwh_import"], index["HEAT1"]["usage"], index["HEAT1"]["usage_unit"]) == (
+        "12346.000", "12.346", "MWh")  # fmt: skip
+    assert (index["WATER1"]["kwh_import"], index["WATER1"]["usage"], index["WATER1"]["usage_unit"]) == (
+        "0.000", "14.237", "m3")  # fmt: skip
+    pages = {w.document.meter: w.html.read_text() for w in written if w.html is not None}
+    assert "Water used" in pages["WATER1"] and "14.237 m3" in pages["WATER1"] and "kWh" not in pages["WATER1"]
+    assert "12.346 MWh" in pages["HEAT1"]
