@@ -50,7 +50,11 @@ class Settings(BaseSettings):
 
     # -- MQTT ingest
     mqtt_topic_prefix: str = "ami/v1"
-    mqtt_share_group: str = "amiflow"
+    mqtt_share_group: str = Field(
+        "amiflow",
+        description="MQTT 5 shared-subscription group of the ingest workers; empty: one worker on a plain"
+        " subscription (Mosquitto keeps only plain subscriptions over its own restart)",
+    )
     mqtt_client_id: str = Field("amiflow-ingest-1", description="fixed id: the broker keeps the session")
     mqtt_session_expiry_s: int = Field(86400, ge=0)
     mqtt_max_inflight: int = Field(1000, ge=1, le=65535)

@@ -213,8 +213,10 @@ class IngestWorker:
         group = self.settings.mqtt_share_group
         tasmota = [f"{self.tasmota_prefix}/+/SENSOR", f"{self.tasmota_prefix}/+/LWT"]
         filters = [f for f in topic_filters(self.prefix) if not f.startswith("tele/")] + tasmota
-        if self._mqtt5:
+        if self._mqtt5 and group:
             client.subscribe([(f"$share/{group}/{f}", SubscribeOptions(qos=1)) for f in filters])
+        elif self._mqtt5:  # one worker, plain subscription: the broker keeps it over its own restart
+            client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
         else:
             client.subscribe([(f, 1) for f in filters])
         self.metrics.mqtt_connected = True
