@@ -1,5 +1,7 @@
-"""The polled part of ``amiflow demo``: simulated Modbus, IEC 62056-21 and DLMS meters over TCP on loopback,
-commissioned, registered and polled by the real poller through the simulated month. The simulators and the poller
+"""The polled part of ``amiflow demo``: simulated Modbus, IEC 62056-21, DLMS and M-Bus meters over TCP on loopback,
+commissioned, registered and polled by the real poller through the simulated month. The M-Bus segment (one TCP
+gateway) holds a heat and a water meter that encrypt their telegrams (OMS mode 5): their keys go to the registry,
+the poller decrypts with them, and they are billed per MWh of heat and per m3 of water. The simulators and the poller
 share one simulated clock that the demo steps from interval boundary to interval boundary, so a month is polled in
 about a minute rather than a month."""
 
@@ -37,6 +39,11 @@ DLMS_FAULTS = "timeout=0.002,bad_crc=0.002,exception=0.001"
 PROFILE_POLL_S = 6 * 3600
 IEC_FAULTS = ("timeout", "bad_bcc", "noise")
 IEC_FAULT_RATE = 0.003  # per readout session
+#: the M-Bus segment: KIND:ADDRESS:IDENT, each billed on its own tariff (rating/tariffs/)
+MBUS_DEVICES = "heat:1:61000001,water:2:61000002"
+MBUS_TARIFFS = {"heat": "heat-mwh", "water": "water-m3"}
+MBUS_FAULTS = ("bad_checksum", "timeout")
+MBUS_FAULT_RATE = 0.0005
 POLL_OFFSET_S = 5.0  # seconds after each boundary the demo polls (the poller derives intervals near boundaries)
 
 
@@ -60,6 +67,9 @@ class PolledMeter:
     model: str
     meter_index: int  # in the shared load model
     sim: Any
+    uri: str | None = None  # meters sharing a simulator (a bus): "{uri}?address=N" ({uri}: the sim's), else None
+    tariff: str | None = None  # else from the load model's kind
+    key: bytes | None = None  # an M-Bus meter's AES key (it encrypts)
 
 
 def _simulators(parts: Sequence[str], seed: int, clock: SimClock, start: datetime) -> list[PolledMeter]:
@@ -84,6 +94,18 @@ def _simulators(parts: Sequence[str], seed: int, clock: SimClock, start: datetim
             sim = DlmsSimulator("tcp://127.0.0.1:0", seed=seed, meter_index=920_000 + k, start=start,
                                 faults=DLMS_FAULTS, clock=clock)  # fmt: skip
             meters.append(PolledMeter(f"DL{k + 1:05d}", "dlms", "amiflow (simulated)", "SIM-DLMS", 920_000 + k, sim))
+    if "mbus" in parts:  # one gateway, two encrypting meters on the bus behind it
+        from simulators.mbus_meter import MbusBusSimulator
+
+        bus = MbusBusSimulator("tcp://127.0.0.1:0", devices=MBUS_DEVICES, seed=seed, clock=clock, encrypt=True,
+                               faults=MBUS_FAULTS, fault_rate=MBUS_FAULT_RATE)  # fmt: skip
+        for k, slave in enumerate(bus.slaves):
+            same = sum(1 for other in bus.slaves[: k + 1] if other.kind == slave.kind)
+            name = f"{'HM' if slave.kind == 'heat' else 'WM'}{same:05d}"
+            maker = {"heat": "Kamstrup-like", "water": "Itron-like"}[slave.kind]
+            meters.append(PolledMeter(name, "mbus", f"{maker} {slave.manufacturer} (simulated)", f"M-Bus {slave.kind}",
+                                      930_000 + k, bus, tariff=MBUS_TARIFFS[slave.kind], key=slave.key,
+                                      uri=f"{{uri}}?address={slave.address}"))  # fmt: skip
     if "sml" in parts:  # a push meter: registered under its nameplate id without spaces, read, not polled
         from amiflow_app.demo.pushed import SML_METER_INDEX, sml_simulator
 
@@ -93,28 +115,46 @@ def _simulators(parts: Sequence[str], seed: int, clock: SimClock, start: datetim
     return meters
 
 
+def _uri(m: PolledMeter) -> str:
+    return m.uri.replace("{uri}", str(m.sim.uri)) if m.uri else str(m.sim.uri)
+
+
+def _unique_sims(meters: Sequence[PolledMeter]) -> list[Any]:
+    """Each simulator once (the meters of a bus share one)."""
+    return list({id(m.sim): m.sim for m in meters}.values())
+
+
 async def _register(conn: psycopg.Connection[Any], meters: list[PolledMeter], seed: int, clock: SimClock,
                     summary: Summary) -> None:  # fmt: skip
+    from amiflow.db.meter_keys import MeterKey, set_meter_key
     from ingest.commissioning import commission
+    from ingest.mbus_session import MbusSession
+    from ingest.meter_sessions import open_session
     from simulators.load import LoadModel
 
     model = LoadModel(seed)
     for m in meters:
-        # SML meters have no commissioning session yet: registered as found
-        report = None if m.protocol == "sml" else await commission(parse_meter_uri(m.sim.uri), meter=m.name,
-                                                                       clock=clock, timeout_s=2.0)  # fmt: skip
+        uri = _uri(m)
+        key = MeterKey(m.key) if m.key is not None else None
+        sessions = open_session if key is None else (lambda n, u, t, k=key: MbusSession(n, u, t, key=k))
+        report = None  # SML meters have no commissioning session yet: registered as found
+        if m.protocol != "sml":
+            report = await commission(parse_meter_uri(uri), meter=m.name, clock=clock, timeout_s=2.0,
+                                      session_factory=sessions)  # fmt: skip
         idx = m.meter_index
-        tariff = tariff_for(str(model.kind(idx)), bool(model.has_pv(np.array([idx]))[0]))
+        tariff = m.tariff or tariff_for(str(model.kind(idx)), bool(model.has_pv(np.array([idx]))[0]))
         summary.tariffs[tariff] = summary.tariffs.get(tariff, 0) + 1
         add_meter(
             conn,
             MeterRecord(
-                name=m.name, protocol=m.protocol, uri=m.sim.uri, tariff=tariff, account=f"ACC-{m.name}",
+                name=m.name, protocol=m.protocol, uri=uri, tariff=tariff, account=f"ACC-{m.name}",
                 feeder="F1", manufacturer=m.manufacturer, model=m.model,
                 commissioning=report.to_json() if report else None,
                 status="active" if report is None or report.passed else "unverified",
             ),
         )  # fmt: skip
+        if key is not None:
+            set_meter_key(conn, m.name, key)
         if report is not None:
             summary.commissioning[m.name] = "passed" if report.passed else "failed"
         summary.meters_by_protocol[m.protocol] = summary.meters_by_protocol.get(m.protocol, 0) + 1
@@ -130,6 +170,7 @@ async def _poll_month(
     progress: bool,
     stop: threading.Event,
 ) -> None:
+    from ingest.mbus_keys import registry_sessions
     from ingest.poll_store import PollStore
     from ingest.poller import Poller, PollerConfig
 
@@ -139,9 +180,9 @@ async def _poll_month(
     # (protocols.dlms read_profile fails with an IndexError on an empty range: reported to its owner).
     meters = _simulators(parts, seed, clock, datetime.fromtimestamp(start - 86_400, UTC))
     async with contextlib.AsyncExitStack() as stack:
-        for m in meters:
-            await m.sim.start()
-            stack.push_async_callback(m.sim.stop)
+        for sim in _unique_sims(meters):
+            await sim.start()
+            stack.push_async_callback(sim.stop)
         conn = stack.enter_context(psycopg.connect(url, autocommit=True))
         await _register(conn, meters, seed, clock, summary)
         cfg = PollerConfig(timeout_s=0.5, retries=1, retry_base_s=0.05, breaker_cooldown_s=3600.0)
@@ -150,10 +191,12 @@ async def _poll_month(
         rows = PollStore(conn).meters()
         pollers: list[tuple[Any, list[Any]]] = []
         profile_pollers: list[tuple[Any, list[Any]]] = []
-        for row in rows:
+        sessions = registry_sessions(url)  # M-Bus meters decrypt with their keys from the registry
+        on_bus = [r for r in rows if r.protocol == "mbus"]  # one bus: one poller, one request at a time on it
+        for group in [[r] for r in rows if r.protocol != "mbus"] + ([on_bus] if on_bus else []):
             own = stack.enter_context(psycopg.connect(url, autocommit=True))
-            (profile_pollers if row.protocol == "dlms" else pollers).append(
-                (Poller(PollStore(own), cfg, clock=clock), [row])
+            (profile_pollers if group[0].protocol == "dlms" else pollers).append(
+                (Poller(PollStore(own), cfg, clock=clock, session_factory=sessions), group)
             )
         from amiflow_app.demo.pushed import PushedMeter
 
@@ -168,7 +211,7 @@ async def _poll_month(
             clock.now = boundary + POLL_OFFSET_S
             due = pollers + (profile_pollers if (boundary - start) % PROFILE_POLL_S == 0 else [])
             await asyncio.gather(*(p.poll_all(clock.now, r) for p, r in due), *(m.step(clock.now) for m in pushed))
-        for m in meters:
+        for m in {id(m.sim): m for m in meters}.values():
             injected = getattr(m.sim, "injected", None) or getattr(m.sim, "faults_injected", {})
             for kind, n in injected.items():
                 key = f"{m.protocol}:{kind}"
@@ -194,7 +237,7 @@ def poll_month(
     progress: bool,
     stop: threading.Event | None = None,
 ) -> float:
-    """Commission, register and poll the simulated meters of ``parts`` (``modbus``, ``iec62056-21``, ``dlms``;
+    """Commission, register and poll the simulated meters of ``parts`` (``modbus``, ``iec62056-21``, ``dlms``, ``mbus``;
     ``sml``: a push meter, registered and read) through the last ``days`` days of the simulated span;
     returns the seconds it took. pymodbus's own error log (the last frames of every injected fault) is kept off
     the terminal meanwhile: the poller counts and logs failed polls itself. ``stop`` ends the polling early."""

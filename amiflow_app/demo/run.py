@@ -54,6 +54,7 @@ POLLED_PARTS = {
     "modbus": ("simulators.modbus", "protocols.modbus"),
     "iec62056-21": ("simulators.iec62056_21", "protocols.iec62056_21"),
     "dlms": ("simulators.dlms", "protocols.dlms"),
+    "mbus": ("simulators.mbus_meter", "protocols.mbus", "ingest.mbus_keys"),
     "sml": ("simulators.sml_meter", "protocols.sml", "ingest.push_reader"),
 }
 
