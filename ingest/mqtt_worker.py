@@ -215,9 +215,7 @@ class IngestWorker:
         filters = [f for f in topic_filters(self.prefix) if not f.startswith("tele/")] + tasmota
         if self._mqtt5 and group:
             client.subscribe([(f"$share/{group}/{f}", SubscribeOptions(qos=1)) for f in filters])
-        elif self._mqtt5:  # one worker, plain subscription: the broker keeps it over its own restart
-            client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
-        else:
+        else:  # MQTT 3.1.1, or one worker without a group: a plain subscription, which Mosquitto keeps over a restart
             client.subscribe([(f, 1) for f in filters])
         self.metrics.mqtt_connected = True
         log.info(
