@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -226,6 +226,18 @@ async def _poll_month(
         summary.polled_readings = int(stored[0]) if stored else 0
 
 
+async def _until_stopped(work: Coroutine[Any, Any, None], stop: threading.Event) -> None:
+    """Run ``work``, cancelled as soon as ``stop`` is set: Ctrl-C in the middle of commissioning (seconds of
+    timeouts with the faults) or of a boundary's polls stops at once, the simulators shut down on the way out."""
+    task = asyncio.create_task(work)
+    while not task.done() and not stop.is_set():
+        await asyncio.wait({task}, timeout=0.1)
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def poll_month(
     url: str,
     plan: DemoPlan,
@@ -247,7 +259,8 @@ def poll_month(
     pymodbus_log.setLevel(logging.CRITICAL)
     try:
         n = min(days, plan.days)
-        asyncio.run(_poll_month(url, plan, parts, n, seed, summary, progress, stop or threading.Event()))
+        stop = stop or threading.Event()
+        asyncio.run(_until_stopped(_poll_month(url, plan, parts, n, seed, summary, progress, stop), stop))
     finally:
         pymodbus_log.setLevel(level)
     summary.polled_days = min(days, plan.days)

@@ -50,7 +50,11 @@ def test_demo_serves_its_dashboard_until_signalled(
         if _have_chromium():  # the page too, where a browser is installed (the HTTP checks above run everywhere)
             _look_in_chromium(request, url, token, summary["bills_issued"])
         proc.send_signal(signal.SIGINT)  # Ctrl-C
-        assert proc.wait(60) == 0, log.read_text(errors="replace")[-3000:]
+        try:  # generous: the machine is shared; a stop that hangs fails with the demo's log, not a bare timeout
+            code = proc.wait(120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the demo did not stop within 120 s of Ctrl-C:\n" + log.read_text(errors="replace")[-3000:])
+        assert code == 0, log.read_text(errors="replace")[-3000:]
         assert "amiflow demo: stopped serving" in log.read_text()
     finally:
         if proc.poll() is None:
