@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
 from amiflow_app.command import Command
-from amiflow_app.commands.sim_serve import parse_start, serve_until_signalled
+from amiflow_app.commands.sim_serve import parse_start, serve_until_signalled, stop_on_signals
 from simulators.mbus_meter import FAULTS as MBUS_FAULTS
 from simulators.mbus_meter import MbusBusSimulator
 from simulators.mbus_wireless import WMBUS_FAULTS, WmbusSimulator
@@ -98,10 +97,7 @@ def _run_wmbus(args: argparse.Namespace, settings: Settings) -> int:
     step = args.every if args.step is None else args.step
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         async with sim:
             print(f"wmbus meters ({names}) sending on {sim.uri if sim.kind != 'stdout' else 'standard output'}",
                   file=sys.stderr, flush=True)  # fmt: skip

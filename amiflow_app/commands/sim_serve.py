@@ -1,4 +1,5 @@
-"""What the simulator commands share: the ``--start`` parser, the serve-until-signalled loop, the ``--wiring`` help."""
+"""What the simulator commands share: the ``--start`` parser, the serve-until-signalled loop and its signal handling,
+the ``--wiring`` help."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from amiflow.errors import ConfigError
 from simulators.byte_server import ByteServer
 
-__all__ = ["WIRING_HELP", "parse_start", "serve_until_signalled"]
+__all__ = ["WIRING_HELP", "parse_start", "serve_until_signalled", "stop_on_signals"]
 
 
 def parse_start(text: str) -> datetime:
@@ -23,14 +24,20 @@ def parse_start(text: str) -> datetime:
     return start.astimezone(UTC)
 
 
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGTERM or SIGINT sets (call it in the running event loop): a simulator stops cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 def serve_until_signalled(sim: ByteServer, label: str, *, on_start: Callable[[], None] | None = None) -> None:
     """Serve, print where (after ``on_start``, which may use the simulator's URI), stop on SIGTERM or SIGINT."""
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         async with sim:
             if on_start is not None:
                 on_start()
