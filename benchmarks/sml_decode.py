@@ -16,11 +16,12 @@ Run ``.venv/bin/python -m benchmarks.sml_decode [--quick]``; the last line is
 
 from __future__ import annotations
 
-import argparse
-import time
-from collections.abc import Callable
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script by `make bench`
+
+from benchmarks._decode_bench import decode_main
 from protocols.sml import SmlFrame, SmlStreamDecoder, crc16_x25, from_hex, parse_messages, sml_readings
 
 DATA = Path(__file__).parents[1] / "tests" / "data" / "sml"
@@ -84,33 +85,9 @@ def baseline(stream: bytes) -> tuple[int, int]:
     return frames, 0
 
 
-def rate(fn: Callable[[bytes], tuple[int, int]], stream: bytes, budget_s: float) -> tuple[float, int]:
-    best, runs, frames = float("inf"), 0, 0
-    deadline = time.perf_counter() + budget_s
-    while runs < 2 or (time.perf_counter() < deadline and runs < 20):
-        t0 = time.perf_counter()
-        frames, _ = fn(stream)
-        best = min(best, time.perf_counter() - t0)
-        runs += 1
-    return frames / best, frames
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2,000 files and a short timing budget")
-    args = parser.parse_args(argv)
-    n = 2_000 if args.quick else 20_000
-    stream = make_stream(n)
-    got, rows = amiflow(stream)
-    assert got == n and baseline(stream)[0] == n, "a decoder lost a file"
-    ours, _ = rate(amiflow, stream, 2.0 if args.quick else 10.0)
-    base, _ = rate(baseline, stream, 2.0 if args.quick else 10.0)
-    print(f"{n} SML files, {len(stream)} bytes, {rows} readings: amiflow {ours:,.0f} files/s, baseline {base:,.0f}/s")
-    print(
-        f"RESULT sml_decode frames={n} frames_per_s={ours:.0f} baseline_frames_per_s={base:.0f} "
-        f"vs_baseline={ours / base:.2f}"
-    )
-    return 0
+    return decode_main(argv, doc=__doc__, key="sml_decode", label="SML files",
+                       make_stream=make_stream, amiflow=amiflow, baseline=baseline)  # fmt: skip
 
 
 if __name__ == "__main__":
