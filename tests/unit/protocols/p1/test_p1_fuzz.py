@@ -41,26 +41,10 @@ def corpus() -> list[bytes]:
 
 
 def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        kind = rng.randrange(6)
-        pos = rng.randrange(len(buf) + 1)
-        if kind == 0 and buf:  # bit flips
-            i = rng.randrange(len(buf))
-            buf[i] ^= 1 << rng.randrange(8)
-        elif kind == 1:  # truncation
-            del buf[pos:]
-        elif kind == 2:  # insertion of protocol characters or noise
-            buf[pos:pos] = rng.choice(_INSERTS) if rng.random() < 0.7 else rng.randbytes(rng.randint(1, 16))
-        elif kind == 3:  # deletion
-            del buf[pos : pos + rng.randint(1, 32)]
-        elif kind == 4 and buf:  # duplication of a slice
-            a = rng.randrange(len(buf))
-            buf[pos:pos] = buf[a : a + rng.randint(1, 64)]
-        elif kind == 5:  # splice with another telegram
-            other = rng.choice(pool)
-            buf[pos:] = other[rng.randrange(len(other) + 1) :]
-    return bytes(buf)
+    """The fuzz suite's byte mutations (tests/fuzz/mutators.py) with this protocol's characters to insert."""
+    from tests.fuzz.mutators import mutate_bytes  # here: tests/fuzz imports this module for its corpus and check
+
+    return mutate_bytes(rng, data, pool, _INSERTS)
 
 
 def check(data: bytes, received_ts: int | None = 1_700_000_000) -> Counter[str]:
@@ -122,6 +106,7 @@ def test_long_run_of_mutations() -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the checkout: tests.fuzz
     parser = argparse.ArgumentParser(description="the long P1 fuzz run")
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=2)

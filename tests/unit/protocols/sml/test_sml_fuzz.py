@@ -38,26 +38,10 @@ def corpus() -> list[bytes]:
 
 
 def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        kind = rng.randrange(6)
-        pos = rng.randrange(len(buf) + 1)
-        if kind == 0 and buf:  # bit flips
-            i = rng.randrange(len(buf))
-            buf[i] ^= 1 << rng.randrange(8)
-        elif kind == 1:  # truncation
-            del buf[pos:]
-        elif kind == 2:  # insertion of protocol bytes or noise
-            buf[pos:pos] = rng.choice(_INSERTS) if rng.random() < 0.5 else rng.randbytes(rng.randint(1, 16))
-        elif kind == 3:  # deletion
-            del buf[pos : pos + rng.randint(1, 32)]
-        elif kind == 4 and buf:  # duplication of a slice
-            a = rng.randrange(len(buf))
-            buf[pos:pos] = buf[a : a + rng.randint(1, 64)]
-        elif kind == 5:  # splice with another capture
-            other = rng.choice(pool)
-            buf[pos:] = other[rng.randrange(len(other) + 1) :]
-    return bytes(buf)
+    """The fuzz suite's byte mutations (tests/fuzz/mutators.py) with this protocol's characters to insert."""
+    from tests.fuzz.mutators import mutate_bytes  # here: tests/fuzz imports this module for its corpus and check
+
+    return mutate_bytes(rng, data, pool, _INSERTS)
 
 
 def check(data: bytes, rng: random.Random | None = None) -> Counter[str]:
@@ -134,4 +118,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the checkout: tests.fuzz
     sys.exit(main())
