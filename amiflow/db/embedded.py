@@ -7,6 +7,7 @@ shared by every amiflow process using the same data directory and stops when the
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ def embedded_url(data_dir: Path, *, database: str = "amiflow") -> str:
     server = _servers.get(pgdata)
     if server is None:
         try:
-            import pgserver
+            with warnings.catch_warnings():  # pgserver asks for a runtime dir at import; where XDG_RUNTIME_DIR is unset
+                warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # (services, containers) it falls back
+                import pgserver  # to /tmp/runtime-UID itself: no news for the user
         except ImportError as exc:  # pragma: no cover - pgserver is a dependency
             raise StorageError("the embedded database needs the pgserver package (pip install pgserver)") from exc
         pgdata.mkdir(parents=True, exist_ok=True)

@@ -95,3 +95,17 @@ def test_embedded_default_migrates_twice(tmp_path: Path) -> None:
     with open_database(settings) as db:
         assert status(db.url).pending == ()
         assert "host=" in db.url or db.url.startswith("postgresql://")
+
+
+def test_embedded_default_prints_no_library_warning(tmp_path: Path) -> None:
+    """A service or container without XDG_RUNTIME_DIR: pgserver's import warns about it; the user sees only amiflow."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMIFLOW_") and k != "XDG_RUNTIME_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-m", "amiflow_app", "--data-dir", str(tmp_path / "data"), "meters", "list"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr and "XDG_RUNTIME_DIR" not in done.stderr, done.stderr
+    assert "0 meter(s)" in done.stdout
