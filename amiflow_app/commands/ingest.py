@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from amiflow.db import Database, open_database
+from amiflow.db.meter_keys import MeterKey, read_key_file, set_meter_key
 from amiflow.db.migrate import migrate
 from amiflow.errors import ConfigError, StorageError
 from amiflow.settings import Settings
@@ -38,6 +39,7 @@ from ingest import (
     store_report,
 )
 from ingest.commissioning import Limits, load_limits, render_html, render_pdf, render_table
+from ingest.meter_sessions import SessionFactory, open_session
 
 __all__ = ["COMMISSION", "INGEST_MQTT", "POLL"]
 
@@ -161,6 +163,9 @@ def _commission_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tariff", help="tariff of the registered meter")
     parser.add_argument("--account", help="account of the registered meter")
     parser.add_argument("--tz", default="UTC", help="time zone of the registered meter (default UTC)")
+    parser.add_argument("--key-file", type=Path, help="an encrypting M-Bus meter's AES-128 key (OMS mode 5): a file of"
+                        " 32 hex digits or its 16 raw bytes; decrypts the test reads, stored with --register, never"
+                        " printed")  # fmt: skip
     limits = parser.add_argument_group("ranges (defaults in docs/commissioning.md; a --profile sets them too)")
     limits.add_argument("--profile", help="TOML file of commissioning limits (keys as in docs/commissioning.md)")
     limits.add_argument("--ct-ratio", help="the installation's CT ratio, e.g. 200/5 or 40 (default 1: direct)")
@@ -217,6 +222,8 @@ def _commission(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("--register needs --meter ID")
     fmt = "json" if args.json and args.format is None else (args.format or "table")
     limits = _commission_limits(args, settings)
+    key = _commission_key(args, uri)
+    sessions = open_session if key is None else _keyed_sessions(key)
     print(f"commissioning {uri}", file=sys.stderr)
     report = asyncio.run(
         commission(
@@ -226,6 +233,7 @@ def _commission(args: argparse.Namespace, settings: Settings) -> int:
             timeout_s=settings.poll_timeout_s,
             limits=limits,
             progress=sys.stderr,
+            session_factory=sessions,
         )
     )
     out_dir = Path(settings.data_dir) / "commissioning"
@@ -235,7 +243,7 @@ def _commission(args: argparse.Namespace, settings: Settings) -> int:
     path = out_dir / f"{stem}.json"
     body = json.dumps(report.to_json(), indent=2, default=str)
     path.write_text(body)
-    _store(settings, report, args, limits.ct_ratio)
+    _store(settings, report, args, limits.ct_ratio, key)
     sheet = _write_sheet(report, fmt, args.out, out_dir / f"{stem}.{fmt}", body)
     if fmt == "table":
         print(render_table(report), end="")
@@ -267,7 +275,24 @@ def _write_sheet(report: CommissioningReport, fmt: str, out: str | None, default
     return target
 
 
-def _store(settings: Settings, report: CommissioningReport, args: argparse.Namespace, ct_ratio: float) -> None:
+def _commission_key(args: argparse.Namespace, uri: MeterUri) -> MeterKey | None:
+    if args.key_file is None:
+        return None
+    if uri.protocol != "mbus":
+        raise ConfigError(f"--key-file: {uri.protocol} meters take no AES key here (M-Bus meters do)")
+    return read_key_file(args.key_file)
+
+
+def _keyed_sessions(key: MeterKey) -> SessionFactory:
+    """Sessions of an M-Bus meter that decrypt its telegrams with ``key``."""
+    from ingest.mbus_session import MbusSession
+
+    return lambda name, uri, timeout_s: MbusSession(name, uri, timeout_s, key=key)
+
+
+def _store(
+    settings: Settings, report: CommissioningReport, args: argparse.Namespace, ct_ratio: float, key: MeterKey | None
+) -> None:
     with open_database(settings) as db, db.connect() as conn:
         store_report(conn, report, meter=args.meter)
         if not (args.register and report.passed):
@@ -275,7 +300,9 @@ def _store(settings: Settings, report: CommissioningReport, args: argparse.Names
         register_meter(
             conn, report, args.meter, timezone=args.tz, tariff=args.tariff, account=args.account, ct_ratio=ct_ratio
         )
-        print(f"meter {args.meter} registered", file=sys.stderr)
+        if key is not None:  # in the same transaction: a meter is never registered without the key it was read with
+            set_meter_key(conn, args.meter, key)
+        print(f"meter {args.meter} registered" + (" with its AES key" if key else ""), file=sys.stderr)
 
 
 INGEST_MQTT = Command("run one MQTT ingest worker (several share the stream)", _ingest_arguments, _ingest)
