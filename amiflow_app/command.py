@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from amiflow.errors import ConfigError
 from amiflow.settings import Settings
 
-__all__ = ["Command"]
+__all__ = ["Command", "read_csv_file"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +24,13 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, Settings], int]
+
+
+def read_csv_file(path: Path) -> str:
+    """The text of a CSV the user named; one line saying why it cannot be read, or which byte is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save the CSV as UTF-8") from None

@@ -14,7 +14,7 @@ from amiflow.db import open_database
 from amiflow.db.accounts import REQUIRED_CONTACT_CSV, get_contact, import_contacts_csv, list_contacts
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
-from amiflow_app.command import Command
+from amiflow_app.command import Command, read_csv_file
 
 __all__ = ["ACCOUNTS_IMPORT", "ACCOUNTS_LIST", "ACCOUNTS_SHOW"]
 
@@ -24,12 +24,7 @@ def _import_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        text = args.file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{args.file}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{args.file}: not UTF-8 text (byte {exc.start}): save the CSV as UTF-8") from None
+    text = read_csv_file(args.file)
     with open_database(settings) as db, db.connect() as conn:
         count = import_contacts_csv(conn, text, source=str(args.file))
     print(f"imported {count} account contact(s) from {args.file}")

@@ -17,7 +17,7 @@ from amiflow.db.registry import MeterRecord, add_meter, get_meter, import_meters
 from amiflow.errors import ConfigError
 from amiflow.settings import Settings
 from amiflow.uri import PROTOCOLS
-from amiflow_app.command import Command
+from amiflow_app.command import Command, read_csv_file
 
 __all__ = [
     "MAINTAIN",
@@ -205,12 +205,7 @@ def _import_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        text = args.file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{args.file}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{args.file}: not UTF-8 text (byte {exc.start}): save the CSV as UTF-8") from None
+    text = read_csv_file(args.file)
     with _open(settings) as db, db.connect() as conn:
         count = import_meters_csv(conn, text, source=str(args.file))
     print(f"imported {count} meter(s) from {args.file}")
