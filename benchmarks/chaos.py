@@ -58,7 +58,7 @@ def run(root: Path, *, quick: bool, only: str | None) -> tuple[dict[str, Any], l
     services: list[Postgres | Mosquitto] = []
     halves: list[IngestChaos | BillingChaos] = []
     if only in (None, "ingest"):
-        pg, broker = Postgres(root / "pg-ingest"), Mosquitto(root / "mosquitto")
+        pg, broker = Postgres(root / "pg-ingest"), Mosquitto(root / "mosquitto", debug_log=True)
         services += [pg, broker]
         halves.append(IngestChaos(root / "ingest", pg, broker, IngestPlan.of(quick)))
     if only in (None, "billing"):
@@ -103,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logs and data kept in {root}")
     else:
         shutil.rmtree(root, ignore_errors=True)
-    keys = ("published", "stored", "duplicates", "quarantined", "quarantined_messages", "quarantine_rows",
-            "conflicts", "meters", "bills", "bill_items", "outbox_items", "delivered", "receiver_keys",
-            "receiver_repeats", "receiver_conflicts")  # fmt: skip
+    keys = ("published", "stored", "duplicates", "quarantined", "broker_dropped", "quarantined_messages",
+            "quarantine_rows", "broker_dropped_messages", "witness_messages", "conflicts", "meters", "bills",
+            "bill_items", "outbox_items", "delivered", "receiver_keys", "receiver_repeats",
+            "receiver_conflicts")  # fmt: skip
     figures = " ".join(f"{k}={counts[k]}" for k in keys if k in counts)
     print(f"RESULT chaos {figures} failures={len(failures)} elapsed_s={elapsed:.0f}")
     return 1 if failures else 0

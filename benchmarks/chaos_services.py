@@ -99,10 +99,15 @@ class Mosquitto:
     directory: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    debug_log: bool = False  # every PUBLISH and SUBSCRIBE in mosquitto.log (the chaos run's accounting reads it)
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "mosquitto.log"
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -113,7 +118,8 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {self.directory}/\nautosave_interval 5\n"
             "max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 0\n"
-            f"log_dest file {self.directory}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\n"
+            f"log_dest file {self.log}\n"
+            + ("log_type all\n" if self.debug_log else "log_type error\nlog_type warning\nlog_type notice\n")
         )
         self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if not wait_until(lambda: _listening(self.port), 15):

@@ -1,6 +1,9 @@
 """The chaos run (``benchmarks/chaos.py --quick``) in CI: private PostgreSQL clusters and a private Mosquitto, the
 database killed and a worker killed -9 during the outage, a spool on a full tmpfs, the broker restarted, the network
-to the database cut, a Dask worker and the bridge killed -9 mid-run; every invariant of the accounting must hold."""
+to the database cut, a Dask worker and the bridge killed -9 mid-run; every invariant of the accounting must hold.
+What Mosquitto drops over its restart (it keeps no shared subscription) is counted apart, as ``broker_dropped``, by
+a witness on a plain subscription and the broker's log; a reading the broker delivered and amiflow did not store
+fails the run."""
 
 from __future__ import annotations
 
@@ -18,11 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path(os.environ.get("AMIFLOW_PG_BIN", "/usr/lib/postgresql/15/bin"))  # as benchmarks/chaos_services.py
 
 
-@pytest.mark.skipif(
-    os.environ.get("AMIFLOW_CHAOS") != "1",
-    reason="the chaos run (~3 min) is opt-in: AMIFLOW_CHAOS=1; it currently finds readings lost with the spool's"
-    " disk full (stored 139292 of 139680, docs/reliability.md) - an open defect, not yet fixed",
-)
 def test_the_quick_chaos_run_keeps_every_invariant() -> None:
     missing = [name for name in ("mosquitto", "runuser") if shutil.which(name) is None]
     if not (PG_BIN / "initdb").exists():
@@ -39,6 +37,8 @@ def test_the_quick_chaos_run_keeps_every_invariant() -> None:
     figures = dict(item.split("=", 1) for item in result[1].split())
     assert figures["failures"] == "0"
     published, stored = int(figures["published"]), int(figures["stored"])
-    assert published == stored + int(figures["duplicates"]) + int(figures["quarantined"]) and stored > 0
+    dropped = int(figures["broker_dropped"])  # Mosquitto's own loss over its restart (benchmarks/chaos_witness.py)
+    assert published == stored + int(figures["duplicates"]) + int(figures["quarantined"]) + dropped and stored > 0
+    assert int(figures["witness_messages"]) >= int(figures["quarantined_messages"]) > 0
     assert figures["bills"] == figures["meters"] == figures["receiver_keys"] == figures["delivered"]
     assert figures["conflicts"] == figures["receiver_conflicts"] == "0"
