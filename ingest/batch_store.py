@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 from amiflow.db.quarantine import quarantine_many
 from amiflow.db.writer import BatchWriter, WriteResult
 from amiflow.errors import StorageError
+from amiflow.plausibility import Window
 from amiflow.types import QualityFlag, ReadingBatch
 from ingest.batching import Prepared, QuarantineRow
 from ingest.last_registers import LastRegisters
@@ -139,9 +140,13 @@ class IngestStore:
         self.connect()
         conn = self._conn
         assert conn is not None
+        batch, rows = p.batch()
         try:
+            if len(batch):  # before the batch's transaction reads amiflow.readings (see BatchWriter.ensure_partitions)
+                assert self._writer is not None
+                self._writer.ensure_partitions(batch.ts[self._in_window(batch.ts, now)])
             with conn.transaction():
-                outcome = self._write(conn, p, now)
+                outcome = self._write(conn, p, batch, rows, now)
         except (psycopg.OperationalError, StorageError) as exc:
             self._forget()
             cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
@@ -162,10 +167,19 @@ class IngestStore:
             raise StorageError(f"batch refused by the database: {str(exc).strip()}") from exc
         return outcome
 
-    def _write(self, conn: psycopg.Connection[Any], p: Prepared, now: float) -> BatchOutcome:
+    def _in_window(self, ts: npt.NDArray[np.int64], now: float) -> npt.NDArray[np.bool_]:
+        """The rows validation can keep by time: a garbage time stamp (1970, 2099) makes no partition, let alone
+        every partition between it and now."""
+        window = Window.from_days(self.bounds.reading_horizon_days, self.bounds.clock_skew_future_s)
+        too_old, future = window.outside(ts, int(now))
+        inside: npt.NDArray[np.bool_] = ~(too_old | future)
+        return inside
+
+    def _write(
+        self, conn: psycopg.Connection[Any], p: Prepared, batch: ReadingBatch, rows: npt.NDArray[np.int32], now: float
+    ) -> BatchOutcome:
         quarantine = list(p.quarantine)
         known = self._resolve(conn, p, quarantine, now)
-        batch, rows = p.batch()
         rejected: dict[str, int] = {}
         flagged: dict[str, int] = {}
         result = WriteResult()

@@ -97,6 +97,13 @@ class BatchWriter:
         self._stage_ready = False
         self._clean_batches = 0  # > 0: batches since one that overlapped stored rows; the probe is skipped then
 
+    def ensure_partitions(self, ts: npt.NDArray[np.int64]) -> None:
+        """Create the partitions readings at ``ts`` go to (once per writer; a no-op on TimescaleDB). A caller that
+        writes inside a transaction of its own calls this before that transaction touches ``amiflow.readings``:
+        creating a partition locks the parent table, and a transaction that already holds a lock on it while it waits
+        for another writer's partition (the advisory lock) deadlocks with that writer."""
+        self._ensure_partitions(ts)
+
     def _ensure_partitions(self, ts: npt.NDArray[np.int64]) -> None:
         if self._width_s is None:
             row = self._conn.execute(
