@@ -2,7 +2,9 @@
 
 CSV columns: ``start_utc,end_utc,local_start,kwh_import,kwh_export,quality`` - one row per interval, ``kwh_*`` empty
 where that channel holds no value for the interval, ``quality`` the interval's flag names joined by ``;`` (empty when
-clean).
+clean). A heat meter's file has the same columns (its heat in kWh); a water or gas meter's has ``m3_import,m3_export``
+instead (volume in m3). Both formats export the meter's service: electricity, heat, water or gas (the Green Button
+feed says which in its ServiceCategory and ReadingTypes).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import psycopg
 from amiflow.errors import ConfigError
 from amiflow.types import QualityFlag
 from billing_bridge.customer.greenbutton import espi_feed
-from billing_bridge.customer.usage import MeterUsage, UsageNotFound, read_usage
+from billing_bridge.customer.usage import SERVICES, MeterUsage, UsageNotFound, read_usage
 
 __all__ = ["FORMATS", "export_usage", "meter_currency", "usage_csv", "write_greenbutton_files"]
 
 FORMATS = ("espi", "csv")
 CSV_HEADER = ("start_utc", "end_utc", "local_start", "kwh_import", "kwh_export", "quality")
+CSV_HEADER_VOLUME = ("start_utc", "end_utc", "local_start", "m3_import", "m3_export", "quality")
 
 
 def meter_currency(conn: psycopg.Connection[Any], meter: str) -> str | None:
@@ -50,16 +53,19 @@ def usage_csv(usage: MeterUsage) -> str:
     """The CSV text of ``usage`` (one row per interval end found in any channel, in time order)."""
     rows: dict[int, dict[str, Any]] = {}
     step = usage.channels[0].interval_s if usage.channels else 900
+    per_kilo = usage.service.unit == "Wh"  # energy in kWh; volume stays m3
     for ch in usage.channels:
         step = min(step, ch.interval_s)
         for t, wh, q in zip(ch.ts.tolist(), ch.wh.tolist(), ch.quality.tolist(), strict=True):
             row = rows.setdefault(t, {"bits": 0})
-            row[ch.flow] = f"{wh / 1000:.6f}"
+            row[ch.flow] = f"{wh / 1000 if per_kilo else wh:.6f}"
             row["bits"] |= q
     zone = usage.meter.zone
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
+    writer.writerow(
+        CSV_HEADER if per_kilo else ("start_utc", "end_utc", "local_start", "m3_import", "m3_export", "quality")
+    )
     for t in sorted(rows):
         row = rows[t]
         writer.writerow(
@@ -82,7 +88,7 @@ def export_usage(
     """The export of ``meter``'s local days [start, end) as bytes; never an empty feed (UsageNotFound instead)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r} (use {' or '.join(FORMATS)})")
-    usage = read_usage(conn, meter, start, end, account=account)
+    usage = read_usage(conn, meter, start, end, account=account, services=SERVICES)
     if fmt == "csv":
         return usage_csv(usage).encode()
     return espi_feed(usage, currency=meter_currency(conn, meter), base=base)

@@ -5,18 +5,21 @@ resources below it, as ESPI's resource URIs have them)::
 
     feed
       entry LocalTimeParameters   LocalTimeParameters/1              tzOffset, dstOffset, DST start/end rules
-      entry UsagePoint            Subscription/S/UsagePoint/U        ServiceCategory kind 0 (electricity)
-      per channel (import 1-0:1.29.0 forward, export 1-0:2.29.0 reverse):
+      entry UsagePoint            Subscription/S/UsagePoint/U        ServiceCategory kind: 0 electricity, 4 heat,
+                                                                     2 water, 1 gas
+      per channel (import 1-0:1.29.0 forward, export 1-0:2.29.0 reverse; heat 6-0:1.29.0, water 8-0:1.29.0,
+      gas 7-0:3.29.0 forward):
         entry MeterReading        .../UsagePoint/U/MeterReading/R
-        entry ReadingType         ReadingType/T                      deltaData Wh, 10^m, intervalLength, currency
+        entry ReadingType         ReadingType/T                      deltaData Wh (energy) or m3 (volume), 10^m,
+                                                                     commodity, intervalLength, currency
         entry IntervalBlock       .../MeterReading/R/IntervalBlock/D one per local day:
                                                                      IntervalReading timePeriod (start, duration in
-                                                                     epoch s), value (integer Wh * 10^-m),
+                                                                     epoch s), value (integer Wh or m3 * 10^-m),
                                                                      ReadingQuality for flagged intervals
 
-Values are the stored Wh scaled by the ReadingType's powerOfTenMultiplier m, chosen per channel as the largest of
-0, -1, -2, -3 that represents every value exactly (else -3, rounded), so the feed's sums equal the store's. Quality
-flags map to ESPI QualityOfReading codes by :func:`espi_qualities` (docs/usage.md has the table).
+Values are the stored Wh or m3 scaled by the ReadingType's powerOfTenMultiplier m, chosen per channel as the largest of
+0, -1, -2, -3 (m3: and -6) that represents every value exactly (else -3 or -6, rounded), so the feed's sums equal the
+store's. Quality flags map to ESPI QualityOfReading codes by :func:`espi_qualities` (docs/usage.md has the table).
 """
 
 from __future__ import annotations
@@ -74,13 +77,16 @@ def espi_qualities(bits: int, method: int) -> tuple[int, ...]:
     return tuple(codes)
 
 
-def power_of_ten(wh: np.ndarray) -> int:
-    """The largest multiplier m in 0, -1, -2, -3 for which every value is an integer number of Wh * 10^m."""
-    for m in (0, -1, -2, -3):
+def power_of_ten(wh: np.ndarray, deepest: int = -3) -> int:
+    """The largest multiplier m in 0, -1, -2, -3 (and -6 when ``deepest`` allows: ESPI's UnitMultiplierKind has no
+    -4 or -5) for which every value is an integer number of units * 10^m; else ``deepest`` (values rounded)."""
+    for m in (0, -1, -2, -3, -6):
+        if m < deepest:
+            break
         scaled = wh * 10.0**-m
         if np.all(np.abs(scaled - np.round(scaled)) < 1e-6):
             return m
-    return -3
+    return deepest
 
 
 def _sub(parent: ET.Element, tag: str, text: object = None) -> ET.Element:
@@ -146,23 +152,25 @@ class _Feed:
         content = self.entry("UsagePoint", f"meter {self.meter}", self.point, f"{self.sub}/UsagePoint",
                              (readings, time_href))  # fmt: skip
         node = _sub(content, f"{_E}UsagePoint")
-        _sub(_sub(node, f"{_E}ServiceCategory"), f"{_E}kind", 0)
+        _sub(_sub(node, f"{_E}ServiceCategory"), f"{_E}kind", self.usage.service.kind)
         _sub(node, f"{_E}status", 1)
 
     def channel(self, ch: Channel, currency: int | None) -> None:
         reading = f"{self.point}/MeterReading/{ch.flow}"
         rtype = f"{self.base}/ReadingType/{quote(self.meter, safe='')}-{ch.flow}"
         blocks = f"{reading}/IntervalBlock"
-        what = "energy delivered to the customer" if ch.flow == "import" else "energy received from the customer"
+        service = self.usage.service
+        what = {"electricity": "energy", "heat": "heat"}.get(service.name, service.name)
+        what += " delivered to the customer" if ch.flow == "import" else " received from the customer"
         _sub(
             self.entry(f"MeterReading/{ch.flow}", f"{ch.obis} {what}", reading, f"{self.point}/MeterReading",
                        (blocks, rtype)),
             f"{_E}MeterReading",
         )  # fmt: skip
-        m = power_of_ten(ch.wh)
-        node = _sub(self.entry(f"ReadingType/{ch.flow}", f"Wh per {ch.interval_s} s, {ch.flow}", rtype,
+        m = power_of_ten(ch.wh, -3 if service.unit == "Wh" else -6)  # mWh; mL of water or gas
+        node = _sub(self.entry(f"ReadingType/{ch.flow}", f"{service.unit} per {ch.interval_s} s, {ch.flow}", rtype,
                                f"{self.base}/ReadingType"), f"{_E}ReadingType")  # fmt: skip
-        fields: list[tuple[str, object]] = [("accumulationBehaviour", 4), ("commodity", 1)]
+        fields: list[tuple[str, object]] = [("accumulationBehaviour", 4), ("commodity", service.commodity)]
         if currency is not None:
             fields.append(("currency", currency))
         fields += [
@@ -170,10 +178,10 @@ class _Feed:
             ("defaultQuality", 17 if ch.validated else 14),
             ("flowDirection", 1 if ch.flow == "import" else 19),
             ("intervalLength", ch.interval_s),
-            ("kind", 12),
+            ("kind", service.measurement),
             ("powerOfTenMultiplier", m),
             ("timeAttribute", 0),
-            ("uom", 72),
+            ("uom", service.uom),
         ]
         for tag, value in fields:
             _sub(node, f"{_E}{tag}", value)

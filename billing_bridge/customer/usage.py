@@ -27,12 +27,18 @@ from amiflow.types import QualityFlag
 from rating.local_time import local_midnight_ts
 
 __all__ = [
+    "ELECTRICITY",
     "EXPORT_OBIS",
+    "GAS",
+    "HEAT",
     "IMPORT_OBIS",
     "METHODS",
+    "SERVICES",
+    "WATER",
     "Channel",
     "MeterInfo",
     "MeterUsage",
+    "Service",
     "UsageNotFound",
     "account_known",
     "check_year",
@@ -45,12 +51,39 @@ __all__ = [
 
 IMPORT_OBIS = "1-0:1.29.0"
 EXPORT_OBIS = "1-0:2.29.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """What a meter measures, as ESPI names it: ``kind`` (ServiceKind), ``commodity`` (CommodityKind),
+    ``measurement`` (MeasurementKind) and ``uom`` (UnitSymbolKind) of its readings in the store's base ``unit``, and
+    its interval channels (OBIS code -> flow)."""
+
+    name: str
+    kind: int
+    commodity: int
+    measurement: int
+    uom: int
+    unit: str
+    flows: tuple[tuple[str, Literal["import", "export"]], ...]
+
+    @property
+    def obis(self) -> list[str]:
+        return [code for code, _flow in self.flows]
+
+
+ELECTRICITY = Service("electricity", 0, 1, 12, 72, "Wh", ((IMPORT_OBIS, "import"), (EXPORT_OBIS, "export")))
+#: heat meters (M-Bus 6-0:1.29.0, Wh), water (8-0:1.29.0) and gas (7-0:3.29.0) in m3: the poller's derived intervals
+HEAT = Service("heat", 4, 12, 12, 72, "Wh", (("6-0:1.29.0", "import"),))
+WATER = Service("water", 2, 9, 58, 42, "m3", (("8-0:1.29.0", "import"),))
+GAS = Service("gas", 1, 7, 58, 42, "m3", (("7-0:3.29.0", "import"),))
+#: in the order a meter's service is looked for: the first one with intervals in the range is the meter's
+SERVICES = (ELECTRICITY, HEAT, WATER, GAS)
 #: VEE estimation methods (``v_vee_intervals.method``) by code; 0 = not estimated
 METHODS = ("none", "interpolated", "like_day", "profile", "mean", "outage")
 
 I64 = npt.NDArray[np.int64]
 _METER_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # amiflow.meters.name's CHECK
-_FLOWS: dict[str, Literal["import", "export"]] = {IMPORT_OBIS: "import", EXPORT_OBIS: "export"}
 _BITS = {flag.name.lower(): int(flag) for flag in QualityFlag if flag.name}
 
 
@@ -77,7 +110,8 @@ class MeterInfo:
 
 @dataclass(frozen=True, slots=True)
 class Channel:
-    """One interval channel: ends ``ts`` (UTC epoch s, ascending), energy ``wh``, QualityFlag bits, VEE method."""
+    """One interval channel: ends ``ts`` (UTC epoch s, ascending), energy ``wh``, QualityFlag bits, VEE method.
+    (``wh`` holds the service's base unit: Wh of electricity and heat, m3 of water and gas.)"""
 
     obis: str
     flow: Literal["import", "export"]
@@ -103,6 +137,7 @@ class MeterUsage:
     start_ts: int  # local midnight of start, UTC epoch s
     end_ts: int
     channels: tuple[Channel, ...]
+    service: Service = ELECTRICITY
 
     def channel(self, flow: str) -> Channel | None:
         return next((c for c in self.channels if c.flow == flow), None)
@@ -166,20 +201,31 @@ ORDER BY 1, 2
 """
 
 
-def load_channels(conn: psycopg.Connection[Any], meter: MeterInfo, start: date, end: date) -> MeterUsage:
-    """The import and export intervals of the local days [start, end); channels without data are left out."""
+def load_channels(
+    conn: psycopg.Connection[Any],
+    meter: MeterInfo,
+    start: date,
+    end: date,
+    *,
+    services: tuple[Service, ...] = (ELECTRICITY,),
+) -> MeterUsage:
+    """The import and export intervals of the local days [start, end); channels without data are left out. Of
+    ``services`` (default electricity only: bill documents, insights and advice speak kWh) the first with intervals
+    in the range is the meter's."""
     zone = meter.zone
     lo, hi = local_midnight_ts(start, zone), local_midnight_ts(end, zone)
     params = {
         "m": meter.meter,
-        "obis": list(_FLOWS),
+        "obis": [code for service in services for code in service.obis],
         "lo": datetime.fromtimestamp(lo, UTC),
         "hi": datetime.fromtimestamp(hi, UTC),
     }
     rows = conn.execute(_QUERY, params).fetchall()
+    found = {r[0] for r in rows}
+    service = next((sv for sv in services if found & set(sv.obis)), services[0])
     validated = _validated_channels(conn, meter.meter, start, end)
     channels = []
-    for obis, flow in _FLOWS.items():
+    for obis, flow in service.flows:
         mine = [r for r in rows if r[0] == obis]
         if not mine:
             continue
@@ -196,11 +242,17 @@ def load_channels(conn: psycopg.Connection[Any], meter: MeterInfo, start: date, 
                 validated=obis in validated,
             )
         )
-    return MeterUsage(meter, start, end, lo, hi, tuple(channels))
+    return MeterUsage(meter, start, end, lo, hi, tuple(channels), service)
 
 
 def read_usage(
-    conn: psycopg.Connection[Any], meter: str, start: date, end: date, *, account: str | None = None
+    conn: psycopg.Connection[Any],
+    meter: str,
+    start: date,
+    end: date,
+    *,
+    account: str | None = None,
+    services: tuple[Service, ...] = (ELECTRICITY,),
 ) -> MeterUsage:
     """Like :func:`load_channels` for a meter named by the user: a one-line error for every kind of bad input.
 
@@ -212,11 +264,11 @@ def read_usage(
     check_year(start)
     check_year(end)
     info = find_meter(conn, meter, account=account)
-    usage = load_channels(conn, info, start, end)
+    usage = load_channels(conn, info, start, end, services=services)
     if not usage.channels:
         span = conn.execute(
             "SELECT min(ts), max(ts) FROM amiflow.v_readings WHERE meter = %s AND obis = ANY(%s)",
-            (meter, list(_FLOWS)),
+            (meter, [code for service in services for code in service.obis]),
         ).fetchone()
         if span is None or span[0] is None:
             raise UsageNotFound(f"meter {meter!r} has no interval readings stored")

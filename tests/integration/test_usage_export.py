@@ -282,3 +282,42 @@ def test_demo_files_for_billed_meters(store: psycopg.Connection[Any], tmp_path: 
     _validate(data)
     with pytest.raises(UsageNotFound):
         export_usage(store, "M1", date(2026, 11, 1), date(2026, 12, 1), account="ACC-2")
+
+
+def test_heat_and_water_meters_export_their_own_service_and_unit(db_conn: psycopg.Connection[Any]) -> None:
+    """A heat meter's feed is ServiceCategory 4 in Wh of heating fluid, a water meter's 2 in m3 of drinking water
+    (ESPI ServiceKind, CommodityKind, MeasurementKind, UnitSymbolKind); both schema-valid, summing to the store,
+    and their CSV in kWh and m3."""
+    db_conn.execute(
+        "INSERT INTO amiflow.meters (name, protocol, timezone) VALUES ('HM1', 'mbus', %s), ('WM1', 'mbus', %s)",
+        (TZ, TZ),
+    )
+    start, end = date(2026, 11, 2), date(2026, 11, 4)
+    ts = _ends(start, end)
+    heat = 250.0 + 10.0 * (np.arange(len(ts)) % 4)  # Wh per quarter hour
+    water = np.round(0.001 * (np.arange(len(ts)) % 9) + 0.0004 * (np.arange(len(ts)) % 3 == 0), 4)  # m3: 0.1 L steps
+    writer = BatchWriter(db_conn)
+    writer.write(ReadingBatch.from_columns("HM1", "6-0:1.29.0", ts, heat, unit="Wh"))
+    writer.write(ReadingBatch.from_columns("WM1", "8-0:1.29.0", ts, water, unit="m3"))
+    for meter, service, commodity, kind, uom, total in (
+        ("HM1", 4, 12, 12, 72, heat.sum()),
+        ("WM1", 2, 9, 58, 42, water.sum()),
+    ):
+        data = export_usage(db_conn, meter, start, end, "espi")
+        _validate(data)
+        root = ET.fromstring(data)
+        assert root.findtext("a:entry/a:content/e:UsagePoint/e:ServiceCategory/e:kind", None, NS) == str(service)
+        ch = _channels(data)
+        assert list(ch) == [1]  # one forward channel
+        rt = ch[1]["type"]
+        assert (rt["commodity"], rt["kind"], rt["uom"]) == (commodity, kind, uom), rt
+        scale = 10.0 ** rt["powerOfTenMultiplier"]
+        assert sum(v for _s, v, _q in ch[1]["readings"]) * scale == pytest.approx(total, abs=1e-9)
+        assert len(ch[1]["readings"]) == len(ts) and ch[1]["blocks"] == [96, 96]
+    assert _channels(export_usage(db_conn, "WM1", start, end, "espi"))[1]["type"]["powerOfTenMultiplier"] == -6
+    heat_csv = export_usage(db_conn, "HM1", start, end, "csv").decode().splitlines()
+    water_csv = export_usage(db_conn, "WM1", start, end, "csv").decode().splitlines()
+    assert heat_csv[0] == "start_utc,end_utc,local_start,kwh_import,kwh_export,quality"
+    assert water_csv[0] == "start_utc,end_utc,local_start,m3_import,m3_export,quality"
+    assert sum(float(line.split(",")[3]) for line in heat_csv[1:]) == pytest.approx(heat.sum() / 1000)
+    assert sum(float(line.split(",")[3]) for line in water_csv[1:]) == pytest.approx(water.sum())

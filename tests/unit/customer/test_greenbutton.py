@@ -74,6 +74,13 @@ def test_power_of_ten(values: list[float], m: int) -> None:
     assert power_of_ten(np.array(values)) == m
 
 
+def test_power_of_ten_of_volumes_goes_to_a_millilitre() -> None:
+    """ESPI's multipliers skip -4 and -5: a tenth of a litre (0.0001 m3) needs -6 where m3 allows it."""
+    assert power_of_ten(np.array([0.012, 0.0134]), -6) == -6  # 13.4 L: -3 would round it
+    assert power_of_ten(np.array([0.012, 0.013]), -6) == -3  # whole litres
+    assert power_of_ten(np.array([0.0134]), -3) == -3  # energy stops at a milliwatt-hour (rounded)
+
+
 def test_quality_mapping() -> None:
     assert espi_qualities(0, 0) == ()
     assert espi_qualities(QualityFlag.ESTIMATED, 1) == (9,)  # interpolated
