@@ -9,16 +9,15 @@ raises :class:`PlanRefused` with a stable ``reason`` code and a sentence saying 
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_CEILING, Decimal
-from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from amiflow.errors import BillingError, ConfigError
+from billing_bridge.toml_files import read_bundled_or_file, validate_toml
 
 __all__ = ["PlanRefused", "PlanRequest", "PlanTerms", "check_eligibility", "load_plan_terms", "minimum_down_payment"]
 
@@ -100,13 +99,7 @@ class PlanRequest:
 
 
 def _parse(text: str, where: str) -> PlanTerms:
-    try:
-        f = _File.model_validate(tomllib.loads(text))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(f"{where}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+    f = validate_toml(_File, text, where)
     e, s = f.eligibility, f.schedule
     return PlanTerms(
         f.id, f.version, f.name, e.min_overdue, e.max_installments, e.min_down_payment_percent, e.min_down_payment,
@@ -117,16 +110,10 @@ def _parse(text: str, where: str) -> PlanTerms:
 
 def load_plan_terms(name_or_path: str | Path) -> PlanTerms:
     """The bundled terms of a rule set id (``us_tx``, ``eu_de``) or a TOML file by path; ConfigError otherwise."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
-        try:
-            return _parse(path.read_text(encoding="utf-8"), str(path))
-        except FileNotFoundError:
-            raise ConfigError(f"plan terms file {path}: no such file") from None
-    res = resources.files("billing_bridge.plans") / "terms" / f"{name_or_path}.toml"
-    if not res.is_file():
+    found = read_bundled_or_file(name_or_path, "billing_bridge.plans", "terms", "plan terms")
+    if found is None:
         raise ConfigError(f"no installment plan terms for rule set {name_or_path!r} (billing_bridge/plans/terms/)")
-    return _parse(res.read_text(encoding="utf-8"), f"plans/terms/{name_or_path}.toml")
+    return _parse(*found)
 
 
 def minimum_down_payment(terms: PlanTerms, overdue: Decimal) -> Decimal:

@@ -7,7 +7,6 @@ country/subdivision into the holiday dates the (pure) engine takes as input.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import date, time
 from decimal import Decimal
 from importlib import resources
@@ -15,10 +14,11 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from amiflow.errors import ConfigError
 from billing_bridge.policy.model import Blackout, LadderRung, RuleSet
+from billing_bridge.toml_files import read_bundled_or_file, validate_toml
 
 __all__ = ["available_rulesets", "holidays_for", "load_ruleset", "parse_ruleset"]
 
@@ -128,14 +128,7 @@ def _md(s: str) -> tuple[int, int]:
 
 def parse_ruleset(text: str, where: str = "rule set") -> RuleSet:
     """Parse and validate rule set TOML text; ConfigError names ``where`` and the first bad key."""
-    try:
-        f = _File.model_validate(tomllib.loads(text))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{where}: {loc}: {err['msg']}") from None
+    f = validate_toml(_File, text, where)
     rungs = tuple(LadderRung(r.type, r.days_after_due) for r in f.reminders.ladder)
     return RuleSet(
         id=f.id,
@@ -181,16 +174,10 @@ def available_rulesets() -> tuple[str, ...]:
 
 def load_ruleset(name_or_path: str | Path) -> RuleSet:
     """A bundled rule set by id (``us_tx``, ``eu_de``) or a TOML file by path."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
-        try:
-            return parse_ruleset(path.read_text(encoding="utf-8"), str(path))
-        except FileNotFoundError:
-            raise ConfigError(f"rule set file {path}: no such file") from None
-    res = resources.files("billing_bridge.policy") / "rulesets" / f"{name_or_path}.toml"
-    if not res.is_file():
+    found = read_bundled_or_file(name_or_path, "billing_bridge.policy", "rulesets", "rule set")
+    if found is None:
         raise ConfigError(f"unknown rule set {name_or_path!r}; bundled: {', '.join(available_rulesets())}")
-    return parse_ruleset(res.read_text(encoding="utf-8"), f"rulesets/{name_or_path}.toml")
+    return parse_ruleset(*found)
 
 
 def holidays_for(ruleset: RuleSet, years: range | tuple[int, ...]) -> frozenset[date]:
