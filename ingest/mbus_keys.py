@@ -21,7 +21,7 @@ from amiflow.uri import MeterUri
 from ingest.mbus_session import MbusSession
 from ingest.meter_sessions import MeterSession, SessionFactory, open_session
 
-__all__ = ["KEY_TTL_S", "RegistryKeys", "registry_sessions"]
+__all__ = ["KEY_TTL_S", "RegistryKeys", "key_sessions", "registry_sessions"]
 
 KEY_TTL_S: Final = 60.0  # a key set with `amiflow meters set-key` is used within a minute
 
@@ -70,6 +70,18 @@ def registry_sessions(url: str) -> SessionFactory:
     def open_one(meter: str, uri: MeterUri, timeout_s: float) -> MeterSession:
         if uri.protocol == "mbus":
             return MbusSession(meter, uri, timeout_s, keys=keys)
+        return open_session(meter, uri, timeout_s)
+
+    return open_one
+
+
+def key_sessions(key: MeterKey) -> SessionFactory:
+    """:func:`~ingest.meter_sessions.open_session`, with ``key`` for an M-Bus meter: one meter whose key is known
+    before it is registered (``amiflow commission --key-file``, the demo's commissioning)."""
+
+    def open_one(meter: str, uri: MeterUri, timeout_s: float) -> MeterSession:
+        if uri.protocol == "mbus":
+            return MbusSession(meter, uri, timeout_s, key=key)
         return open_session(meter, uri, timeout_s)
 
     return open_one

@@ -223,7 +223,11 @@ def _commission(args: argparse.Namespace, settings: Settings) -> int:
     fmt = "json" if args.json and args.format is None else (args.format or "table")
     limits = _commission_limits(args, settings)
     key = _commission_key(args, uri)
-    sessions = open_session if key is None else _keyed_sessions(key)
+    sessions: SessionFactory = open_session
+    if key is not None:
+        from ingest.mbus_keys import key_sessions
+
+        sessions = key_sessions(key)
     print(f"commissioning {uri}", file=sys.stderr)
     report = asyncio.run(
         commission(
@@ -281,13 +285,6 @@ def _commission_key(args: argparse.Namespace, uri: MeterUri) -> MeterKey | None:
     if uri.protocol != "mbus":
         raise ConfigError(f"--key-file: {uri.protocol} meters take no AES key here (M-Bus meters do)")
     return read_key_file(args.key_file)
-
-
-def _keyed_sessions(key: MeterKey) -> SessionFactory:
-    """Sessions of an M-Bus meter that decrypt its telegrams with ``key``."""
-    from ingest.mbus_session import MbusSession
-
-    return lambda name, uri, timeout_s: MbusSession(name, uri, timeout_s, key=key)
 
 
 def _store(

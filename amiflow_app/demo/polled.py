@@ -119,16 +119,16 @@ def _uri(m: PolledMeter) -> str:
     return m.uri.replace("{uri}", str(m.sim.uri)) if m.uri else str(m.sim.uri)
 
 
-def _unique_sims(meters: Sequence[PolledMeter]) -> list[Any]:
-    """Each simulator once (the meters of a bus share one)."""
-    return list({id(m.sim): m.sim for m in meters}.values())
+def _one_per_sim(meters: Sequence[PolledMeter]) -> list[PolledMeter]:
+    """One meter of each simulator, in the order the simulators first appear (the meters of a bus share one)."""
+    return list({id(m.sim): m for m in meters}.values())
 
 
 async def _register(conn: psycopg.Connection[Any], meters: list[PolledMeter], seed: int, clock: SimClock,
                     summary: Summary) -> None:  # fmt: skip
     from amiflow.db.meter_keys import MeterKey, set_meter_key
     from ingest.commissioning import commission
-    from ingest.mbus_session import MbusSession
+    from ingest.mbus_keys import key_sessions
     from ingest.meter_sessions import open_session
     from simulators.load import LoadModel
 
@@ -136,7 +136,7 @@ async def _register(conn: psycopg.Connection[Any], meters: list[PolledMeter], se
     for m in meters:
         uri = _uri(m)
         key = MeterKey(m.key) if m.key is not None else None
-        sessions = open_session if key is None else (lambda n, u, t, k=key: MbusSession(n, u, t, key=k))
+        sessions = open_session if key is None else key_sessions(key)
         report = None  # SML meters have no commissioning session yet: registered as found
         if m.protocol != "sml":
             report = await commission(parse_meter_uri(uri), meter=m.name, clock=clock, timeout_s=2.0,
@@ -180,9 +180,9 @@ async def _poll_month(
     # (protocols.dlms read_profile fails with an IndexError on an empty range: reported to its owner).
     meters = _simulators(parts, seed, clock, datetime.fromtimestamp(start - 86_400, UTC))
     async with contextlib.AsyncExitStack() as stack:
-        for sim in _unique_sims(meters):
-            await sim.start()
-            stack.push_async_callback(sim.stop)
+        for m in _one_per_sim(meters):
+            await m.sim.start()
+            stack.push_async_callback(m.sim.stop)
         conn = stack.enter_context(psycopg.connect(url, autocommit=True))
         await _register(conn, meters, seed, clock, summary)
         cfg = PollerConfig(timeout_s=0.5, retries=1, retry_base_s=0.05, breaker_cooldown_s=3600.0)
@@ -211,7 +211,7 @@ async def _poll_month(
             clock.now = boundary + POLL_OFFSET_S
             due = pollers + (profile_pollers if (boundary - start) % PROFILE_POLL_S == 0 else [])
             await asyncio.gather(*(p.poll_all(clock.now, r) for p, r in due), *(m.step(clock.now) for m in pushed))
-        for m in {id(m.sim): m for m in meters}.values():
+        for m in _one_per_sim(meters):
             injected = getattr(m.sim, "injected", None) or getattr(m.sim, "faults_injected", {})
             for kind, n in injected.items():
                 key = f"{m.protocol}:{kind}"
