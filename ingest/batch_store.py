@@ -23,7 +23,6 @@ from psycopg.types.json import Jsonb
 from amiflow.db.quarantine import quarantine_many
 from amiflow.db.writer import BatchWriter, WriteResult
 from amiflow.errors import StorageError
-from amiflow.plausibility import Window
 from amiflow.types import QualityFlag, ReadingBatch
 from ingest.batching import Prepared, QuarantineRow
 from ingest.last_registers import LastRegisters
@@ -170,8 +169,7 @@ class IngestStore:
     def _in_window(self, ts: npt.NDArray[np.int64], now: float) -> npt.NDArray[np.bool_]:
         """The rows validation can keep by time: a garbage time stamp (1970, 2099) makes no partition, let alone
         every partition between it and now."""
-        window = Window.from_days(self.bounds.reading_horizon_days, self.bounds.clock_skew_future_s)
-        too_old, future = window.outside(ts, int(now))
+        too_old, future = self.bounds.window.outside(ts, int(now))
         inside: npt.NDArray[np.bool_] = ~(too_old | future)
         return inside
 

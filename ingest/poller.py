@@ -276,10 +276,9 @@ class Poller:
     ) -> tuple[ReadingBatch, datetime | None, float | None]:
         """Interval energy from two register reads taken at consecutive interval boundaries (Modbus meters; M-Bus
         heat, water and gas meters by their main register: the interval channel ``C.29.E`` of register ``C.8.E``)."""
-        found = [code for code in _BOUNDARY_REGISTERS if (registers.obis == code).any()]
-        if not found:
+        register = next((code for code in _BOUNDARY_REGISTERS if (registers.obis == code).any()), None)
+        if register is None:
             return ReadingBatch(), None, None
-        register = found[0]
         mask = registers.obis == register
         value = float(registers.value[mask][0])
         if now - boundary > max(self._config.jitter_s * 2, 60.0):

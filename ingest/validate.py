@@ -53,6 +53,11 @@ class Bounds:
     reading_horizon_days: int = 400
     plausible: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_BOUNDS))
 
+    @property
+    def window(self) -> Window:
+        """The time window readings must lie in (``too_old`` before it, ``future_ts`` after it)."""
+        return Window.from_days(self.reading_horizon_days, self.clock_skew_future_s)
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -101,7 +106,7 @@ def validate(
     def mark(mask: npt.NDArray[np.bool_], code: str) -> None:
         reason[mask & (reason == "")] = code
 
-    too_old, future = Window.from_days(bounds.reading_horizon_days, bounds.clock_skew_future_s).outside(ts, now_ts)
+    too_old, future = bounds.window.outside(ts, now_ts)
     mark(future, FUTURE_TS)
     mark(too_old, TOO_OLD)
     mark(interval & (value < 0), "negative_interval")
