@@ -45,12 +45,15 @@ from billing_bridge.customer.documents_usage import daily_tou, read_registers
 from billing_bridge.customer.payment_reference import bill_reference
 from billing_bridge.customer.usage import MeterInfo, UsageNotFound, account_known, load_channels
 from rating.compile import CompiledTariff, compile_tariff
-from rating.tariff import TariffSpec
+from rating.tariff import USAGE_UNITS, TariffSpec
 
 __all__ = ["DocumentOptions", "StoredBill", "build_document", "document_from_bill", "gather_documents", "issued_bills"]
 
-#: kWh per unit of a tariff's usage (m3 of water is no energy: 0 kWh)
-_KWH_PER = {"kWh": Decimal(1), "MWh": Decimal(1000), "Wh": Decimal("0.001"), "m3": Decimal(0)}
+
+def _kwh_per(unit: str) -> Decimal:
+    """kWh per unit of a tariff's usage (rating.tariff.USAGE_UNITS; a volume such as m3 of water is no energy: 0)."""
+    base, per_unit = USAGE_UNITS.get(unit, ("", Decimal(0)))
+    return per_unit / 1000 if base == "Wh" else Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +170,7 @@ def document_from_bill(
     det = body.get("determinants", {})
     unit = body["tariff"].get("unit", "kWh")  # a heat (MWh) or water (m3) tariff: the determinants are in it
     used = Decimal(str(det.get("import_kwh", "0")))
-    kwh = used * _KWH_PER.get(unit, Decimal(0))
+    kwh = used * _kwh_per(unit)
     notes = () if usage is not None else ("No interval readings are stored for this period's days.",)
     return BillDocument(
         bill_id=body["bill_id"], version=int(body["version"]), customer=customer, meter=body["meters"][0],
