@@ -216,7 +216,7 @@ def load_channels(
     lo, hi = local_midnight_ts(start, zone), local_midnight_ts(end, zone)
     params = {
         "m": meter.meter,
-        "obis": [code for service in services for code in service.obis],
+        "obis": _channels_of(services),
         "lo": datetime.fromtimestamp(lo, UTC),
         "hi": datetime.fromtimestamp(hi, UTC),
     }
@@ -245,6 +245,11 @@ def load_channels(
     return MeterUsage(meter, start, end, lo, hi, tuple(channels), service)
 
 
+def _channels_of(services: tuple[Service, ...]) -> list[str]:
+    """The interval channels (OBIS codes) of ``services``."""
+    return [code for service in services for code in service.obis]
+
+
 def read_usage(
     conn: psycopg.Connection[Any],
     meter: str,
@@ -268,7 +273,7 @@ def read_usage(
     if not usage.channels:
         span = conn.execute(
             "SELECT min(ts), max(ts) FROM amiflow.v_readings WHERE meter = %s AND obis = ANY(%s)",
-            (meter, [code for service in services for code in service.obis]),
+            (meter, _channels_of(services)),
         ).fetchone()
         if span is None or span[0] is None:
             raise UsageNotFound(f"meter {meter!r} has no interval readings stored")
